@@ -1,0 +1,69 @@
+# cowbackup — the two commands a newcomer needs: `make demo` and `make test`.
+#
+#   make          build build/cowbackup.so (SQLite extension) and build/cowbackup (CLI)
+#   make demo     a hot backup of a live SQLite database, end to end
+#   make test     the whole suite, then again under ASan+UBSan, the
+#                 concurrency tests under TSan, and the archive fuzzer
+#   make bench    the benchmarks (Google Benchmark); figures go to the README
+#
+# Every target first installs missing Debian packages (quiet when none are).
+
+JOBS   ?= 2
+BUILD  ?= build
+CMAKE_FLAGS ?=
+# Longer torture, crash and fuzz runs: make test LONG=1
+LONG   ?= 0
+FUZZ_SECONDS ?= 60
+
+DEBS := cmake g++ make pkg-config python3 sqlite3 libsqlite3-dev liblmdb-dev lmdb-utils \
+        libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev \
+        libxxhash-dev clang libclang-rt-14-dev bsdutils coreutils
+
+.PHONY: all deps build demo test test-unit test-asan test-tsan test-fuzz bench clean install
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	@bash examples/demo.sh $(BUILD)
+
+test: test-unit test-asan test-tsan test-fuzz
+	@echo "make test: all suites passed"
+
+test-unit: build
+	cd $(BUILD) && COWBACKUP_LONG=$(LONG) ctest --output-on-failure -j$(JOBS)
+
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCOWBACKUP_SANITIZE=address,undefined -DCOWBACKUP_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	cd build-asan && COWBACKUP_LONG=$(LONG) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j$(JOBS) -LE no_asan
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBACKUP_SANITIZE=thread -DCOWBACKUP_BUILD_BENCH=OFF >/dev/null
+	@cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && COWBACKUP_LONG=$(LONG) TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j$(JOBS) -L tsan
+
+test-fuzz: deps
+	@if [ -f tests/fuzz/run.sh ]; then bash tests/fuzz/run.sh $(FUZZ_SECONDS); fi
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

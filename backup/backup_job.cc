@@ -1,0 +1,194 @@
+#include "backup/backup_job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backup/archive_writer.h"
+#include "engine/posix_file.h"
+
+namespace cowbackup {
+
+namespace {
+std::atomic<uint64_t> g_volume_counter{0};
+
+uint64_t NowUnixMicros() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+Status ValidateOptions(const BackupOptions& o, bool streaming) {
+  if (o.segment_pages == 0 || o.segment_pages > (1u << 20)) {
+    return Status::InvalidArgument("segment_pages must be between 1 and 1048576");
+  }
+  if (!(o.max_rate_mb >= 0) || o.max_rate_mb > 1e9) {
+    return Status::InvalidArgument("max_rate_mb must be between 0 and 1e9");
+  }
+  if (streaming && o.format == BackupOptions::Format::kPlain) {
+    return Status::InvalidArgument("the plain format needs a file destination, not a stream");
+  }
+  return Status::OK();
+}
+}  // namespace
+
+std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name) {
+  std::vector<std::string> removed;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return removed;
+  const std::string suffix = kVolumeSuffix;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.size() <= suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    const std::string path = dir + "/" + name;
+    FileSnapshotVolume::Info info;
+    if (!FileSnapshotVolume::ReadInfo(path, &info).ok()) continue;
+    if (info.source_name != source_name || info.pid == ::getpid()) continue;
+    if (::kill(pid_t(info.pid), 0) == 0 || errno != ESRCH) continue;  // its owner still runs
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+  }
+  ::closedir(d);
+  return removed;
+}
+
+BackupJob::BackupJob(Source* source, BackupParams params)
+    : source_(source), params_(std::move(params)), created_(std::chrono::steady_clock::now()) {
+  summary_.page_size = source_->page_size();
+}
+
+BackupJob::~BackupJob() {
+  // Run() or Abort() normally ran; make sure nothing is left behind.
+  if (hook_ != nullptr) hook_->disarm();
+  if (sink_) sink_->abandon();
+  if (file_) file_->abandon();
+  if (volume_) volume_->remove();
+}
+
+Status BackupJob::Prepare(Source* source, const BackupParams& params,
+                          std::unique_ptr<BackupJob>* out) {
+  const bool streaming = params.dest_fd >= 0;
+  Status s = ValidateOptions(params.options, streaming);
+  if (!s.ok()) return s;
+  std::unique_ptr<BackupJob> job(new BackupJob(source, params));
+  s = job->PrepareOutputs();
+  if (!s.ok()) return s;
+  *out = std::move(job);
+  return Status::OK();
+}
+
+Status BackupJob::PrepareOutputs() {
+  const bool streaming = params_.dest_fd >= 0;
+  if (streaming) {
+    stream_.reset(new StreamOutput(params_.dest_fd, params_.dest.empty() ? "<stream>" : params_.dest));
+  } else {
+    stale_removed_ = AtomicFile::RemoveStale(params_.dest);
+    Status s = AtomicFile::Create(params_.dest, params_.options.overwrite, &file_);
+    if (!s.ok()) return s;
+  }
+  std::string dir = params_.options.snapshot_dir;
+  if (dir.empty()) {
+    const char* tmp = getenv("TMPDIR");
+    dir = streaming ? (tmp && *tmp ? tmp : "/tmp") : ParentDir(params_.dest);
+  }
+  for (const std::string& p : RemoveStaleVolumes(dir, params_.source_name)) stale_removed_.push_back(p);
+  const std::string base = streaming ? BaseName(params_.source_name) : BaseName(params_.dest);
+  volume_path_ = dir + "/" + base + "." + std::to_string(::getpid()) + "-" +
+                 std::to_string(g_volume_counter.fetch_add(1)) + kVolumeSuffix;
+  std::unique_ptr<FileSnapshotVolume> volume;
+  Status s = FileSnapshotVolume::Create(volume_path_, source_->page_size(), params_.source_name, &volume);
+  if (!s.ok()) {
+    if (file_) file_->abandon();
+    return s;
+  }
+  volume_ = std::move(volume);
+  return Status::OK();
+}
+
+Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook) {
+  const uint32_t page_size = source_->page_size();
+  if (params_.options.format == BackupOptions::Format::kPlain) {
+    sink_.reset(new ImageWriter(page_size, t0_pages, std::move(file_)));
+  } else {
+    format::Header h;
+    h.source_kind = params_.kind;
+    h.page_size = page_size;
+    h.page_count = t0_pages;
+    h.created_unix_us = NowUnixMicros();
+    h.metadata = metadata.substr(0, format::kMaxMetaLen);
+    Status s = h.Validate();
+    if (!s.ok()) return s;
+    std::unique_ptr<ByteOutput> out = file_ ? std::unique_ptr<ByteOutput>(std::move(file_))
+                                            : std::move(stream_);
+    sink_.reset(new ArchiveWriter(h, std::move(out)));
+  }
+  JobConfig config;
+  config.page_size = page_size;
+  config.t0_pages = t0_pages;
+  config.segment_pages = params_.options.segment_pages;
+  config.variant = params_.options.variant;
+  config.max_rate_mb = params_.options.max_rate_mb;
+  config.hot_first = params_.options.hot_first;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_.reset(new CopyJob(source_, volume_.get(), sink_.get(), config));
+  }
+  Status s = hook->arm(job_.get());
+  if (!s.ok()) return s;
+  hook_ = hook;
+  if (cancel_requested_.load()) job_->cancel();
+  return Status::OK();
+}
+
+Status BackupJob::Run() {
+  Status s = job_->run();
+  hook_->disarm();
+  hook_ = nullptr;
+  Finish(s);
+  return s;
+}
+
+void BackupJob::Abort(const Status& why) {
+  if (sink_) sink_->abandon();
+  if (file_) file_->abandon();
+  if (volume_) volume_->remove();
+  Finish(why);
+}
+
+Summary BackupJob::Finish(const Status& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  summary_.progress = job_ ? job_->progress() : Progress{};
+  summary_.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
+  summary_.state = s.ok() ? JobState::kDone : s.IsCancelled() ? JobState::kCancelled : JobState::kFailed;
+  summary_.error = s.ok() ? "" : s.ToString();
+  return summary_;
+}
+
+void BackupJob::cancel() {
+  cancel_requested_.store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (job_ && summary_.state == JobState::kRunning) job_->cancel();
+}
+
+Progress BackupJob::progress() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (summary_.state != JobState::kRunning || !job_) return summary_.progress;
+  return job_->progress();
+}
+
+Summary BackupJob::summary() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Summary s = summary_;
+  if (s.state == JobState::kRunning) {
+    if (job_) s.progress = job_->progress();
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
+  }
+  return s;
+}
+
+}  // namespace cowbackup

@@ -1,0 +1,90 @@
+// BackupJob: everything a front end (SQLite shim, LMDB wrapper, CLI) needs
+// around a CopyJob, so that each of them only finds its begin-time instant:
+//
+//   BackupJob::Prepare(source, params, &job);  // checks dest, creates temp
+//                                               // output and snapshot volume
+//   { take the storage engine's begin-time lock;
+//     job->Begin(t0_pages, metadata, &hook);    // T0: arms the write hook
+//     release the lock; }
+//   job->Run();                                 // copies, disarms, publishes
+//
+// Run() disarms the hook before it returns (waiting for writers inside the
+// job), so the BackupJob may be destroyed right after. On failure or cancel
+// the temporary output and the snapshot volume are removed and nothing
+// appears at the destination.
+//
+// Thread-safety: Prepare/Begin/Run on one thread at a time, in that order;
+// cancel(), progress() and summary() from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backup/format.h"
+#include "backup/output.h"
+#include "cowbackup/job.h"
+#include "engine/copy_job.h"
+#include "engine/write_hook.h"
+
+namespace cowbackup {
+
+struct BackupParams {
+  std::string dest;       // archive or image path; "-" = standard output
+  int dest_fd = -1;       // >= 0: stream the archive to this descriptor
+  BackupOptions options;
+  format::SourceKind kind = format::SourceKind::kRaw;
+  std::string source_name;  // the database path, for messages and volume headers
+};
+
+class BackupJob {
+ public:
+  static Status Prepare(Source* source, const BackupParams& params,
+                        std::unique_ptr<BackupJob>* out);
+  ~BackupJob();
+
+  // T0. `metadata` is "key=value\n" lines (format::MetaLine) for the header.
+  Status Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook);
+  // Copies, disarms the hook, publishes. Returns the final status.
+  Status Run();
+  // Without Begin() (the begin-time lock could not be had): removes what
+  // Prepare created.
+  void Abort(const Status& why);
+
+  void cancel();
+  Progress progress() const;
+  Summary summary() const;
+  const std::string& snapshot_path() const { return volume_path_; }
+  // Paths of stale temporaries and volumes Prepare removed.
+  const std::vector<std::string>& stale_removed() const { return stale_removed_; }
+
+ private:
+  BackupJob(Source* source, BackupParams params);
+  Status PrepareOutputs();
+  Summary Finish(const Status& s);
+
+  Source* const source_;
+  const BackupParams params_;
+  const std::chrono::steady_clock::time_point created_;
+  std::unique_ptr<AtomicFile> file_;      // kPlain / archive to a path
+  std::unique_ptr<ByteOutput> stream_;    // archive to a descriptor
+  std::unique_ptr<SnapshotVolume> volume_;
+  std::string volume_path_;
+  std::unique_ptr<Sink> sink_;
+  std::unique_ptr<CopyJob> job_;
+  WriteHook* hook_ = nullptr;
+  std::atomic<bool> cancel_requested_{false};
+  std::vector<std::string> stale_removed_;
+
+  mutable std::mutex mu_;
+  Summary summary_;  // GUARDED_BY(mu_); final once state != kRunning
+};
+
+// Removes snapshot volumes in `dir` left by processes that no longer run and
+// whose header names `source_name`; returns their paths.
+std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name);
+
+}  // namespace cowbackup

@@ -1,0 +1,132 @@
+#include "backup/output.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "engine/posix_file.h"
+
+namespace cowbackup {
+
+namespace {
+std::atomic<uint64_t> g_temp_counter{0};
+
+// rename() that refuses to replace an existing file when !overwrite, so a
+// file created at the destination while we worked is never clobbered.
+int PublishRename(const char* from, const char* to, bool overwrite) {
+  if (overwrite) return ::rename(from, to);
+  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  // Filesystems without RENAME_NOREPLACE: link() fails with EEXIST too.
+  if (::link(from, to) != 0) return -1;
+  ::unlink(from);
+  return 0;
+}
+}  // namespace
+
+bool PathExists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, bool overwrite)
+    : dest_(std::move(dest)), temp_(std::move(temp)), fd_(fd), overwrite_(overwrite) {}
+
+AtomicFile::~AtomicFile() {
+  if (!done_) abandon();
+}
+
+Status AtomicFile::Create(const std::string& dest, bool overwrite,
+                          std::unique_ptr<AtomicFile>* out) {
+  if (dest.empty()) return Status::InvalidArgument("destination path is empty");
+  struct stat st;
+  if (::stat(dest.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Status::InvalidArgument("destination is a directory", dest);
+    if (!overwrite) {
+      return Status::InvalidArgument("destination exists (use overwrite to replace it)", dest);
+    }
+  }
+  const std::string temp = dest + kTempInfix + std::to_string(::getpid()) + "-" +
+                           std::to_string(g_temp_counter.fetch_add(1));
+  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("create", temp, errno);
+  out->reset(new AtomicFile(dest, temp, fd, overwrite));
+  return Status::OK();
+}
+
+Status AtomicFile::append(const uint8_t* data, size_t len) {
+  Status s = PwriteFull(fd_, data, len, append_offset_, temp_);
+  if (s.ok()) append_offset_ += len;
+  return s;
+}
+
+Status AtomicFile::pwrite(const uint8_t* data, size_t len, uint64_t offset) {
+  return PwriteFull(fd_, data, len, offset, temp_);
+}
+
+Status AtomicFile::truncate(uint64_t size) {
+  if (::ftruncate(fd_, off_t(size)) != 0) return Status::FromErrno("truncate", temp_, errno);
+  return Status::OK();
+}
+
+Status AtomicFile::commit() {
+  Status s = FsyncFd(fd_, temp_);
+  if (s.ok() && PublishRename(temp_.c_str(), dest_.c_str(), overwrite_) != 0) {
+    s = errno == EEXIST
+            ? Status::InvalidArgument("destination appeared while writing; not replaced", dest_)
+            : Status::FromErrno("rename", dest_, errno);
+  }
+  if (s.ok()) {
+    done_ = true;
+    ::close(fd_);
+    fd_ = -1;
+    s = FsyncParentDir(dest_);
+  }
+  return s;
+}
+
+void AtomicFile::abandon() noexcept {
+  if (done_) return;
+  done_ = true;
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(temp_.c_str());
+}
+
+std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
+  std::vector<std::string> removed;
+  const std::string dir = ParentDir(dest);
+  const std::string prefix = BaseName(dest) + kTempInfix;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return removed;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // still running
+    const std::string path = dir + "/" + name;
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+  }
+  ::closedir(d);
+  return removed;
+}
+
+Status StreamOutput::append(const uint8_t* data, size_t len) {
+  return WriteFull(fd_, data, len, name_);
+}
+
+Status StreamOutput::commit() {
+  struct stat st;
+  if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) return FsyncFd(fd_, name_);
+  return Status::OK();
+}
+
+}  // namespace cowbackup

@@ -1,0 +1,177 @@
+// The copy-on-write copy job: the one place where the begin-time rule lives.
+//
+// A job copies pages [0, t0_pages) of a Source to a Sink while writers keep
+// changing the source. Every write is reported through before_write() (or
+// before_truncate()) *before* it lands. For each page it touches that is
+// below the T0 end of file and not yet settled (copied, or preserved), the
+// writer first saves the page's current content in the SnapshotVolume; the
+// copier later takes preserved pages from there. Whatever the interleaving,
+// the sink receives exactly the source as it was at T0.
+//
+// Page state (four bitmaps, a few bits per page; all but settled_ under mu_):
+//
+//   settled_    copied or preserved: writers need do nothing. Bits only go
+//               0 -> 1, so writers test it without the lock (fast path).
+//   copied_     the copier has taken the page (its T0 bytes are in hand).
+//   preserved_  the snapshot volume holds the page's T0 pre-image.
+//   busy_       someone is doing I/O on the page right now: the copier is
+//               reading it from the source (kSnapshotFirst), or a writer is
+//               preserving it. Nobody else may start on a busy page.
+//
+// Lock rules:
+//   1. mu_ guards everything below it in the class but the atomics.
+//   2. No I/O under mu_: claim pages (mark busy), unlock, do the I/O,
+//      relock, publish (set bits, clear busy), wake the FIFO head.
+//   3. A claim is all-or-nothing: a writer whose range holds a busy page
+//      claims nothing and waits, so no two parties ever wait on each other.
+//   4. Writers that must wait queue in fifo_ and proceed in arrival order
+//      (DBImpl::Write style: each waiter has its own condvar, only the head
+//      may claim, and it wakes the next one when it leaves).
+//
+// Failure is sticky (first error wins). Once failed, before_write() returns
+// at once, queued writers are released, and run() removes the snapshot
+// volume and abandons the sink. A failure never reaches a writer.
+//
+// Lifetime: the job must outlive every before_write() call in progress;
+// WriteHook (write_hook.h) provides that for front ends.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "cowbackup/job.h"
+#include "cowbackup/status.h"
+#include "engine/bitmap.h"
+#include "engine/page_range.h"
+#include "engine/sink.h"
+#include "engine/snapshot_volume.h"
+#include "engine/source.h"
+
+namespace cowbackup {
+
+struct JobConfig {
+  uint32_t page_size = 4096;
+  uint64_t t0_pages = 0;  // pages in the source at T0
+  uint32_t segment_pages = kDefaultSegmentPages;
+  Variant variant = Variant::kSnapshotFirst;
+  double max_rate_mb = 0;  // destination throttle, MB/s; 0 = none
+  bool hot_first = false;  // move segments writers hit to the queue front
+  // The queue starts empty and stays open for enqueue() until seal();
+  // otherwise it starts as [0, t0_pages) in segments, sealed.
+  bool open_queue = false;
+};
+
+class CopyJob {
+ public:
+  // The job does not own its parts; they must outlive it.
+  CopyJob(Source* source, SnapshotVolume* volume, Sink* sink, const JobConfig& config);
+  CopyJob(const CopyJob&) = delete;
+  CopyJob& operator=(const CopyJob&) = delete;
+  ~CopyJob();
+
+  // ---- Interception (any thread, concurrently) ----
+  // Returns once every page of [offset, offset + len) below the T0 end of
+  // file is settled, or the job has failed. Never fails the caller.
+  void before_write(uint64_t offset, uint64_t len) noexcept;
+  // The pages a truncate to `new_size` would cut off or shorten.
+  void before_truncate(uint64_t new_size) noexcept;
+
+  // ---- The copier (one thread) ----
+  // Copies until the queue is drained and sealed, then finishes the sink.
+  // Returns the job's final status. On failure or cancel the sink is
+  // abandoned; the snapshot volume is removed either way.
+  Status run();
+
+  // ---- Control (any thread) ----
+  void cancel();
+  // Records the first failure; later calls do nothing.
+  void fail(const Status& status);
+  // Adds pages to copy, at the back or the front of the queue. Pages already
+  // copied are skipped when their turn comes.
+  void enqueue(PageRange pages, bool front = false);
+  // No more enqueue() calls: run() returns once the queue is drained.
+  void seal();
+
+  Progress progress() const;
+  Status status() const;
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+  const JobConfig& config() const { return config_; }
+  // Bytes of per-page state (the bitmaps), for the memory benchmark.
+  size_t state_memory_bytes() const;
+
+  // ---- Steps, for the deterministic interleaving harness ----
+  // before_write() and the copier loop are made of these; a test can call
+  // them one at a time in any order to explore interleavings without
+  // threads. Each takes mu_ itself.
+  struct WriteOp {
+    PageRange pages;                // clipped to T0
+    std::vector<PageRange> claimed;  // runs this writer must preserve
+    std::condition_variable cv;     // its own wake-up (FIFO)
+  };
+  // True when the writer may go on (after preserve_claimed/publish_preserved
+  // for whatever it claimed); false when it must wait and try again.
+  bool step_claim_write(WriteOp* op);
+  void step_preserve(WriteOp* op);  // I/O: source -> snapshot volume
+  void step_publish_preserved(WriteOp* op);
+
+  struct Segment {
+    enum class From : uint8_t { kSkip, kSource, kVolume };
+    PageRange range;
+    std::vector<From> from;  // per page of range
+    std::vector<uint8_t> data;
+  };
+  // Pops the next segment; false when the queue is (for now) empty.
+  bool step_next_segment(Segment* seg);
+  // Claims the segment's pages; false while a writer is preserving one.
+  bool step_claim_segment(Segment* seg);
+  Status step_read_segment(Segment* seg);  // I/O
+  void step_publish_segment(Segment* seg);
+  Status step_emit_segment(Segment* seg);  // I/O to the sink
+  // After the last segment: overlays (kOverlayAtEnd), then sink finish.
+  Status step_finish();
+  bool queue_drained() const;  // empty and sealed
+
+ private:
+  bool claim_write_locked(WriteOp* op);
+  void claim_segment_locked(Segment* seg);
+  bool segment_claimable_locked(const Segment& seg) const;
+  void publish_locked(PageRange run, bool preserved);
+  void wake_fifo_head_locked();
+  void remove_from_fifo_locked(WriteOp* op);
+  void note_hot_locked(uint64_t pgno);
+  Status copy_all();
+  Status emit_overlays();
+  void throttle();
+
+  Source* const source_;
+  SnapshotVolume* const volume_;
+  Sink* const sink_;
+  const JobConfig config_;
+  const uint64_t page_size_;
+  const std::chrono::steady_clock::time_point started_;
+
+  MonotonicBitmap settled_;  // lock-free reads; see the class comment
+
+  mutable std::mutex mu_;
+  std::condition_variable copier_cv_;  // the copier waits here for busy pages
+  Bitmap copied_;                      // GUARDED_BY(mu_)
+  Bitmap preserved_;                   // GUARDED_BY(mu_)
+  Bitmap busy_;                        // GUARDED_BY(mu_)
+  uint64_t busy_count_ = 0;            // GUARDED_BY(mu_)
+  std::deque<PageRange> queue_;        // GUARDED_BY(mu_)
+  std::deque<PageRange> hot_;          // GUARDED_BY(mu_)
+  bool sealed_ = false;                // GUARDED_BY(mu_)
+  std::deque<WriteOp*> fifo_;          // GUARDED_BY(mu_)
+  Status error_;                       // GUARDED_BY(mu_)
+
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> pages_done_{0};
+  std::atomic<uint64_t> pages_preserved_{0};
+};
+
+}  // namespace cowbackup

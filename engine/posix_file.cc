@@ -1,0 +1,121 @@
+#include "engine/posix_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace cowbackup {
+
+Status Status::FromErrno(const std::string& what, const std::string& where, int err) {
+  Code code = (err == ENOSPC || err == EDQUOT) ? Code::kNoSpace : Code::kIOError;
+  return Status(code, what, where.empty() ? std::string(strerror(err))
+                                          : where + ": " + strerror(err));
+}
+
+const char* Status::CodeName(Code code) {
+  switch (code) {
+    case Code::kOk: return "ok";
+    case Code::kNotFound: return "not found";
+    case Code::kCorruption: return "corruption";
+    case Code::kNotSupported: return "not supported";
+    case Code::kInvalidArgument: return "invalid argument";
+    case Code::kIOError: return "I/O error";
+    case Code::kNoSpace: return "no space";
+    case Code::kBusy: return "busy";
+    case Code::kCancelled: return "cancelled";
+    case Code::kIncomplete: return "incomplete";
+  }
+  return "unknown";
+}
+
+Status PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pread(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("read", path, errno);
+    }
+    if (n == 0) {
+      return Status::Incomplete("read: unexpected end of file",
+                                path + ", offset " + std::to_string(offset));
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
+Status PwriteFull(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("write", path, errno);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::OK();
+}
+
+Status WriteFull(int fd, const void* buf, size_t len, const std::string& path) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("write", path, errno);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Status ReadUpTo(int fd, void* buf, size_t len, size_t* got, const std::string& path) {
+  auto* p = static_cast<uint8_t*>(buf);
+  *got = 0;
+  while (*got < len) {
+    ssize_t n = ::read(fd, p + *got, len - *got);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("read", path, errno);
+    }
+    if (n == 0) break;
+    *got += static_cast<size_t>(n);
+  }
+  return Status::OK();
+}
+
+Status FsyncFd(int fd, const std::string& path) {
+  if (::fsync(fd) != 0) return Status::FromErrno("fsync", path, errno);
+  return Status::OK();
+}
+
+std::string ParentDir(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+Status FsyncParentDir(const std::string& path) {
+  std::string dir = ParentDir(path);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open directory", dir, errno);
+  Status s = FsyncFd(fd, dir);
+  ::close(fd);
+  return s;
+}
+
+}  // namespace cowbackup

@@ -1,0 +1,27 @@
+// Small POSIX helpers that record errno, syscall and path where they fail.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "cowbackup/status.h"
+
+namespace cowbackup {
+
+// Loops over EINTR and short transfers. A read that reaches end of file
+// before `len` bytes is Status::Incomplete naming the offset.
+Status PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std::string& path);
+Status PwriteFull(int fd, const void* buf, size_t len, uint64_t offset, const std::string& path);
+Status WriteFull(int fd, const void* buf, size_t len, const std::string& path);
+// Reads up to `len` bytes (fewer only at end of input); *got says how many.
+Status ReadUpTo(int fd, void* buf, size_t len, size_t* got, const std::string& path);
+Status FsyncFd(int fd, const std::string& path);
+// fsync the directory holding `path`, so a rename into it is durable.
+Status FsyncParentDir(const std::string& path);
+std::string ParentDir(const std::string& path);
+std::string BaseName(const std::string& path);
+
+}  // namespace cowbackup

@@ -1,0 +1,60 @@
+// cowbackup: options, progress and summary shared by every front end
+// (SQLite extension, LMDB wrapper, command-line tool).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace cowbackup {
+
+// How the copier deals with pages that writers overwrite before it got there.
+enum class Variant : uint8_t {
+  // The copier takes a preserved page from the snapshot volume instead of the
+  // source; every page is written to the destination once, already at T0.
+  kSnapshotFirst = 0,
+  // The copier copies live pages straight through; preserved pre-images are
+  // written after all pages and replace them (overlay records). The restored
+  // file is byte-identical to kSnapshotFirst's.
+  kOverlayAtEnd = 1,
+};
+
+// The default segment size, in pages. Chosen by bench/engine_bench
+// (BM_CopyThroughput/segment_pages and BM_WriterStall): 256 pages of 4 KiB
+// reach full copy throughput while a writer that collides with the copier
+// waits for at most one 1 MiB read.
+inline constexpr uint32_t kDefaultSegmentPages = 256;
+
+struct BackupOptions {
+  enum class Format : uint8_t { kArchive, kPlain };
+  Format format = Format::kArchive;
+  Variant variant = Variant::kSnapshotFirst;
+  uint32_t segment_pages = kDefaultSegmentPages;
+  double max_rate_mb = 0;     // destination throttle in MB/s (1e6 bytes); 0 = none
+  std::string snapshot_dir;   // where the snapshot volume lives; "" = beside dest
+  bool overwrite = false;     // replace an existing destination
+  uint32_t busy_timeout_ms = 5000;  // how long to try for the begin-time lock
+  bool hot_first = false;     // copy segments writers are hitting first
+};
+
+// Counters a front end shows while a job runs. A consistent-enough snapshot
+// of relaxed atomics: each value is exact, the set is not taken atomically.
+struct Progress {
+  uint64_t pages_total = 0;      // pages at T0
+  uint64_t pages_done = 0;       // pages whose T0 content reached the sink
+  uint64_t pages_preserved = 0;  // pre-images saved to the snapshot volume
+  uint64_t bytes_written = 0;    // bytes handed to the destination
+};
+
+enum class JobState : uint8_t { kRunning, kDone, kFailed, kCancelled };
+const char* JobStateName(JobState state);
+
+// What a finished job reports (SQL cowbackup() returns it as JSON).
+struct Summary {
+  JobState state = JobState::kRunning;
+  Progress progress;
+  uint32_t page_size = 0;
+  double seconds = 0;
+  std::string error;  // empty unless failed or cancelled
+};
+
+}  // namespace cowbackup
