@@ -1,6 +1,7 @@
 #include "engine/copy_job.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cassert>
 #include <thread>
 
@@ -282,6 +283,7 @@ Status CopyJob::step_read_segment(Segment* seg) {
     if (from == Segment::From::kSource) {
       COWBACKUP_SYNC_POINT("CopyJob::read_segment:source");
       s = source_->read(pgno * page_size_, dst, (j - i) * page_size_);
+      if (s.IsIncomplete() && config_.variant == Variant::kOverlayAtEnd) s = read_live_run(seg, i, j - i);
     } else if (from == Segment::From::kVolume) {
       for (size_t k = i; s.ok() && k < j; k++) {
         s = volume_->get(seg->range.begin + k, seg->data.data() + k * page_size_);
@@ -293,18 +295,43 @@ Status CopyJob::step_read_segment(Segment* seg) {
   return Status::OK();
 }
 
+// kOverlayAtEnd reads live pages without holding writers off, so a truncate
+// may cut pages off under the read. Such a page was preserved before the
+// truncate landed (or the truncate bypassed us: step_finish tells which);
+// its overlay will replace the zeros written here.
+Status CopyJob::read_live_run(Segment* seg, size_t first, size_t count) {
+  seg->short_pages.clear();
+  for (size_t k = first; k < first + count; k++) {
+    const uint64_t pgno = seg->range.begin + k;
+    uint8_t* dst = seg->data.data() + k * page_size_;
+    Status s = source_->read(pgno * page_size_, dst, page_size_);
+    if (s.IsIncomplete()) {
+      memset(dst, 0, page_size_);
+      seg->short_pages.push_back(pgno);
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  return Status::OK();
+}
+
 void CopyJob::step_publish_segment(Segment* seg) {
   std::lock_guard<std::mutex> lock(mu_);
+  short_pages_.insert(short_pages_.end(), seg->short_pages.begin(), seg->short_pages.end());
+  seg->short_pages.clear();
   const bool snapshot_first = config_.variant == Variant::kSnapshotFirst;
   for (uint64_t p = seg->range.begin; p < seg->range.end; p++) {
     const Segment::From from = seg->from[p - seg->range.begin];
     if (from == Segment::From::kSkip) continue;
     copied_.set(p);
-    settled_.set(p);
     if (from == Segment::From::kSource && snapshot_first) {
       busy_.clear(p);
       busy_count_--;
     }
+    // kOverlayAtEnd: a page a writer is still preserving stays unsettled
+    // until that writer publishes, or a second writer could overwrite it
+    // before its pre-image is saved (the harness found this, seed 256).
+    if (!busy_.test(p)) settled_.set(p);
   }
   wake_fifo_head_locked();
 }
@@ -361,6 +388,14 @@ Status CopyJob::step_finish() {
       if (!copied_.test(p)) {
         return Status::InvalidArgument("copy queue drained with page " + std::to_string(p) +
                                        " not copied");
+      }
+    }
+    for (uint64_t p : short_pages_) {
+      if (!preserved_.test(p)) {
+        return Status::Corruption(
+            "the source shrank during the backup without the engine seeing it "
+            "(a write bypassed cowbackup)",
+            source_->name() + ", page " + std::to_string(p));
       }
     }
   }

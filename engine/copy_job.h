@@ -124,6 +124,9 @@ class CopyJob {
     PageRange range;
     std::vector<From> from;  // per page of range
     std::vector<uint8_t> data;
+    // kOverlayAtEnd: pages cut off by a truncate before the copier read them
+    // (they must have been preserved; step_finish checks).
+    std::vector<uint64_t> short_pages;
   };
   // Pops the next segment; false when the queue is (for now) empty.
   bool step_next_segment(Segment* seg);
@@ -145,6 +148,7 @@ class CopyJob {
   void remove_from_fifo_locked(WriteOp* op);
   void note_hot_locked(uint64_t pgno);
   Status copy_all();
+  Status read_live_run(Segment* seg, size_t first, size_t count);
   Status emit_overlays();
   void throttle();
 
@@ -167,6 +171,7 @@ class CopyJob {
   std::deque<PageRange> hot_;          // GUARDED_BY(mu_)
   bool sealed_ = false;                // GUARDED_BY(mu_)
   std::deque<WriteOp*> fifo_;          // GUARDED_BY(mu_)
+  std::vector<uint64_t> short_pages_;  // GUARDED_BY(mu_)
   Status error_;                       // GUARDED_BY(mu_)
 
   std::atomic<bool> failed_{false};
