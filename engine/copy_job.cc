@@ -44,7 +44,11 @@ void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   COWBACKUP_SYNC_POINT("CopyJob::before_write:slow");
   {
     std::unique_lock<std::mutex> lock(mu_);
-    while (!claim_write_locked(&op)) op.cv.wait(lock);
+    while (!claim_write_locked(&op)) {
+      COWBACKUP_SYNC_POINT("CopyJob::before_write:queued");  // under mu_
+      op.cv.wait(lock);
+    }
+    COWBACKUP_SYNC_POINT("CopyJob::before_write:released");  // under mu_
   }
   if (!op.claimed.empty()) {
     step_preserve(&op);
