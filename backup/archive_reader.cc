@@ -94,7 +94,10 @@ Status ArchiveReader::ReadHeader() {
   }
   size_t size = 0;
   s = format::HeaderSizeFromPrefix(p, &size);
-  if (!s.ok()) return Fail(Status(s.IsNotSupported() ? s : Status::Corruption(s.message(), name_)));
+  if (!s.ok()) {
+    return Fail(s.IsNotSupported() ? Status::NotSupported(s.message(), name_)
+                                   : Status::Corruption(s.message(), name_));
+  }
   s = Peek(size, &p, &avail);
   if (!s.ok()) return Fail(s);
   if (avail < size) return Fail(Status::Incomplete("archive ends inside its header", name_));

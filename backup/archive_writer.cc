@@ -35,7 +35,6 @@ ArchiveWriter::~ArchiveWriter() {
 Status ArchiveWriter::flush() {
   if (buf_.empty()) return Status::OK();
   Status s = out_->append(buf_.data(), buf_.size());
-  if (s.ok()) bytes_.fetch_add(buf_.size(), std::memory_order_relaxed);
   buf_.clear();
   return s;
 }
@@ -53,6 +52,7 @@ Status ArchiveWriter::put_record(format::RecordType type, uint64_t pgno, const u
   EncodeFixed64(tail + 8, pgno);
   if (type != format::RecordType::kTrailer) digest_.update(tail, 8);
   offset_ += format::kRecordOverhead + len;
+  bytes_.store(offset_, std::memory_order_relaxed);
   return buf_.size() >= kBufferSize ? flush() : Status::OK();
 }
 

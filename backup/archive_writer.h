@@ -37,7 +37,7 @@ class ArchiveWriter final : public Sink {
   uint64_t page_records_ = 0;
   uint64_t overlay_records_ = 0;
   Checksum digest_;  // over record checksums, file order
-  std::atomic<uint64_t> bytes_{0};  // bytes handed to the output
+  std::atomic<uint64_t> bytes_{0};  // bytes encoded (progress; may be buffered)
   bool finished_ = false;
 };
 

@@ -20,6 +20,29 @@ uint64_t NowUnixMicros() {
                       .count());
 }
 
+// Runs BackupParams::before_publish just before the real sink publishes.
+class CheckedSink final : public Sink {
+ public:
+  CheckedSink(std::unique_ptr<Sink> inner, std::function<Status()> check)
+      : inner_(std::move(inner)), check_(std::move(check)) {}
+  Status put_run(uint64_t first_pgno, const uint8_t* pages, size_t count) override {
+    return inner_->put_run(first_pgno, pages, count);
+  }
+  Status put_overlay(uint64_t pgno, const uint8_t* page) override {
+    return inner_->put_overlay(pgno, page);
+  }
+  Status finish(const Progress& final) override {
+    Status s = check_();
+    return s.ok() ? inner_->finish(final) : s;
+  }
+  void abandon() noexcept override { inner_->abandon(); }
+  uint64_t bytes_written() const override { return inner_->bytes_written(); }
+
+ private:
+  const std::unique_ptr<Sink> inner_;
+  const std::function<Status()> check_;
+};
+
 Status ValidateOptions(const BackupOptions& o, bool streaming) {
   if (o.segment_pages == 0 || o.segment_pages > (1u << 20)) {
     return Status::InvalidArgument("segment_pages must be between 1 and 1048576");
@@ -125,6 +148,9 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
     std::unique_ptr<ByteOutput> out = file_ ? std::unique_ptr<ByteOutput>(std::move(file_))
                                             : std::move(stream_);
     sink_.reset(new ArchiveWriter(h, std::move(out)));
+  }
+  if (params_.before_publish) {
+    sink_.reset(new CheckedSink(std::move(sink_), params_.before_publish));
   }
   JobConfig config;
   config.page_size = page_size;

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,10 @@ struct BackupParams {
   BackupOptions options;
   format::SourceKind kind = format::SourceKind::kRaw;
   std::string source_name;  // the database path, for messages and volume headers
+  // Called on the copier thread after every page is copied and before the
+  // destination is published; a non-OK status fails the job instead (the
+  // SQLite shim checks here that no write bypassed it). May be empty.
+  std::function<Status()> before_publish;
 };
 
 class BackupJob {

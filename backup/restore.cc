@@ -78,6 +78,7 @@ Status VerifyArchive(const std::string& archive, ArchiveReport* report,
   std::unique_ptr<ArchiveReader> reader;
   Status s = ArchiveReader::Open(archive, &reader);
   if (s.ok()) s = reader->ReadHeader();
+  if (!s.ok() && !reader) return s;  // nothing opened: nothing to report
   ArchiveReport local;
   if (!report) report = &local;
   report->header = reader->header();

@@ -362,7 +362,10 @@ Status CopyJob::step_emit_segment(Segment* seg) {
 // failure or cancel.
 void CopyJob::throttle() {
   if (config_.max_rate_mb <= 0) return;
-  const double seconds = double(sink_->bytes_written()) / (config_.max_rate_mb * 1e6);
+  // Paced on the page bytes this job emitted, not on what the sink has
+  // flushed: a buffering sink would otherwise let bursts through.
+  const double seconds = double(pages_done_.load(std::memory_order_relaxed) * page_size_) /
+                         (config_.max_rate_mb * 1e6);
   const auto due = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                   std::chrono::duration<double>(seconds));
   std::unique_lock<std::mutex> lock(mu_);

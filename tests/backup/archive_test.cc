@@ -1,0 +1,477 @@
+// The archive format end to end: the spec's tables against format.h, round
+// trips through files and pipes, every single-byte flip and every
+// truncation detected, errors that name offset and page, nothing left
+// behind by a failed restore, and BackupJob's publication rules.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "backup/archive_reader.h"
+#include "backup/archive_writer.h"
+#include "backup/backup_job.h"
+#include "backup/format.h"
+#include "backup/restore.h"
+#include "engine/checksum.h"
+#include "engine/encoding.h"
+#include "engine/file_source.h"
+#include "../engine/test_files.h"
+
+namespace cowbackup::test {
+namespace {
+
+// A ByteOutput into memory (StringDest in leveldb's log_test.cc).
+class MemoryOutput final : public ByteOutput {
+ public:
+  explicit MemoryOutput(std::vector<uint8_t>* out) : out_(out) {}
+  Status append(const uint8_t* data, size_t len) override {
+    out_->insert(out_->end(), data, data + len);
+    return Status::OK();
+  }
+  Status commit() override { return Status::OK(); }
+  void abandon() noexcept override { out_->clear(); }
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::vector<uint8_t>* out_;
+  std::string name_ = "memory";
+};
+
+std::vector<uint8_t> Pages(uint32_t page_size, uint64_t count, uint64_t seed) {
+  std::vector<uint8_t> v(page_size * count);
+  std::mt19937_64 rng(seed);
+  for (auto& b : v) b = uint8_t(rng());
+  return v;
+}
+
+// An archive of `image`, optionally with overlays (pgno -> new content
+// written as page, the original as overlay, as kOverlayAtEnd does).
+std::vector<uint8_t> MakeArchive(const std::vector<uint8_t>& image, uint32_t page_size,
+                                 const std::string& metadata = "",
+                                 format::SourceKind kind = format::SourceKind::kRaw,
+                                 const std::vector<uint64_t>& overlay_pages = {}) {
+  std::vector<uint8_t> bytes;
+  format::Header h;
+  h.source_kind = kind;
+  h.page_size = page_size;
+  h.page_count = image.size() / page_size;
+  h.created_unix_us = 1700000000000000;
+  h.metadata = metadata;
+  ArchiveWriter w(h, std::make_unique<MemoryOutput>(&bytes));
+  std::vector<uint8_t> live = image;
+  for (uint64_t p : overlay_pages) live[p * page_size] ^= 0xff;
+  EXPECT_TRUE(w.put_run(0, live.data(), h.page_count).ok());
+  for (uint64_t p : overlay_pages) EXPECT_TRUE(w.put_overlay(p, image.data() + p * page_size).ok());
+  Progress pr;
+  EXPECT_TRUE(w.finish(pr).ok());
+  return bytes;
+}
+
+// Re-seals a record's checksum after a test edits it, so the checks behind
+// the CRC are reached (FixChecksum in log_test.cc).
+void FixRecordChecksum(std::vector<uint8_t>* a, size_t record_offset, uint32_t payload_len) {
+  uint8_t* rec = a->data() + record_offset;
+  EncodeFixed64(rec + format::kRecordHeaderSize + payload_len,
+                format::RecordChecksum(rec, rec + format::kRecordHeaderSize, payload_len));
+}
+void FixHeaderChecksum(std::vector<uint8_t>* a) {
+  const uint32_t meta_len = DecodeFixed32(a->data() + format::kOffMetaLen);
+  const size_t at = format::kHeaderFixedSize + meta_len;
+  EncodeFixed64(a->data() + at, Checksum::Of(a->data(), at));
+}
+
+class ArchiveTest : public ::testing::Test {
+ protected:
+  Status Verify(const std::vector<uint8_t>& bytes, ArchiveReport* report = nullptr) {
+    WriteFile(path_, bytes);
+    return VerifyArchive(path_, report);
+  }
+  TempDir dir_;
+  std::string path_ = dir_.file("a.cbk");
+};
+
+// ---- The spec and the header agree -----------------------------------------
+
+std::map<std::string, std::pair<uint64_t, std::string>> SpecTable(const std::string& heading) {
+  const char* src = getenv("COWBACKUP_SOURCE_DIR");
+  std::ifstream in(std::string(src ? src : ".") + "/docs/FORMAT.md");
+  std::map<std::string, std::pair<uint64_t, std::string>> rows;
+  std::string line;
+  bool in_section = false;
+  const std::regex row(R"(^\| (\d+) \| (\w+|\d+) \| (\w+) \|)");
+  while (std::getline(in, line)) {
+    if (line.rfind("## ", 0) == 0) in_section = line == "## " + heading;
+    std::smatch m;
+    if (in_section && std::regex_search(line, m, row)) {
+      rows[m[3]] = {std::stoull(m[1]), m[2]};
+    }
+  }
+  return rows;
+}
+
+TEST(FormatSpec, HeaderTableMatchesFormatH) {
+  auto t = SpecTable("Header");
+  ASSERT_GE(t.size(), 10u) << "docs/FORMAT.md header table not found";
+  EXPECT_EQ(t["magic"].first, format::kOffMagic);
+  EXPECT_EQ(t["format_version"].first, format::kOffVersion);
+  EXPECT_EQ(t["header_size"].first, format::kOffHeaderSize);
+  EXPECT_EQ(t["source_kind"].first, format::kOffSourceKind);
+  EXPECT_EQ(t["page_size"].first, format::kOffPageSize);
+  EXPECT_EQ(t["page_count"].first, format::kOffPageCount);
+  EXPECT_EQ(t["archive_flags"].first, format::kOffArchiveFlags);
+  EXPECT_EQ(t["meta_len"].first, format::kOffMetaLen);
+  EXPECT_EQ(t["created_unix_us"].first, format::kOffCreated);
+  EXPECT_EQ(t["reserved"].first, format::kOffReserved);
+  EXPECT_EQ(t["metadata"].first, format::kOffMeta);
+  EXPECT_EQ(t["page_count"].second, "8");
+}
+
+TEST(FormatSpec, RecordAndTrailerTablesMatchFormatH) {
+  auto r = SpecTable("Records");
+  ASSERT_GE(r.size(), 5u);
+  EXPECT_EQ(r["type"].first, format::kOffType);
+  EXPECT_EQ(r["flags"].first, format::kOffFlags);
+  EXPECT_EQ(r["payload_len"].first, format::kOffPayloadLen);
+  EXPECT_EQ(r["pgno"].first, format::kOffPgno);
+  EXPECT_EQ(r["page_records"].first, format::kOffPageRecords);
+  EXPECT_EQ(r["overlay_records"].first, format::kOffOverlayRecords);
+  EXPECT_EQ(r["preserved_pages"].first, format::kOffPreserved);
+  EXPECT_EQ(r["records_end"].first, format::kOffRecordsEnd);
+  EXPECT_EQ(r["digest"].first, format::kOffDigest);
+  EXPECT_EQ(r["finished_unix_us"].first, format::kOffFinished);
+}
+
+TEST(FormatSpec, WorkedExampleHasTheDocumentedLayout) {
+  auto bytes = MakeArchive(Pages(512, 2, 1), 512);
+  ASSERT_EQ(bytes.size(), 1232u);
+  EXPECT_EQ(DecodeFixed32(bytes.data() + format::kOffHeaderSize), 64u);
+  EXPECT_EQ(bytes[64], 1);  // page record
+  EXPECT_EQ(DecodeFixed64(bytes.data() + 64 + 8), 0u);
+  EXPECT_EQ(DecodeFixed64(bytes.data() + 608 + 8), 1u);
+  EXPECT_EQ(bytes[1152], 0x7f);  // trailer
+  EXPECT_EQ(DecodeFixed64(bytes.data() + 1152 + 16 + format::kOffRecordsEnd), 1152u);
+}
+
+// ---- Round trips ---------------------------------------------------------------
+
+TEST_F(ArchiveTest, RoundTripRestoresTheImage) {
+  const auto image = Pages(4096, 37, 2);
+  auto bytes = MakeArchive(image, 4096, format::MetaLine("source_path", "/x/y.db"));
+  ArchiveReport report;
+  ASSERT_TRUE(Verify(bytes, &report).ok());
+  EXPECT_TRUE(report.complete);
+  EXPECT_EQ(report.header.page_count, 37u);
+  EXPECT_EQ(report.header.meta("source_path"), "/x/y.db");
+  EXPECT_EQ(report.trailer.page_records, 37u);
+  ASSERT_TRUE(RestoreArchive(path_, dir_.file("out.db"), false).ok());
+  EXPECT_EQ(ReadFile(dir_.file("out.db")), image);
+  struct stat st;
+  ASSERT_EQ(stat(dir_.file("out.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(ArchiveTest, OverlaysReplaceEarlierPages) {
+  const auto image = Pages(512, 9, 3);
+  auto bytes = MakeArchive(image, 512, "", format::SourceKind::kRaw, {0, 4, 8});
+  ArchiveReport report;
+  ASSERT_TRUE(Verify(bytes, &report).ok());
+  EXPECT_EQ(report.trailer.overlay_records, 3u);
+  ASSERT_TRUE(RestoreArchive(path_, dir_.file("out.db"), false).ok());
+  EXPECT_EQ(ReadFile(dir_.file("out.db")), image);
+}
+
+TEST_F(ArchiveTest, LmdbArchiveRestoresToADirectoryWithDataMdb) {
+  const auto image = Pages(4096, 5, 4);
+  WriteFile(path_, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));
+  ASSERT_TRUE(RestoreArchive(path_, dir_.file("env"), false).ok());
+  EXPECT_EQ(ReadFile(dir_.file("env/data.mdb")), image);
+  // Existing output: refused without force, replaced with it.
+  Status s = RestoreArchive(path_, dir_.file("env"), false);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  ASSERT_TRUE(RestoreArchive(path_, dir_.file("env"), true).ok());
+  EXPECT_EQ(ReadFile(dir_.file("env/data.mdb")), image);
+  EXPECT_EQ(dir_.list().size(), 2u);  // a.cbk and env, no temporaries
+}
+
+TEST_F(ArchiveTest, StreamsThroughAPipe) {
+  const auto image = Pages(1024, 300, 5);  // > pipe buffer: reader and writer interleave
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::thread writer([&] {
+    format::Header h;
+    h.page_size = 1024;
+    h.page_count = 300;
+    ArchiveWriter w(h, std::make_unique<StreamOutput>(fds[1], "pipe"));
+    EXPECT_TRUE(w.put_run(0, image.data(), 300).ok());
+    EXPECT_TRUE(w.finish(Progress{}).ok());
+    close(fds[1]);
+  });
+  ArchiveReader reader(fds[0], "pipe", true);
+  ASSERT_TRUE(reader.ReadHeader().ok());
+  std::vector<uint8_t> out(image.size());
+  for (;;) {
+    ArchiveReader::Record rec;
+    bool done = false;
+    Status s = reader.Next(&rec, &done);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    if (done) break;
+    memcpy(out.data() + rec.pgno * 1024, rec.payload, rec.payload_len);
+  }
+  writer.join();
+  EXPECT_EQ(out, image);
+}
+
+// ---- Damage ----------------------------------------------------------------------
+
+TEST_F(ArchiveTest, EverySingleByteFlipIsDetected) {
+  const auto good = MakeArchive(Pages(512, 3, 6), 512, format::MetaLine("k", "v"),
+                                format::SourceKind::kRaw, {1});
+  ASSERT_TRUE(Verify(good).ok());
+  for (size_t i = 0; i < good.size(); i++) {
+    for (uint8_t mask : {0x01, 0x80}) {
+      auto bad = good;
+      bad[i] ^= mask;
+      Status s = Verify(bad);
+      ASSERT_FALSE(s.ok()) << "flip of bit mask " << int(mask) << " at offset " << i << " not detected";
+    }
+  }
+}
+
+TEST_F(ArchiveTest, EveryTruncationIsIncomplete) {
+  const auto good = MakeArchive(Pages(512, 3, 7), 512);
+  for (size_t len = 0; len < good.size(); len++) {
+    std::vector<uint8_t> cut(good.begin(), good.begin() + len);
+    Status s = Verify(cut);
+    ASSERT_FALSE(s.ok()) << "truncation at " << len << " not detected";
+    if (len >= 8) {
+      ASSERT_TRUE(s.IsIncomplete()) << "truncation at " << len << ": " << s.ToString();
+    }
+  }
+}
+
+TEST_F(ArchiveTest, TruncationAtARecordBoundaryNamesTheOffset) {
+  auto good = MakeArchive(Pages(512, 3, 8), 512);
+  // Keep the header and two records; point the file-size check away by
+  // streaming through a pipe-like read: verify a file of exactly that size.
+  const size_t boundary = 64 + 2 * 544;
+  std::vector<uint8_t> cut(good.begin(), good.begin() + boundary);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_EQ(write(fds[1], cut.data(), cut.size()), ssize_t(cut.size()));
+  close(fds[1]);
+  ArchiveReader reader(fds[0], "pipe", true);
+  ASSERT_TRUE(reader.ReadHeader().ok());
+  Status s;
+  for (;;) {
+    ArchiveReader::Record rec;
+    bool done = false;
+    s = reader.Next(&rec, &done);
+    if (!s.ok() || done) break;
+  }
+  EXPECT_TRUE(s.IsIncomplete()) << s.ToString();
+  EXPECT_NE(s.ToString().find("ends before its trailer"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.ToString().find("offset 1152"), std::string::npos) << s.ToString();
+}
+
+TEST_F(ArchiveTest, BadChecksumNamesOffsetAndPage) {
+  auto bad = MakeArchive(Pages(512, 3, 9), 512);
+  bad[608 + 16 + 100] ^= 0x40;  // payload of page 1
+  Status s = Verify(bad);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.ToString().find("bad record checksum"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.ToString().find("offset 608, page 1"), std::string::npos) << s.ToString();
+}
+
+TEST_F(ArchiveTest, FutureVersionIsRefusedByName) {
+  auto a = MakeArchive(Pages(512, 1, 10), 512);
+  EncodeFixed32(a.data() + format::kOffVersion, 2);
+  FixHeaderChecksum(&a);
+  Status s = Verify(a);
+  EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
+  EXPECT_NE(s.ToString().find("format_version 2"), std::string::npos) << s.ToString();
+}
+
+TEST_F(ArchiveTest, UnknownRecordFlagIsRefusedByName) {
+  auto a = MakeArchive(Pages(512, 2, 11), 512);
+  a[64 + format::kOffFlags] = format::kFlagCompressed;
+  FixRecordChecksum(&a, 64, 512);
+  Status s = Verify(a);
+  EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
+  EXPECT_NE(s.ToString().find("compressed"), std::string::npos) << s.ToString();
+  a[64 + format::kOffFlags] = format::kFlagEncrypted;
+  FixRecordChecksum(&a, 64, 512);
+  s = Verify(a);
+  EXPECT_NE(s.ToString().find("encrypted"), std::string::npos) << s.ToString();
+}
+
+TEST_F(ArchiveTest, ResealedDuplicatePageIsCorrupt) {
+  auto a = MakeArchive(Pages(512, 2, 12), 512);
+  EncodeFixed64(a.data() + 608 + format::kOffPgno, 0);  // page 1 claims to be page 0
+  EncodeFixed64(a.data() + 608 + 16 + 512 + 8, 0);
+  FixRecordChecksum(&a, 608, 512);
+  Status s = Verify(a);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.ToString().find("page stored twice"), std::string::npos) << s.ToString();
+}
+
+TEST_F(ArchiveTest, HugeLengthFieldsAreBoundedNotAllocated) {
+  auto a = MakeArchive(Pages(512, 2, 13), 512);
+  // A resealed header claiming 2^40 pages: the file cannot hold them.
+  auto b = a;
+  EncodeFixed64(b.data() + format::kOffPageCount, uint64_t{1} << 40);
+  FixHeaderChecksum(&b);
+  Status s = Verify(b);
+  EXPECT_TRUE(s.IsIncomplete()) << s.ToString();
+  // A record claiming a 4 GiB payload is refused before reading it.
+  auto c = a;
+  EncodeFixed32(c.data() + 64 + format::kOffPayloadLen, 0xffffffff);
+  s = Verify(c);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.ToString().find("exceeds page_size"), std::string::npos);
+}
+
+TEST_F(ArchiveTest, FailedRestoreLeavesNothingBehind) {
+  auto bad = MakeArchive(Pages(512, 4, 14), 512);
+  bad[bad.size() - 30] ^= 1;  // the trailer
+  WriteFile(path_, bad);
+  Status s = RestoreArchive(path_, dir_.file("out.db"), false);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(dir_.list(), std::vector<std::string>{"a.cbk"});
+  WriteFile(path_, MakeArchive(Pages(512, 4, 15), 512, "", format::SourceKind::kLmdb));
+  auto cut = ReadFile(path_);
+  cut.resize(cut.size() - 1);
+  WriteFile(path_, cut);
+  s = RestoreArchive(path_, dir_.file("env"), false);
+  EXPECT_TRUE(s.IsIncomplete()) << s.ToString();
+  EXPECT_EQ(dir_.list(), std::vector<std::string>{"a.cbk"});
+}
+
+TEST_F(ArchiveTest, NotAnArchiveSaysSo) {
+  Status s = Verify(std::vector<uint8_t>(100, 'x'));
+  EXPECT_NE(s.ToString().find("not a cowbackup archive"), std::string::npos) << s.ToString();
+  s = VerifyArchive(dir_.path(), nullptr);
+  EXPECT_NE(s.ToString().find("directory"), std::string::npos) << s.ToString();
+  s = VerifyArchive(dir_.file("missing"), nullptr);
+  EXPECT_NE(s.ToString().find("No such file"), std::string::npos) << s.ToString();
+}
+
+// ---- BackupJob: publication and cleanup ------------------------------------------
+
+class BackupJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    image_ = Pages(4096, 64, 20);
+    WriteFile(db_, image_);
+    fd_ = open(db_.c_str(), O_RDWR);
+  }
+  void TearDown() override { close(fd_); }
+  Status Backup(const std::string& dest, BackupOptions options, std::unique_ptr<BackupJob>* out) {
+    BackupParams p;
+    p.dest = dest;
+    p.options = options;
+    p.source_name = db_;
+    Status s = BackupJob::Prepare(&source_, p, out);
+    if (!s.ok()) return s;
+    s = (*out)->Begin(64, format::MetaLine("source_path", db_), &hook_);
+    if (!s.ok()) return s;
+    return (*out)->Run();
+  }
+  TempDir dir_;
+  std::string db_ = dir_.file("db");
+  std::vector<uint8_t> image_;
+  int fd_ = -1;
+  FileSource source_{-1, "", 4096};
+  WriteHook hook_;
+};
+
+TEST_F(BackupJobTest, ArchiveAndPlainFormatsRestoreTheSameBytes) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  std::unique_ptr<BackupJob> job;
+  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  EXPECT_EQ(job->summary().state, JobState::kDone);
+  EXPECT_EQ(job->summary().progress.pages_done, 64u);
+  ASSERT_TRUE(RestoreArchive(dir_.file("x.cbk"), dir_.file("restored"), false).ok());
+  EXPECT_EQ(ReadFile(dir_.file("restored")), image_);
+  BackupOptions plain;
+  plain.format = BackupOptions::Format::kPlain;
+  ASSERT_TRUE(Backup(dir_.file("plain.db"), plain, &job).ok());
+  EXPECT_EQ(ReadFile(dir_.file("plain.db")), image_);
+  // Nothing else in the directory: no temporaries, no snapshot volumes.
+  auto names = dir_.list();
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"db", "plain.db", "restored", "x.cbk"}));
+}
+
+TEST_F(BackupJobTest, ExistingDestinationNeedsOverwrite) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  WriteFile(dir_.file("x.cbk"), {1, 2, 3});
+  std::unique_ptr<BackupJob> job;
+  Status s = Backup(dir_.file("x.cbk"), {}, &job);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_EQ(ReadFile(dir_.file("x.cbk")), (std::vector<uint8_t>{1, 2, 3}));
+  BackupOptions o;
+  o.overwrite = true;
+  ASSERT_TRUE(Backup(dir_.file("x.cbk"), o, &job).ok());
+  EXPECT_TRUE(VerifyArchive(dir_.file("x.cbk"), nullptr).ok());
+}
+
+TEST_F(BackupJobTest, CancelledJobLeavesNothingAtTheDestination) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  BackupParams p;
+  p.dest = dir_.file("x.cbk");
+  p.options.max_rate_mb = 0.05;  // slow enough to cancel mid-way
+  p.options.segment_pages = 1;
+  p.source_name = db_;
+  std::unique_ptr<BackupJob> job;
+  ASSERT_TRUE(BackupJob::Prepare(&source_, p, &job).ok());
+  ASSERT_TRUE(job->Begin(64, "", &hook_).ok());
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    job->cancel();
+  });
+  Status s = job->Run();
+  canceller.join();
+  EXPECT_TRUE(s.IsCancelled()) << s.ToString();
+  EXPECT_EQ(job->summary().state, JobState::kCancelled);
+  EXPECT_EQ(dir_.list(), std::vector<std::string>{"db"});
+}
+
+TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  // A pid that has exited: a reaped child.
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  const std::string stale_tmp = dir_.file("x.cbk") + kTempInfix + std::to_string(dead) + "-0";
+  WriteFile(stale_tmp, {1});
+  // A stale volume: a real volume header rewritten with the dead pid.
+  {
+    std::unique_ptr<FileSnapshotVolume> v;
+    ASSERT_TRUE(FileSnapshotVolume::Create(dir_.file("old.cowsnap"), 4096, db_, &v).ok());
+    auto bytes = ReadFile(v->path());
+    EncodeFixed64(bytes.data() + 16, uint64_t(dead));
+    EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
+    v.reset();  // removes the original
+    WriteFile(dir_.file("old.cowsnap"), bytes);
+  }
+  std::unique_ptr<BackupJob> job;
+  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  auto removed = job->stale_removed();
+  std::sort(removed.begin(), removed.end());
+  EXPECT_EQ(removed, (std::vector<std::string>{dir_.file("old.cowsnap"), stale_tmp}));
+  EXPECT_EQ(dir_.list().size(), 2u);
+}
+
+}  // namespace
+}  // namespace cowbackup::test
