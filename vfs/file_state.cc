@@ -1,0 +1,280 @@
+#include "vfs/file_state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <utility>
+
+
+namespace cowbackup::sqlite {
+
+namespace {
+
+// Registry of every FileState of the process (lock rule 1).
+std::mutex g_registry_mu;
+std::map<std::pair<dev_t, ino_t>, FileState*>& Registry() {
+  static auto* registry = new std::map<std::pair<dev_t, ino_t>, FileState*>();
+  return *registry;
+}
+
+constexpr uint8_t kJournalMagic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
+constexpr char kHeaderString[16] = "SQLite format 3";  // with its NUL: 16 bytes
+
+uint32_t Be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+std::string SqliteError(const char* what, int rc, const std::string& path) {
+  return std::string(what) + ": " + path + ": " + sqlite3_errstr(rc) + " (" + std::to_string(rc) + ")";
+}
+
+}  // namespace
+
+Status ParseDbHeader(const uint8_t* buf, size_t len, const std::string& path, DbHeader* h) {
+  if (len < 100 || memcmp(buf, kHeaderString, 16) != 0) {
+    return Status::Corruption("not a SQLite database (bad header)", path);
+  }
+  uint32_t ps = (uint32_t(buf[16]) << 8) | buf[17];
+  if (ps == 1) ps = 65536;
+  if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0) {
+    return Status::Corruption("bad page size " + std::to_string(ps) + " in the database header", path);
+  }
+  h->page_size = ps;
+  h->write_version = buf[18];
+  h->read_version = buf[19];
+  h->change_counter = Be32(buf + 24);
+  h->header_pages = Be32(buf + 28);
+  h->schema_cookie = Be32(buf + 40);
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Registry
+
+FileState* FileState::Acquire(dev_t dev, ino_t ino, const std::string& path, sqlite3_vfs* parent) {
+  std::lock_guard<std::mutex> lock(g_registry_mu);
+  FileState*& slot = Registry()[{dev, ino}];
+  if (slot == nullptr) slot = new FileState(dev, ino, path, parent);
+  slot->refs_++;
+  return slot;
+}
+
+void FileState::Release(FileState* state) {
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    if (--state->refs_ > 0) return;
+    Registry().erase({state->dev_, state->ino_});
+  }
+  delete state;
+}
+
+FileState::~FileState() {
+  if (reader_ != nullptr) {
+    if (reader_->pMethods != nullptr) {
+      if (locked_) reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
+      reader_->pMethods->xClose(reader_);
+    }
+    sqlite3_free(reader_);
+  }
+  sqlite3_free_filename(reader_name_);
+}
+
+bool FileState::ClaimJob() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (job_claimed_) return false;
+  job_claimed_ = true;
+  return true;
+}
+
+void FileState::UnclaimJob() {
+  std::lock_guard<std::mutex> lock(mu_);
+  job_claimed_ = false;
+}
+
+// ---------------------------------------------------------------------------
+// The reader
+
+Status FileState::Reader(sqlite3_file** out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reader_ == nullptr) {
+    // A name made by sqlite3_create_filename, as xOpen expects of a main
+    // database (the parent may look for URI parameters after it).
+    reader_name_ = sqlite3_create_filename(path_.c_str(), "", "", 0, nullptr);
+    auto* f = static_cast<sqlite3_file*>(sqlite3_malloc(parent_->szOsFile));
+    if (reader_name_ == nullptr || f == nullptr) {
+      sqlite3_free(f);
+      return Status::FromErrno("open reader", path_, ENOMEM);
+    }
+    memset(f, 0, size_t(parent_->szOsFile));
+    int out_flags = 0;
+    const int rc = parent_->xOpen(parent_, reader_name_, f,
+                                  SQLITE_OPEN_READONLY | SQLITE_OPEN_MAIN_DB, &out_flags);
+    if (rc != SQLITE_OK) {
+      if (f->pMethods != nullptr) f->pMethods->xClose(f);
+      sqlite3_free(f);
+      return Status::FromErrno(SqliteError("open the database for reading", rc, path_), "", EIO);
+    }
+    reader_ = f;
+  }
+  *out = reader_;
+  return Status::OK();
+}
+
+Status FileState::ReadAt(uint64_t offset, uint8_t* buf, size_t len) {
+  sqlite3_file* f = nullptr;
+  Status s = Reader(&f);
+  if (!s.ok()) return s;
+  while (len > 0) {
+    const int n = int(std::min<size_t>(len, size_t(1) << 30));
+    const int rc = f->pMethods->xRead(f, buf, n, sqlite3_int64(offset));
+    if (rc == SQLITE_IOERR_SHORT_READ) {
+      return Status::Incomplete("read: the database file is shorter than expected",
+                                path_ + ", offset " + std::to_string(offset));
+    }
+    if (rc != SQLITE_OK) {
+      return Status::FromErrno(SqliteError("read", rc, path_) + ", offset " + std::to_string(offset),
+                               "", EIO);
+    }
+    buf += n;
+    len -= size_t(n);
+    offset += uint64_t(n);
+  }
+  return Status::OK();
+}
+
+Status FileState::FileSize(uint64_t* bytes) {
+  sqlite3_file* f = nullptr;
+  Status s = Reader(&f);
+  if (!s.ok()) return s;
+  sqlite3_int64 size = 0;
+  const int rc = f->pMethods->xFileSize(f, &size);
+  if (rc != SQLITE_OK) return Status::FromErrno(SqliteError("file size", rc, path_), "", EIO);
+  *bytes = uint64_t(size);
+  return Status::OK();
+}
+
+Status FileState::LockShared(uint32_t timeout_ms) {
+  sqlite3_file* f = nullptr;
+  Status s = Reader(&f);
+  if (!s.ok()) return s;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    const int rc = f->pMethods->xLock(f, SQLITE_LOCK_SHARED);
+    if (rc == SQLITE_OK) {
+      locked_ = true;
+      return Status::OK();
+    }
+    if ((rc & 0xff) != SQLITE_BUSY) {
+      return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::Busy("the database stayed locked for busy_timeout_ms=" +
+                              std::to_string(timeout_ms) + " (a writer holds it)",
+                          path_);
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(1000));
+  }
+}
+
+void FileState::Unlock() {
+  if (!locked_) return;
+  reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
+  locked_ = false;
+}
+
+bool FileState::HotJournal() {
+  // Only under SHARED: a journal with a valid header that nobody holds a
+  // RESERVED lock for was left by a crashed writer.
+  const std::string journal = path_ + "-journal";
+  const int fd = ::open(journal.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  uint8_t magic[8] = {};
+  const bool has_header = ::pread(fd, magic, sizeof magic, 0) == ssize_t(sizeof magic) &&
+                          memcmp(magic, kJournalMagic, sizeof magic) == 0;
+  ::close(fd);  // the journal's own descriptor: no lock of the database on it
+  if (!has_header) return false;
+  int reserved = 0;
+  reader_->pMethods->xCheckReservedLock(reader_, &reserved);
+  return reserved == 0;
+}
+
+// ---------------------------------------------------------------------------
+// Commit tracking
+
+void FileState::BeginTracking(uint32_t counter) {
+  {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    tracking_error_.clear();
+  }
+  tracking_failed_.store(false, std::memory_order_relaxed);
+  last_counter_.store(counter, std::memory_order_relaxed);
+  tracking_.store(true, std::memory_order_release);
+}
+
+void FileState::SetTrackingError(const std::string& msg) noexcept {
+  try {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (tracking_failed_.load(std::memory_order_relaxed)) return;
+    tracking_error_ = msg;
+    tracking_failed_.store(true, std::memory_order_release);
+  } catch (...) {
+    tracking_failed_.store(true, std::memory_order_release);
+  }
+}
+
+void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
+  if (len < 28 || !tracking()) return;
+  if (data[18] == 2 || data[19] == 2) {
+    SetTrackingError("the database switched to WAL mode during the backup; WAL databases are "
+                     "not supported yet (the copy was discarded)");
+    return;
+  }
+  const uint32_t v = Be32(data + 24);
+  const uint32_t last = last_counter_.load(std::memory_order_relaxed);
+  // Unsigned arithmetic: wraps at 2^32 like the counter itself.
+  if (v != last && v != last + 1 && v != last - 1) {
+    SetTrackingError("a write bypassed the cowbackup shim during the backup (file change counter "
+                     "went from " + std::to_string(last) + " to " + std::to_string(v) +
+                     " through the shim: another process, or a connection not opened through "
+                     "the cowbackup VFS, committed); the copy was discarded");
+  }
+  last_counter_.store(v, std::memory_order_relaxed);
+}
+
+Status FileState::TrackingError() const {
+  if (!tracking_failed_.load(std::memory_order_acquire)) return Status::OK();
+  std::lock_guard<std::mutex> lock(error_mu_);
+  return Status::Corruption(tracking_error_, path_);
+}
+
+Status FileState::CheckCounterAtEnd(uint32_t file_counter) const {
+  Status s = TrackingError();
+  if (!s.ok()) return s;
+  const uint32_t last = last_counter_.load(std::memory_order_relaxed);
+  if (file_counter != last) {
+    return Status::Corruption(
+        "a write bypassed the cowbackup shim during the backup (file change counter is " +
+            std::to_string(file_counter) + ", the shim saw commits up to " + std::to_string(last) +
+            ": another process, or a connection not opened through the cowbackup VFS, "
+            "committed); the copy was discarded",
+        path_);
+  }
+  return Status::OK();
+}
+
+Status ShimSource::read(uint64_t offset, uint8_t* buf, size_t len) {
+  // Stop early once the copy is known to be invalid.
+  Status s = state_->TrackingError();
+  if (!s.ok()) return s;
+  return state_->ReadAt(offset, buf, len);
+}
+
+}  // namespace cowbackup::sqlite

@@ -1,0 +1,156 @@
+// FileState: what every connection of the process to one database file
+// shares, keyed by (st_dev, st_ino) like unixInodeInfo in os_unix.c.
+//
+//   connection A --ShimFile--+
+//   connection B --ShimFile--+--> FileState (dev, ino) --> reader_ (a parent
+//   a running job ---------- +     WriteHook hook         sqlite3_file, open
+//                                  commit tracking        until the last ref)
+//
+// A FileState lives while anything refers to it: each open ShimFile of the
+// main database and each job holds one reference (Acquire/Release).
+//
+// The reader is a file object of the parent VFS, opened once and kept: the
+// engine reads pages through it, and the begin-time and end checks take a
+// SHARED lock through it. A short-lived open/close would be wrong: closing
+// any descriptor of the inode drops every POSIX lock the process holds on
+// it (see os_unix.c, "Posix Advisory Locking"); the parent VFS knows this
+// and defers the close of its own objects while locks are held.
+//
+// Commit tracking (foreign-write detection). In rollback-journal modes
+// every commit writes page 1 with the file change counter (offset 24)
+// incremented by one. While a job runs the shim parses that field from each
+// page-1 write it forwards. With the counter c read at T0 under a SHARED
+// lock, a write through the shim carrying v is consistent when v is c, c+1
+// (a commit, or a cache spill before it) or c-1 (a rollback restoring a
+// spilled page 1); anything else means some commit landed without the shim
+// seeing it. At the end, again under a SHARED lock, the file's counter must
+// equal the last value the shim saw. A commit by another process (or by a
+// connection not opened through the shim) therefore shows either as a jump
+// or as a final mismatch, and fails the job before anything is published.
+// Known gap: a foreign transaction that writes, crashes and is rolled back
+// by this process leaves the counter unchanged; see the report in
+// docs/SQLITE.md.
+//
+// Lock rules:
+//   1. The registry mutex (file_state.cc) guards the map and every refs_.
+//   2. mu_ guards reader_ and job_claimed_; never held across I/O except the
+//      one-time open of the reader.
+//   3. The tracking atomics are written by writers that hold the database's
+//      EXCLUSIVE lock, and read at begin and end under a SHARED lock: the
+//      file lock orders them; the atomics make that visible to TSan too.
+#pragma once
+
+#include <sqlite3.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "cowbackup/status.h"
+#include "engine/source.h"
+#include "engine/write_hook.h"
+
+namespace cowbackup::sqlite {
+
+// Facts read from the database header (the first 100 bytes).
+struct DbHeader {
+  uint32_t page_size = 0;       // 0 if the file is empty
+  uint32_t change_counter = 0;  // offset 24
+  uint32_t schema_cookie = 0;   // offset 40
+  uint32_t header_pages = 0;    // offset 28, "in-header database size"
+  uint8_t write_version = 0;    // offset 18: 1 rollback, 2 WAL
+  uint8_t read_version = 0;     // offset 19
+  bool wal() const { return write_version == 2 || read_version == 2; }
+};
+// Parses the header; Corruption if it is not a SQLite database header.
+Status ParseDbHeader(const uint8_t* buf, size_t len, const std::string& path, DbHeader* h);
+
+class FileState {
+ public:
+  // Finds or creates the state of (dev, ino) and takes a reference.
+  static FileState* Acquire(dev_t dev, ino_t ino, const std::string& path, sqlite3_vfs* parent);
+  // Drops a reference; the last one closes the reader and frees the state.
+  static void Release(FileState* state);
+
+  FileState(const FileState&) = delete;
+  FileState& operator=(const FileState&) = delete;
+
+  const std::string& path() const { return path_; }
+  dev_t dev() const { return dev_; }
+  ino_t ino() const { return ino_; }
+
+  // The interception point; the shim calls it before every main-db write.
+  WriteHook hook;
+
+  // One job at a time per file. False if one is already claimed.
+  bool ClaimJob();
+  void UnclaimJob();
+
+  // The parent file object the engine reads through (opened on first use).
+  Status Reader(sqlite3_file** out);
+  // Reads through the reader; a short read is an error.
+  Status ReadAt(uint64_t offset, uint8_t* buf, size_t len);
+  Status FileSize(uint64_t* bytes);
+  // A SHARED lock through the reader, retried for up to `timeout_ms`.
+  Status LockShared(uint32_t timeout_ms);
+  void Unlock();
+  // True if `<db>-journal` holds a journal nobody is writing (a crashed
+  // writer's), i.e. the file is not in a committed state. Call under SHARED.
+  bool HotJournal();
+
+  // ---- Commit tracking (see the file comment) ----
+  // At T0, under SHARED: starts tracking from `counter`.
+  void BeginTracking(uint32_t counter);
+  void EndTracking() { tracking_.store(false, std::memory_order_release); }
+  // From xWrite, after a write at offset 0 of `len` bytes landed.
+  void NotePage1Write(const uint8_t* data, size_t len) noexcept;
+  // True while a job tracks commits; page-1 writes are parsed only then.
+  bool tracking() const { return tracking_.load(std::memory_order_acquire); }
+  // OK, or the error saying a write bypassed the shim (or WAL was entered).
+  Status TrackingError() const;
+  // At the end, under SHARED: the file's counter against the last seen.
+  Status CheckCounterAtEnd(uint32_t file_counter) const;
+
+ private:
+  FileState(dev_t dev, ino_t ino, std::string path, sqlite3_vfs* parent)
+      : dev_(dev), ino_(ino), path_(std::move(path)), parent_(parent) {}
+  ~FileState();
+  void SetTrackingError(const std::string& msg) noexcept;
+
+  const dev_t dev_;
+  const ino_t ino_;
+  const std::string path_;
+  sqlite3_vfs* const parent_;
+  int refs_ = 0;  // GUARDED_BY(registry mutex)
+
+  std::mutex mu_;
+  sqlite3_file* reader_ = nullptr;  // GUARDED_BY(mu_) until set, then const
+  sqlite3_filename reader_name_ = nullptr;  // GUARDED_BY(mu_); sqlite3_create_filename
+  bool job_claimed_ = false;        // GUARDED_BY(mu_)
+  bool locked_ = false;             // only the job holding the claim touches it
+
+  std::atomic<bool> tracking_{false};
+  std::atomic<uint32_t> last_counter_{0};
+  std::atomic<bool> tracking_failed_{false};
+  mutable std::mutex error_mu_;
+  std::string tracking_error_;  // GUARDED_BY(error_mu_)
+};
+
+// The engine's view of a database file: pages read through the FileState's
+// parent file object. One per job (the page size is the job's).
+class ShimSource final : public Source {
+ public:
+  ShimSource(FileState* state, uint32_t page_size) : state_(state), page_size_(page_size) {}
+  Status read(uint64_t offset, uint8_t* buf, size_t len) override;
+  Status size(uint64_t* bytes) override { return state_->FileSize(bytes); }
+  uint32_t page_size() const override { return page_size_; }
+  const std::string& name() const override { return state_->path(); }
+
+ private:
+  FileState* const state_;
+  const uint32_t page_size_;
+};
+
+}  // namespace cowbackup::sqlite

@@ -1,0 +1,284 @@
+#include "vfs/shim_vfs.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "vfs/file_state.h"
+
+namespace cowbackup::sqlite {
+
+namespace {
+
+struct ShimFile {
+  sqlite3_file base;   // must come first
+  FileState* state;    // null if the file could not be identified
+  void* pad;           // keeps the parent's object 8-byte aligned
+};
+static_assert(sizeof(ShimFile) % 8 == 0);
+
+sqlite3_vfs g_vfs;               // the shim; g_vfs.pAppData is the parent
+std::mutex g_register_mu;
+bool g_registered = false;       // GUARDED_BY(g_register_mu)
+
+sqlite3_vfs* Parent() { return static_cast<sqlite3_vfs*>(g_vfs.pAppData); }
+sqlite3_file* ParentFile(sqlite3_file* f) { return reinterpret_cast<sqlite3_file*>(&reinterpret_cast<ShimFile*>(f)[1]); }
+ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
+
+// ---- io methods: all forward; xWrite and xTruncate report first ----
+
+int ShimClose(sqlite3_file* f) {
+  sqlite3_file* p = ParentFile(f);
+  const int rc = p->pMethods->xClose(p);
+  if (Shim(f)->state != nullptr) FileState::Release(Shim(f)->state);
+  Shim(f)->state = nullptr;
+  return rc;
+}
+
+int ShimRead(sqlite3_file* f, void* buf, int amt, sqlite3_int64 ofs) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xRead(p, buf, amt, ofs);
+}
+
+int ShimWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 ofs) {
+  FileState* st = Shim(f)->state;
+  if (st != nullptr) st->hook.before_write(uint64_t(ofs), uint64_t(amt));
+  sqlite3_file* p = ParentFile(f);
+  const int rc = p->pMethods->xWrite(p, buf, amt, ofs);
+  // Page 1 carries the file change counter; parsed only while a job runs.
+  if (ofs == 0 && rc == SQLITE_OK && st != nullptr && st->tracking()) {
+    st->NotePage1Write(static_cast<const uint8_t*>(buf), size_t(amt));
+  }
+  return rc;
+}
+
+int ShimTruncate(sqlite3_file* f, sqlite3_int64 size) {
+  FileState* st = Shim(f)->state;
+  if (st != nullptr) st->hook.before_truncate(uint64_t(size));
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xTruncate(p, size);
+}
+
+int ShimSync(sqlite3_file* f, int flags) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xSync(p, flags);
+}
+
+int ShimFileSize(sqlite3_file* f, sqlite3_int64* size) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xFileSize(p, size);
+}
+
+int ShimLock(sqlite3_file* f, int lock) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xLock(p, lock);
+}
+
+int ShimUnlock(sqlite3_file* f, int lock) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xUnlock(p, lock);
+}
+
+int ShimCheckReservedLock(sqlite3_file* f, int* out) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xCheckReservedLock(p, out);
+}
+
+int ShimFileControl(sqlite3_file* f, int op, void* arg) {
+  sqlite3_file* p = ParentFile(f);
+  const int rc = p->pMethods->xFileControl(p, op, arg);
+  if (op == SQLITE_FCNTL_VFSNAME && rc == SQLITE_OK) {
+    // As cksumvfs does: prefix the parent's name with ours.
+    char** name = static_cast<char**>(arg);
+    *name = sqlite3_mprintf("cowbackup/%z", *name);
+  }
+  return rc;
+}
+
+int ShimSectorSize(sqlite3_file* f) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xSectorSize(p);
+}
+
+int ShimDeviceCharacteristics(sqlite3_file* f) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xDeviceCharacteristics(p);
+}
+
+int ShimShmMap(sqlite3_file* f, int pg, int pgsz, int extend, void volatile** out) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xShmMap(p, pg, pgsz, extend, out);
+}
+
+int ShimShmLock(sqlite3_file* f, int offset, int n, int flags) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xShmLock(p, offset, n, flags);
+}
+
+void ShimShmBarrier(sqlite3_file* f) {
+  sqlite3_file* p = ParentFile(f);
+  p->pMethods->xShmBarrier(p);
+}
+
+int ShimShmUnmap(sqlite3_file* f, int delete_flag) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xShmUnmap(p, delete_flag);
+}
+
+int ShimFetch(sqlite3_file* f, sqlite3_int64 ofs, int amt, void** pp) {
+  sqlite3_file* p = ParentFile(f);
+  // Only reached for iVersion >= 3 tables, i.e. when the parent has xFetch.
+  return p->pMethods->xFetch(p, ofs, amt, pp);
+}
+
+int ShimUnfetch(sqlite3_file* f, sqlite3_int64 ofs, void* ptr) {
+  sqlite3_file* p = ParentFile(f);
+  return p->pMethods->xUnfetch(p, ofs, ptr);
+}
+
+constexpr sqlite3_io_methods MakeMethods(int version) {
+  return sqlite3_io_methods{
+      version,        ShimClose,       ShimRead,
+      ShimWrite,      ShimTruncate,    ShimSync,
+      ShimFileSize,   ShimLock,        ShimUnlock,
+      ShimCheckReservedLock, ShimFileControl, ShimSectorSize,
+      ShimDeviceCharacteristics,
+      version >= 2 ? ShimShmMap : nullptr,
+      version >= 2 ? ShimShmLock : nullptr,
+      version >= 2 ? ShimShmBarrier : nullptr,
+      version >= 2 ? ShimShmUnmap : nullptr,
+      version >= 3 ? ShimFetch : nullptr,
+      version >= 3 ? ShimUnfetch : nullptr,
+  };
+}
+const sqlite3_io_methods kMethodsV1 = MakeMethods(1);
+const sqlite3_io_methods kMethodsV2 = MakeMethods(2);
+const sqlite3_io_methods kMethodsV3 = MakeMethods(3);
+
+bool IsShimMethods(const sqlite3_io_methods* m) {
+  return m == &kMethodsV1 || m == &kMethodsV2 || m == &kMethodsV3;
+}
+
+// ---- VFS methods ----
+
+int ShimOpen(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_flags) {
+  sqlite3_vfs* parent = Parent();
+  if ((flags & SQLITE_OPEN_MAIN_DB) == 0 || name == nullptr) {
+    // Journals, WAL, temp files: the parent's object, our code never runs.
+    return parent->xOpen(parent, name, f, flags, out_flags);
+  }
+  ShimFile* shim = Shim(f);
+  shim->state = nullptr;
+  sqlite3_file* p = ParentFile(f);
+  const int rc = parent->xOpen(parent, name, p, flags, out_flags);
+  if (rc != SQLITE_OK) {
+    f->pMethods = nullptr;  // SQLite skips xClose
+    return rc;
+  }
+  const int version = p->pMethods->iVersion;
+  f->pMethods = version >= 3 ? &kMethodsV3 : version == 2 ? &kMethodsV2 : &kMethodsV1;
+  struct stat st;
+  if (::stat(name, &st) == 0) {
+    try {
+      shim->state = FileState::Acquire(st.st_dev, st.st_ino, name, parent);
+    } catch (...) {
+      shim->state = nullptr;  // out of memory: the file works, backups refuse it
+    }
+  }
+  return SQLITE_OK;
+}
+
+int ShimDelete(sqlite3_vfs*, const char* name, int sync_dir) {
+  return Parent()->xDelete(Parent(), name, sync_dir);
+}
+int ShimAccess(sqlite3_vfs*, const char* name, int flags, int* out) {
+  return Parent()->xAccess(Parent(), name, flags, out);
+}
+int ShimFullPathname(sqlite3_vfs*, const char* name, int n, char* out) {
+  return Parent()->xFullPathname(Parent(), name, n, out);
+}
+void* ShimDlOpen(sqlite3_vfs*, const char* path) { return Parent()->xDlOpen(Parent(), path); }
+void ShimDlError(sqlite3_vfs*, int n, char* msg) { Parent()->xDlError(Parent(), n, msg); }
+void (*ShimDlSym(sqlite3_vfs*, void* h, const char* sym))(void) {
+  return Parent()->xDlSym(Parent(), h, sym);
+}
+void ShimDlClose(sqlite3_vfs*, void* h) { Parent()->xDlClose(Parent(), h); }
+int ShimRandomness(sqlite3_vfs*, int n, char* out) { return Parent()->xRandomness(Parent(), n, out); }
+int ShimSleep(sqlite3_vfs*, int us) { return Parent()->xSleep(Parent(), us); }
+int ShimCurrentTime(sqlite3_vfs*, double* t) { return Parent()->xCurrentTime(Parent(), t); }
+int ShimGetLastError(sqlite3_vfs*, int n, char* msg) {
+  return Parent()->xGetLastError ? Parent()->xGetLastError(Parent(), n, msg) : 0;
+}
+int ShimCurrentTimeInt64(sqlite3_vfs*, sqlite3_int64* t) {
+  return Parent()->xCurrentTimeInt64(Parent(), t);
+}
+int ShimSetSystemCall(sqlite3_vfs*, const char* name, sqlite3_syscall_ptr fn) {
+  return Parent()->xSetSystemCall(Parent(), name, fn);
+}
+sqlite3_syscall_ptr ShimGetSystemCall(sqlite3_vfs*, const char* name) {
+  return Parent()->xGetSystemCall(Parent(), name);
+}
+const char* ShimNextSystemCall(sqlite3_vfs*, const char* name) {
+  return Parent()->xNextSystemCall(Parent(), name);
+}
+
+}  // namespace
+
+Status RegisterShimVfs(bool make_default) {
+  std::lock_guard<std::mutex> lock(g_register_mu);
+  if (g_registered) {
+    if (make_default) sqlite3_vfs_register(&g_vfs, 1);
+    return Status::OK();
+  }
+  if (sqlite3_initialize() != SQLITE_OK) return Status::NotSupported("sqlite3_initialize failed");
+  sqlite3_vfs* existing = sqlite3_vfs_find("cowbackup");
+  if (existing != nullptr) {
+    // Another copy of cowbackup in this process registered first; its
+    // files are not ours, so backups through this copy would refuse them.
+    return Status::Busy("a VFS named \"cowbackup\" is already registered by another copy of the "
+                        "library in this process");
+  }
+  sqlite3_vfs* parent = sqlite3_vfs_find(nullptr);
+  if (parent == nullptr) return Status::NotFound("no default SQLite VFS to wrap");
+  memset(&g_vfs, 0, sizeof g_vfs);
+  g_vfs.iVersion = parent->iVersion;
+  g_vfs.szOsFile = int(sizeof(ShimFile)) + parent->szOsFile;
+  g_vfs.mxPathname = parent->mxPathname;
+  g_vfs.zName = "cowbackup";
+  g_vfs.pAppData = parent;
+  g_vfs.xOpen = ShimOpen;
+  g_vfs.xDelete = ShimDelete;
+  g_vfs.xAccess = ShimAccess;
+  g_vfs.xFullPathname = ShimFullPathname;
+  g_vfs.xDlOpen = parent->xDlOpen ? ShimDlOpen : nullptr;
+  g_vfs.xDlError = parent->xDlError ? ShimDlError : nullptr;
+  g_vfs.xDlSym = parent->xDlSym ? ShimDlSym : nullptr;
+  g_vfs.xDlClose = parent->xDlClose ? ShimDlClose : nullptr;
+  g_vfs.xRandomness = ShimRandomness;
+  g_vfs.xSleep = ShimSleep;
+  g_vfs.xCurrentTime = ShimCurrentTime;
+  g_vfs.xGetLastError = ShimGetLastError;
+  if (parent->iVersion >= 2) g_vfs.xCurrentTimeInt64 = parent->xCurrentTimeInt64 ? ShimCurrentTimeInt64 : nullptr;
+  if (parent->iVersion >= 3) {
+    g_vfs.xSetSystemCall = parent->xSetSystemCall ? ShimSetSystemCall : nullptr;
+    g_vfs.xGetSystemCall = parent->xGetSystemCall ? ShimGetSystemCall : nullptr;
+    g_vfs.xNextSystemCall = parent->xNextSystemCall ? ShimNextSystemCall : nullptr;
+  }
+  const int rc = sqlite3_vfs_register(&g_vfs, make_default ? 1 : 0);
+  if (rc != SQLITE_OK) return Status::NotSupported(std::string("sqlite3_vfs_register: ") + sqlite3_errstr(rc));
+  g_registered = true;
+  return Status::OK();
+}
+
+FileState* ShimFileState(sqlite3_file* file) {
+  if (file == nullptr || !IsShimMethods(file->pMethods)) return nullptr;
+  return Shim(file)->state;
+}
+
+sqlite3_vfs* ShimParentVfs() {
+  std::lock_guard<std::mutex> lock(g_register_mu);
+  return g_registered ? Parent() : nullptr;
+}
+
+}  // namespace cowbackup::sqlite

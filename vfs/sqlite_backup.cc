@@ -1,0 +1,456 @@
+// The embedded API (include/cowbackup/sqlite.hpp): begin-time instant, job
+// registry, background jobs. The SQL functions (sql/) are a thin layer over
+// this file.
+//
+// Begin time (issue 3, requirement 2), in BeginJob():
+//   1. refuse what cannot be copied correctly: temp/in-memory schemas, files
+//      not opened through the shim, a destination that is the database or
+//      its journal/WAL/shm, a second job on the same file, WAL databases;
+//   2. read the header without a lock (page size), create the outputs;
+//   3. SHARED lock through the parent VFS (retried up to busy_timeout_ms):
+//      no writer is inside a commit, so the file is committed; re-read the
+//      header (page count, change counter), start commit tracking, arm the
+//      job (T0), unlock. Nothing that blocks writers is held after that.
+// End (before the destination is published, on the copier thread): SHARED
+// again, compare the change counter with the commits the shim saw.
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "backup/backup_job.h"
+#include "backup/format.h"
+#include "cowbackup/sqlite.hpp"
+#include "engine/posix_file.h"
+#include "vfs/file_state.h"
+#include "vfs/shim_vfs.h"
+
+namespace cowbackup::sqlite {
+
+namespace {
+
+constexpr size_t kMaxFinishedJobs = 100;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One backup of the process. Created by BeginJob, kept in the registry.
+struct Job {
+  uint64_t id = 0;
+  std::string schema, database, destination;
+  FileState* state = nullptr;  // a reference, released in the destructor
+  bool claimed = false;        // holds state's one-job claim
+  std::unique_ptr<ShimSource> source;
+  std::unique_ptr<BackupJob> backup;  // destroyed before source
+  int64_t started_ms = 0;
+
+  // GUARDED_BY(g_jobs_mu):
+  bool finished = false;
+  Status final_status;
+  Summary final_summary;
+  int64_t finished_ms = 0;
+  std::condition_variable cv;
+
+  ~Job() {
+    backup.reset();
+    source.reset();
+    if (state != nullptr) {
+      if (claimed) {
+        state->EndTracking();
+        state->UnclaimJob();
+      }
+      FileState::Release(state);
+    }
+  }
+};
+
+std::mutex g_jobs_mu;
+uint64_t g_next_id = 1;  // GUARDED_BY(g_jobs_mu)
+std::map<uint64_t, std::shared_ptr<Job>>& Jobs() {  // GUARDED_BY(g_jobs_mu)
+  static auto* jobs = new std::map<uint64_t, std::shared_ptr<Job>>();
+  return *jobs;
+}
+
+std::string RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) return {};
+  return buf;
+}
+
+// The destination may not be the database, its journal, WAL or shm file:
+// compared by canonical path and, when it exists, by inode.
+Status CheckDestination(const std::string& dest, const FileState& st) {
+  if (dest.empty()) return Status::InvalidArgument("destination path is empty");
+  if (dest == "-") return Status::InvalidArgument("destination \"-\" (standard output) is not supported here");
+  struct stat sb;
+  if (::stat(dest.c_str(), &sb) == 0 && sb.st_dev == st.dev() && sb.st_ino == st.ino()) {
+    return Status::InvalidArgument("destination is the database file itself", dest);
+  }
+  const std::string db = RealPath(st.path());
+  const std::string dir = RealPath(ParentDir(dest));
+  if (db.empty() || dir.empty()) return Status::OK();  // AtomicFile::Create reports a bad directory
+  std::string canon = (dir == "/" ? "" : dir) + "/" + BaseName(dest);
+  const std::string resolved = RealPath(dest);  // follows a symlink at dest
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+    const std::string forbidden = db + suffix;
+    if (canon == forbidden || resolved == forbidden) {
+      return Status::InvalidArgument(std::string("destination is the database's own ") +
+                                         (*suffix ? suffix + 1 : "file"),
+                                     dest);
+    }
+  }
+  return Status::OK();
+}
+
+Status ReadHeader(FileState* st, uint64_t* size, DbHeader* h) {
+  Status s = st->FileSize(size);
+  if (!s.ok()) return s;
+  *h = DbHeader{};
+  if (*size == 0) return Status::OK();  // an empty database: no header yet
+  uint8_t buf[100];
+  if (*size < sizeof buf) return Status::Corruption("not a SQLite database (file too short)", st->path());
+  s = st->ReadAt(0, buf, sizeof buf);
+  if (s.ok()) s = ParseDbHeader(buf, sizeof buf, st->path(), h);
+  return s;
+}
+
+Status WalRefused(const std::string& path) {
+  return Status::NotSupported(
+      "the database is in WAL mode, which this version of cowbackup does not support yet; "
+      "switch it with PRAGMA journal_mode=DELETE (or TRUNCATE/PERSIST) to back it up",
+      path);
+}
+
+// Runs on the copier thread before the destination is published.
+Status EndCheck(FileState* st, uint32_t timeout_ms) {
+  Status s = st->TrackingError();
+  if (!s.ok()) return s;
+  s = st->LockShared(timeout_ms);
+  if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
+  uint64_t size = 0;
+  DbHeader h;
+  s = ReadHeader(st, &size, &h);
+  st->Unlock();
+  if (!s.ok()) return s;
+  if (h.wal()) return WalRefused(st->path());
+  return st->CheckCounterAtEnd(h.change_counter);
+}
+
+std::string Metadata(const std::string& path, const std::string& schema, const DbHeader& h,
+                     uint64_t pages) {
+  using format::MetaLine;
+  return MetaLine("source_path", path) + MetaLine("sqlite_schema", schema) +
+         MetaLine("sqlite_change_counter", std::to_string(h.change_counter)) +
+         MetaLine("sqlite_page_count", std::to_string(pages)) +
+         MetaLine("sqlite_schema_cookie", std::to_string(h.schema_cookie)) +
+         MetaLine("sqlite_journal_mode", "rollback") +
+         MetaLine("sqlite_version", sqlite3_libversion());
+}
+
+// Step 3 of the file comment: the begin-time instant itself.
+Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, bool* retry) {
+  FileState* st = job->state;
+  *retry = false;
+  Status s = st->LockShared(options.busy_timeout_ms);
+  if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
+  struct Unlocker {
+    FileState* st;
+    ~Unlocker() { st->Unlock(); }
+  } unlock{st};
+  if (st->HotJournal()) {
+    return Status::Busy("the database has a hot journal (a writer crashed mid-transaction); open "
+                        "it with SQLite and read from it once to roll it back, then retry",
+                        st->path());
+  }
+  uint64_t size = 0;
+  DbHeader h;
+  s = ReadHeader(st, &size, &h);
+  if (!s.ok()) return s;
+  if (h.wal()) return WalRefused(st->path());
+  const uint32_t page_size = job->source->page_size();
+  if (size > 0 && h.page_size != page_size) {
+    *retry = true;  // VACUUM changed the page size since we looked
+    return Status::Busy("page size changed while starting", st->path());
+  }
+  (void)expected;
+  if (size % page_size != 0) {
+    return Status::Corruption("database file size " + std::to_string(size) +
+                                  " is not a multiple of its page size " + std::to_string(page_size),
+                              st->path());
+  }
+  const uint64_t pages = size / page_size;
+  st->BeginTracking(h.change_counter);
+  s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages), &st->hook);
+  if (!s.ok()) st->EndTracking();
+  return s;
+}
+
+Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& dest,
+                const BackupOptions& options, bool synchronous, std::shared_ptr<Job>* out) {
+  if (db == nullptr) return Status::InvalidArgument("no database connection");
+  const std::string schema = schema_in.empty() ? "main" : schema_in;
+  if (strcasecmp(schema.c_str(), "temp") == 0) {
+    return Status::InvalidArgument("the temp schema cannot be backed up: temporary databases are "
+                                   "private to their connection");
+  }
+  const char* filename = sqlite3_db_filename(db, schema.c_str());
+  if (filename == nullptr) return Status::NotFound("no such database schema: " + schema);
+  if (*filename == '\0') {
+    return Status::InvalidArgument("schema " + schema + " is an in-memory or temporary database; "
+                                   "only database files can be backed up");
+  }
+  const int txn = sqlite3_txn_state(db, schema.c_str());
+  if (txn == SQLITE_TXN_WRITE ||
+      (synchronous && txn == SQLITE_TXN_READ)) {
+    return Status::InvalidArgument(
+        "cannot back up schema " + schema + " from inside a transaction that has " +
+        (txn == SQLITE_TXN_WRITE ? "written to" : "read from") +
+        " it (the backup would hold writers off for its whole run); commit first, or use "
+        "cowbackup_start");
+  }
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db, schema.c_str(), SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK) {
+    file = nullptr;
+  }
+  FileState* found = ShimFileState(file);
+  if (found == nullptr) {
+    return Status::InvalidArgument(
+        std::string("database ") + filename + " (schema " + schema +
+        ") was not opened through the cowbackup VFS, so its writes cannot be intercepted: open it "
+        "after loading the extension (or after cowbackup::sqlite::RegisterVfs()), or with "
+        "vfs=cowbackup (file:...?vfs=cowbackup)");
+  }
+  Status s = CheckDestination(dest, *found);
+  if (!s.ok()) return s;
+
+  auto job = std::make_shared<Job>();
+  job->schema = schema;
+  job->database = found->path();
+  job->destination = dest;
+  job->started_ms = NowUnixMs();
+  job->state = FileState::Acquire(found->dev(), found->ino(), found->path(), nullptr);
+  if (!job->state->ClaimJob()) {
+    return Status::Busy("a backup of this database is already running in this process", found->path());
+  }
+  job->claimed = true;
+
+  for (int attempt = 0;; attempt++) {
+    uint64_t size = 0;
+    DbHeader h;
+    s = ReadHeader(job->state, &size, &h);
+    if (!s.ok()) return s;
+    if (h.wal()) return WalRefused(job->state->path());
+    job->backup.reset();
+    job->source = std::make_unique<ShimSource>(job->state, size == 0 ? 4096 : h.page_size);
+    BackupParams params;
+    params.dest = dest;
+    params.options = options;
+    params.kind = format::SourceKind::kSqlite;
+    params.source_name = job->state->path();
+    FileState* st = job->state;
+    const uint32_t timeout_ms = options.busy_timeout_ms;
+    params.before_publish = [st, timeout_ms] { return EndCheck(st, timeout_ms); };
+    s = BackupJob::Prepare(job->source.get(), params, &job->backup);
+    if (!s.ok()) return s;
+    bool retry = false;
+    s = TakeT0(job.get(), options, h, &retry);
+    if (s.ok()) break;
+    job->backup->Abort(s);
+    if (!retry || attempt >= 3) return s;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_jobs_mu);
+    job->id = g_next_id++;
+    Jobs()[job->id] = job;
+  }
+  *out = std::move(job);
+  return Status::OK();
+}
+
+void PruneFinishedLocked() {
+  size_t finished = 0;
+  for (auto& [id, job] : Jobs()) finished += job->finished ? 1 : 0;
+  for (auto it = Jobs().begin(); finished > kMaxFinishedJobs && it != Jobs().end();) {
+    if (it->second->finished) {
+      it = Jobs().erase(it);
+      finished--;
+    } else {
+      ++it;
+    }
+  }
+}
+
+Status RunJob(const std::shared_ptr<Job>& job) {
+  Status s = job->backup->Run();  // disarms the hook before it returns
+  const Summary summary = job->backup->summary();
+  // Free the file for the next job before anyone hears this one ended.
+  job->state->EndTracking();
+  job->state->UnclaimJob();
+  job->claimed = false;
+  std::unique_ptr<BackupJob> backup;
+  std::unique_ptr<ShimSource> source;
+  {
+    std::lock_guard<std::mutex> lock(g_jobs_mu);
+    job->finished = true;
+    job->final_status = s;
+    job->final_summary = summary;
+    job->finished_ms = NowUnixMs();
+    backup = std::move(job->backup);
+    source = std::move(job->source);
+    job->cv.notify_all();
+    PruneFinishedLocked();
+  }
+  // A finished job keeps no descriptor of the database open.
+  backup.reset();
+  source.reset();
+  FileState::Release(job->state);
+  job->state = nullptr;
+  return s;
+}
+
+std::shared_ptr<Job> FindJob(uint64_t id) {
+  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  auto it = Jobs().find(id);
+  return it == Jobs().end() ? nullptr : it->second;
+}
+
+JobInfo InfoLocked(const Job& job) {
+  JobInfo info;
+  info.id = job.id;
+  info.schema = job.schema;
+  info.database = job.database;
+  info.destination = job.destination;
+  info.summary = job.finished ? job.final_summary : job.backup->summary();
+  info.started_unix_ms = job.started_ms;
+  info.finished_unix_ms = job.finished ? job.finished_ms : 0;
+  return info;
+}
+
+void AppendJsonString(std::string* out, const std::string& s) {
+  *out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          *out += buf;
+        } else {
+          *out += char(c);
+        }
+    }
+  }
+  *out += '"';
+}
+
+}  // namespace
+
+Status RegisterVfs(bool make_default) {
+  try {
+    return RegisterShimVfs(make_default);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("register: ") + e.what());
+  }
+}
+
+bool OpenedThroughShim(sqlite3* db, const char* schema) {
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db, schema, SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK) return false;
+  return ShimFileState(file) != nullptr;
+}
+
+Status StartBackup(sqlite3* db, const std::string& schema, const std::string& dest,
+                   const BackupOptions& options, uint64_t* job_id) {
+  std::shared_ptr<Job> job;
+  Status s = BeginJob(db, schema, dest, options, /*synchronous=*/false, &job);
+  if (!s.ok()) return s;
+  *job_id = job->id;
+  try {
+    std::thread([job] { (void)RunJob(job); }).detach();
+  } catch (const std::system_error& e) {
+    job->backup->cancel();  // still ours: no thread saw the job
+    (void)RunJob(job);
+    return Status::FromErrno("start backup thread", e.what(), EAGAIN);
+  }
+  return Status::OK();
+}
+
+Status Backup(sqlite3* db, const std::string& schema, const std::string& dest,
+              const BackupOptions& options, Summary* summary, uint64_t* job_id) {
+  std::shared_ptr<Job> job;
+  Status s = BeginJob(db, schema, dest, options, /*synchronous=*/true, &job);
+  if (!s.ok()) return s;
+  if (job_id != nullptr) *job_id = job->id;
+  s = RunJob(job);
+  if (summary != nullptr) *summary = job->final_summary;
+  return s;
+}
+
+Status WaitBackup(uint64_t job_id, Summary* summary) {
+  std::shared_ptr<Job> job = FindJob(job_id);
+  if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
+  std::unique_lock<std::mutex> lock(g_jobs_mu);
+  job->cv.wait(lock, [&] { return job->finished; });
+  if (summary != nullptr) *summary = job->final_summary;
+  return job->final_status;
+}
+
+Status CancelBackup(uint64_t job_id) {
+  std::shared_ptr<Job> job = FindJob(job_id);
+  if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
+  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  if (!job->finished) job->backup->cancel();
+  return Status::OK();
+}
+
+Status GetJob(uint64_t job_id, JobInfo* info) {
+  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  auto it = Jobs().find(job_id);
+  if (it == Jobs().end()) return Status::NotFound("no such backup job: " + std::to_string(job_id));
+  *info = InfoLocked(*it->second);
+  return Status::OK();
+}
+
+std::vector<JobInfo> ListJobs() {
+  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  std::vector<JobInfo> out;
+  out.reserve(Jobs().size());
+  for (auto& [id, job] : Jobs()) out.push_back(InfoLocked(*job));
+  return out;
+}
+
+std::string SummaryJson(const Summary& s, uint64_t job_id) {
+  char buf[320];
+  snprintf(buf, sizeof buf,
+           "{\"job_id\":%llu,\"state\":\"%s\",\"pages\":%llu,\"preserved_pages\":%llu,"
+           "\"bytes\":%llu,\"seconds\":%.6f,\"page_size\":%u",
+           (unsigned long long)job_id, JobStateName(s.state),
+           (unsigned long long)s.progress.pages_done,
+           (unsigned long long)s.progress.pages_preserved,
+           (unsigned long long)s.progress.bytes_written, s.seconds, s.page_size);
+  std::string out = buf;
+  if (!s.error.empty()) {
+    out += ",\"error\":";
+    AppendJsonString(&out, s.error);
+  }
+  return out + "}";
+}
+
+}  // namespace cowbackup::sqlite
