@@ -86,7 +86,10 @@ BackupJob::BackupJob(Source* source, BackupParams params)
 
 BackupJob::~BackupJob() {
   // Run() or Abort() normally ran; make sure nothing is left behind.
-  if (hook_ != nullptr) hook_->disarm();
+  if (hook_ != nullptr) {
+    job_->cancel();  // releases held writers; before_write becomes a no-op
+    hook_->disarm();
+  }
   if (sink_) sink_->abandon();
   if (file_) file_->abandon();
   if (volume_) volume_->remove();
