@@ -1,0 +1,38 @@
+// JsonObject: the one JSON object a subcommand prints with --json.
+//
+// Members keep insertion order; values are encoded as they are added, so
+// the object is only a list of (key, encoded value) pairs. Strings are
+// escaped per RFC 8259 and bytes that are not valid UTF-8 (a path may hold
+// any bytes) become U+FFFD, so the output always parses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cowbackup::cli {
+
+class JsonObject {
+ public:
+  JsonObject& add(const std::string& key, const std::string& value);
+  JsonObject& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
+  JsonObject& add(const std::string& key, uint64_t value);
+  JsonObject& add(const std::string& key, uint32_t value) { return add(key, uint64_t{value}); }
+  JsonObject& add(const std::string& key, double value);
+  JsonObject& add(const std::string& key, bool value);
+  JsonObject& add(const std::string& key, const JsonObject& value);
+  JsonObject& add_null(const std::string& key);
+  // `value` when non-empty, else null (an "error" member, for example).
+  JsonObject& add_or_null(const std::string& key, const std::string& value);
+
+  // {"key": value, ...} on one line.
+  std::string str() const;
+
+  static std::string Quote(const std::string& s);
+
+ private:
+  std::vector<std::pair<std::string, std::string>> members_;
+};
+
+}  // namespace cowbackup::cli
