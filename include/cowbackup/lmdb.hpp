@@ -1,0 +1,286 @@
+// cowbackup LMDB wrapper: RAII types over Debian's unmodified liblmdb 0.9.24
+// and hot, begin-time backups that pin no pages.
+//
+// USING
+//   #include "cowbackup/lmdb.hpp"          // link the CMake target cowbackup_lmdb
+//   namespace cl = cowbackup::lmdb;
+//   std::unique_ptr<cl::Env> env;
+//   Status s = cl::Env::Open("/var/db/app", {.map_size = 1ull << 30}, &env);
+//   cl::Txn txn;  s = cl::Txn::Begin(*env, &txn);
+//   cl::Dbi dbi;  s = cl::Dbi::Open(txn, nullptr, 0, &dbi);
+//   s = txn.put(dbi, "key", "value");  s = txn.commit();
+//   s = env->backup("/backups/app.cowbak", BackupOptions{});   // while writers run
+//   // restore: cowbackup restore app.cowbak /var/db/app-restored  (a directory
+//   // holding data.mdb that mdb_stat / mdb_dump / Env::Open read)
+//
+// LINKING
+//   cowbackup_lmdb links liblmdb.a (not liblmdb.so) with the linker's --wrap
+//   on the write calls liblmdb makes (lmdb/io_intercept.h says why). Do not
+//   also link liblmdb.so / -llmdb into the same program: Env::Open detects an
+//   env opened by another liblmdb and fails rather than back it up wrongly.
+//
+// WHAT A BACKUP IS
+//   backup() serializes with LMDB's single writer (it begins a write txn,
+//   which takes the writer mutex), reads the newest meta page (txnid T,
+//   last_pgno L), arms the copy-on-write hook and aborts the txn: that is
+//   T0. It then copies pages 0..L with no read transaction held; writers
+//   keep committing and reusing free pages, and every page below L+1 they
+//   overwrite before the copier got there has its pre-image saved first.
+//   The archive restores to a data.mdb whose newest meta page is T's.
+//
+// LIMITATIONS
+//   - Only writes made by this process, through this library, are seen.
+//     Another process writing the same env would change pages behind the
+//     hook's back; that cannot be detected, so do not back up an env that
+//     other processes write (read-only processes are fine).
+//   - MDB_WRITEMAP envs write through the memory map: backup refuses them
+//     (kNotSupported). Read-only envs are refused too (their writers are
+//     elsewhere).
+//   - backup() must not be called from a thread holding a write Txn of the
+//     same env (kBusy): it needs the writer mutex.
+//
+// TYPES
+//   LMDB's own types stay out of this header: keys and values are
+//   std::string_view (pointing into the map; valid until the txn ends or
+//   the next write in it), flags are our constants with LMDB's values
+//   (lmdb.cc checks they match). native_handle() returns the MDB_* pointer
+//   (forward-declared) for the rare call we do not wrap.
+//
+// THREAD-SAFETY
+//   As LMDB: an Env is shared by all threads; a Txn and its Cursors belong
+//   to one thread (read txns may move with kNoTls); one write Txn at a
+//   time per env. backup()/start_backup() and BackupTask may be called
+//   from any thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "cowbackup/job.h"
+#include "cowbackup/status.h"
+
+struct MDB_env;
+struct MDB_txn;
+struct MDB_cursor;
+
+namespace cowbackup::lmdb {
+
+// Environment flags (mdb_env_open), values as in lmdb.h.
+inline constexpr unsigned kNoSubdir = 0x4000;
+inline constexpr unsigned kNoSync = 0x10000;
+inline constexpr unsigned kReadOnly = 0x20000;
+inline constexpr unsigned kNoMetaSync = 0x40000;
+inline constexpr unsigned kWriteMap = 0x80000;
+inline constexpr unsigned kMapAsync = 0x100000;
+inline constexpr unsigned kNoTls = 0x200000;
+inline constexpr unsigned kNoLock = 0x400000;
+inline constexpr unsigned kNoReadAhead = 0x800000;
+inline constexpr unsigned kNoMemInit = 0x1000000;
+// Database flags (mdb_dbi_open).
+inline constexpr unsigned kReverseKey = 0x02;
+inline constexpr unsigned kDupSort = 0x04;
+inline constexpr unsigned kIntegerKey = 0x08;
+inline constexpr unsigned kDupFixed = 0x10;
+inline constexpr unsigned kCreate = 0x40000;
+// Write flags (mdb_put, mdb_cursor_put).
+inline constexpr unsigned kNoOverwrite = 0x10;
+inline constexpr unsigned kNoDupData = 0x20;
+inline constexpr unsigned kAppend = 0x20000;
+
+struct EnvOptions {
+  unsigned flags = 0;
+  uint64_t map_size = 0;     // bytes; 0 = LMDB's default, or the file's if larger
+  unsigned max_dbs = 0;      // named databases; 0 = only the main one
+  unsigned max_readers = 0;  // 0 = LMDB's default (126)
+  unsigned mode = 0644;      // for files LMDB creates
+};
+
+struct EnvInfo {
+  uint32_t page_size = 0;
+  uint64_t map_size = 0;
+  uint64_t last_pgno = 0;   // last page used by the newest meta page
+  uint64_t last_txnid = 0;  // txnid of the newest meta page
+  unsigned max_readers = 0;
+  unsigned num_readers = 0;
+  uint64_t entries = 0;     // in the main database
+  uint64_t file_bytes = 0;  // size of data.mdb
+};
+
+struct DbStat {
+  uint32_t page_size = 0;
+  unsigned depth = 0;
+  uint64_t branch_pages = 0, leaf_pages = 0, overflow_pages = 0, entries = 0;
+};
+
+// What a backup took at T0, and how it ended.
+struct BackupResult {
+  Summary summary;
+  uint64_t txnid = 0;      // of the T0 meta page: the restored env's newest
+  uint64_t last_pgno = 0;  // of the T0 meta page
+  uint64_t t0_pages = 0;   // last_pgno + 1: pages in the archive
+  uint64_t map_size = 0;   // the env's map size at T0
+  uint32_t page_size = 0;
+};
+
+class BackupTask;
+class Txn;
+
+// An open environment. Closing (the destructor) cancels and waits for the
+// env's running backups, then calls mdb_env_close: every Txn and Cursor
+// must be gone by then, as LMDB requires.
+class Env {
+ public:
+  static Status Open(const std::string& path, const EnvOptions& options, std::unique_ptr<Env>* out);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  // mdb_env_set_mapsize: grows (or shrinks) the map. LMDB requires that no
+  // transaction of this process is active; a running backup holds none.
+  Status set_map_size(uint64_t bytes);
+  Status info(EnvInfo* info) const;
+  Status sync(bool force);
+  const std::string& path() const;
+  const std::string& data_path() const;  // data.mdb
+  unsigned flags() const;
+
+  // LMDB's own hot copy (mdb_env_copyfd2): holds one read txn for the
+  // whole copy, so writers cannot reuse pages freed meanwhile. For
+  // comparison in tests and benchmarks.
+  Status copy_to_fd(int fd, bool compact = false);
+
+  // A begin-time backup to `dest` (archive or plain image, per options;
+  // "-" streams to stdout). Returns when the backup is complete.
+  Status backup(const std::string& dest, const BackupOptions& options, BackupResult* result = nullptr);
+  // The same, streaming the archive to `fd` (a pipe, socket or file).
+  Status backup_to_fd(int fd, const BackupOptions& options, BackupResult* result = nullptr);
+  // The same, on a background thread. Returns once T0 is taken (so the
+  // backup covers everything committed before the call), or an error.
+  Status start_backup(const std::string& dest, const BackupOptions& options,
+                      std::unique_ptr<BackupTask>* task);
+
+  MDB_env* native_handle() const;
+
+  struct Impl;
+  Impl* impl() const { return impl_.get(); }
+
+ private:
+  explicit Env(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A backup running in the background. Destroying it cancels it and waits.
+class BackupTask {
+ public:
+  ~BackupTask();
+  BackupTask(const BackupTask&) = delete;
+  BackupTask& operator=(const BackupTask&) = delete;
+
+  Progress progress() const;
+  Summary summary() const;
+  void cancel();
+  bool done() const;
+  // Waits for the end; the backup's final status.
+  Status wait(BackupResult* result = nullptr);
+
+  struct Impl;
+
+ private:
+  friend class Env;
+  explicit BackupTask(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class Dbi;
+
+// A transaction. Move-only; the destructor aborts one still active.
+// A write txn holds LMDB's writer mutex from Begin to commit/abort.
+class Txn {
+ public:
+  Txn() = default;
+  ~Txn();
+  Txn(Txn&& other) noexcept;
+  Txn& operator=(Txn&& other) noexcept;
+
+  static Status Begin(Env& env, Txn* out, bool read_only = false);
+  Status commit();
+  void abort();
+  // Read txns: release the snapshot and take a fresh one later.
+  void reset();
+  Status renew();
+
+  // NotFound when the key is absent. `value` points into the map.
+  Status get(const Dbi& dbi, std::string_view key, std::string_view* value) const;
+  Status put(const Dbi& dbi, std::string_view key, std::string_view value, unsigned flags = 0);
+  Status del(const Dbi& dbi, std::string_view key);
+  Status stat(const Dbi& dbi, DbStat* stat) const;
+
+  bool active() const { return txn_ != nullptr; }
+  bool read_only() const { return read_only_; }
+  uint64_t id() const;
+  Env* env() const { return env_; }
+  MDB_txn* native_handle() const { return txn_; }
+
+ private:
+  void finish();  // bookkeeping after commit/abort
+  Env* env_ = nullptr;
+  MDB_txn* txn_ = nullptr;
+  bool read_only_ = false;
+};
+
+// A database handle. LMDB keeps handles open until the env closes and
+// mdb_dbi_close is unsafe while any txn may use the handle, so a Dbi is a
+// plain value and closing is left to the env (the RAII owner).
+class Dbi {
+ public:
+  Dbi() = default;
+  // `name` nullptr = the main database. A handle opened in a write txn
+  // becomes visible to others when that txn commits.
+  static Status Open(Txn& txn, const char* name, unsigned flags, Dbi* out);
+  unsigned handle() const { return dbi_; }
+  bool valid() const { return valid_; }
+
+ private:
+  unsigned dbi_ = 0;
+  bool valid_ = false;
+};
+
+// A cursor. Move-only; the destructor closes it. A cursor of a write txn
+// must be destroyed before the txn ends (LMDB frees it at commit).
+class Cursor {
+ public:
+  Cursor() = default;
+  ~Cursor();
+  Cursor(Cursor&& other) noexcept;
+  Cursor& operator=(Cursor&& other) noexcept;
+
+  static Status Open(const Txn& txn, const Dbi& dbi, Cursor* out);
+  // Each positions the cursor and returns the entry there; NotFound past
+  // either end or when nothing matches.
+  Status first(std::string_view* key, std::string_view* value);
+  Status last(std::string_view* key, std::string_view* value);
+  Status next(std::string_view* key, std::string_view* value);
+  Status prev(std::string_view* key, std::string_view* value);
+  // The first entry with key >= `key` (MDB_SET_RANGE).
+  Status seek(std::string_view key, std::string_view* found_key, std::string_view* value);
+  Status put(std::string_view key, std::string_view value, unsigned flags = 0);
+  Status del();
+  void close();
+  MDB_cursor* native_handle() const { return cursor_; }
+
+ private:
+  Status get(std::string_view* key, std::string_view* value, int op, const char* what);
+  MDB_cursor* cursor_ = nullptr;
+};
+
+// An LMDB return code as a Status: "<operation>: <mdb_strerror>" plus
+// `where` (a path). MDB_NOTFOUND -> NotFound, MDB_MAP_FULL / ENOSPC ->
+// NoSpace, EINVAL / MDB_INCOMPATIBLE / MDB_BAD_* -> InvalidArgument,
+// MDB_CORRUPTED / MDB_PAGE_NOTFOUND / MDB_INVALID -> Corruption,
+// MDB_VERSION_MISMATCH -> NotSupported, EBUSY / EAGAIN / MDB_READERS_FULL /
+// MDB_MAP_RESIZED -> Busy, anything else -> IOError.
+Status FromMdb(int rc, const std::string& operation, const std::string& where = {});
+
+}  // namespace cowbackup::lmdb

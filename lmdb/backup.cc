@@ -1,0 +1,272 @@
+// The LMDB backup API: finds T0 and drives a BackupJob (backup/backup_job.h).
+//
+// T0, step by step (compare mdb_env_copyfd0, which takes the writer mutex
+// only while it copies the meta pages, then holds a read txn throughout):
+//   1. Begin a write txn: LMDB's writer mutex (or, with MDB_NOLOCK, the
+//      wrapper's) is now ours, so no commit is in flight and none starts.
+//   2. Read the newest meta page: txnid T, last_pgno L (mdb_env_info), and
+//      check that data.mdb's meta pages on disk say the same.
+//   3. Arm the write hook with a job over pages [0, L + 1): that is T0.
+//   4. Abort the txn. Writers resume; no read txn is held during the copy.
+//
+// Why pages 0..L at T0 restore to a valid env whose newest meta is T:
+//   - Everything T's meta page reaches lies in pages 0..L, and their T0
+//     content is what the archive holds: a page a writer changes after T0
+//     (a free page reused, or the older meta page, rewritten by the next
+//     commit) has its T0 pre-image preserved first.
+//   - Both meta pages are pages 0 and 1: the one with T, and the older one
+//     (T - 1, whose tree is also intact at T0: LMDB frees its pages only in
+//     T and reuses them from T + 1 on).
+//   - Pages past L are free at T0; writes there are past the T0 end of the
+//     job and cost nothing.
+#include <errno.h>
+#include <lmdb.h>
+
+#include <condition_variable>
+
+#include "backup/backup_job.h"
+#include "backup/format.h"
+#include "lmdb/backup_internal.h"
+#include "lmdb/env_impl.h"
+#include "lmdb/env_source.h"
+
+namespace cowbackup::lmdb {
+
+// One backup, shared by the thread that runs it, its BackupTask and the env
+// (which cancels and joins it on close).
+struct BackupRun {
+  Env::Impl* env = nullptr;
+  std::unique_ptr<EnvSource> source;
+  std::unique_ptr<BackupJob> job;
+  BackupResult result;  // T0 fields set before Run; summary after
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;  // GUARDED_BY(mu)
+  Status status;      // GUARDED_BY(mu)
+
+  std::mutex join_mu;
+  std::thread thread;  // GUARDED_BY(join_mu)
+
+  void Join() {
+    std::lock_guard<std::mutex> lock(join_mu);
+    if (thread.joinable()) thread.join();
+  }
+};
+
+struct BackupTask::Impl {
+  std::shared_ptr<BackupRun> run;
+};
+
+namespace {
+
+// Why an env cannot be backed up, or OK.
+Status CheckBackupable(Env::Impl* e) {
+  if (e->flags & MDB_WRITEMAP) {
+    return Status::NotSupported(
+        "lmdb backup: the environment is open with MDB_WRITEMAP, which writes through the "
+        "memory map where no write can be intercepted; open it without MDB_WRITEMAP to back it up",
+        e->path);
+  }
+  if (e->flags & MDB_RDONLY) {
+    return Status::NotSupported(
+        "lmdb backup: the environment is open read-only here, so its writers are in another "
+        "process whose writes cowbackup cannot see; back it up from the writing process",
+        e->path);
+  }
+  if (e->write_owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    return Status::Busy(
+        "lmdb backup: called from a thread that holds a write transaction of this environment "
+        "(the backup needs the writer lock for its begin-time instant)",
+        e->path);
+  }
+  return Status::OK();
+}
+
+// Steps 1-4 of the file comment. On success the hook is armed.
+Status TakeT0(Env::Impl* e, BackupRun* run) {
+  std::lock_guard<std::mutex> map_lock(e->map_mu);
+  std::unique_lock<std::mutex> nolock;
+  if (e->flags & MDB_NOLOCK) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(e->env, nullptr, 0, &txn);
+  if (rc != 0) return FromMdb(rc, "lmdb backup: mdb_txn_begin", e->path);
+
+  Status s;
+  MDB_envinfo info;
+  rc = mdb_env_info(e->env, &info);
+  if (rc != 0) s = FromMdb(rc, "lmdb backup: mdb_env_info", e->path);
+  MetaPage meta;
+  if (s.ok()) s = ReadNewestMeta(run->source.get(), &meta);
+  if (s.ok() && (meta.txnid != info.me_last_txnid || meta.last_pgno != info.me_last_pgno)) {
+    char buf[256];
+    snprintf(buf, sizeof buf,
+             "lmdb backup: newest meta page on disk (txnid %llu, last_pgno %llu) differs from "
+             "LMDB's (txnid %llu, last_pgno %llu)",
+             (unsigned long long)meta.txnid, (unsigned long long)meta.last_pgno,
+             (unsigned long long)info.me_last_txnid, (unsigned long long)info.me_last_pgno);
+    s = Status::Corruption(buf, e->data_path);
+  }
+  if (s.ok()) {
+    BackupResult& r = run->result;
+    r.txnid = meta.txnid;
+    r.last_pgno = meta.last_pgno;
+    r.t0_pages = meta.last_pgno + 1;
+    r.map_size = info.me_mapsize;
+    r.page_size = run->source->page_size();
+    const std::string metadata =
+        format::MetaLine("source", e->data_path) + format::MetaLine("lmdb_txnid", std::to_string(r.txnid)) +
+        format::MetaLine("lmdb_last_pgno", std::to_string(r.last_pgno)) +
+        format::MetaLine("lmdb_mapsize", std::to_string(r.map_size)) +
+        format::MetaLine("lmdb_page_size", std::to_string(r.page_size)) +
+        format::MetaLine("lmdb_flags", std::to_string(e->flags));
+    s = run->job->Begin(r.t0_pages, metadata, &e->file.hook);
+  }
+  mdb_txn_abort(txn);  // writes nothing; releases the writer mutex
+  return s;
+}
+
+// Checks, prepares the job and takes T0. On failure nothing is left behind.
+Status StartRun(Env& env, const std::string& dest, int dest_fd, const BackupOptions& options,
+                const BackupHooks* hooks, std::shared_ptr<BackupRun>* out) {
+  Env::Impl* e = env.impl();
+  Status s = CheckBackupable(e);
+  if (!s.ok()) return s;
+  MDB_stat st;
+  int rc = mdb_env_stat(e->env, &st);
+  if (rc != 0) return FromMdb(rc, "lmdb backup: mdb_env_stat", e->path);
+  int me_fd = -1;
+  rc = mdb_env_get_fd(e->env, &me_fd);
+  if (rc != 0) return FromMdb(rc, "lmdb backup: mdb_env_get_fd", e->path);
+
+  auto run = std::make_shared<BackupRun>();
+  run->env = e;
+  run->source.reset(new EnvSource(me_fd, st.ms_psize, e->data_path));
+  Source* source = run->source.get();
+  if (hooks && hooks->wrap_source) source = hooks->wrap_source(source);
+
+  BackupParams params;
+  params.dest = dest;
+  params.dest_fd = dest_fd;
+  params.options = options;
+  params.kind = format::SourceKind::kLmdb;
+  params.source_name = e->data_path;
+  s = BackupJob::Prepare(source, params, &run->job);
+  if (!s.ok()) return s;
+  s = TakeT0(e, run.get());
+  if (!s.ok()) {
+    run->job->Abort(s);
+    return s;
+  }
+  *out = std::move(run);
+  return Status::OK();
+}
+
+Status RunToEnd(BackupRun* run) {
+  Status s = run->job->Run();
+  std::lock_guard<std::mutex> lock(run->mu);
+  run->result.summary = run->job->summary();
+  run->status = s;
+  run->done = true;
+  run->cv.notify_all();
+  return s;
+}
+
+}  // namespace
+
+Status BackupWithHooks(Env& env, const std::string& dest, int dest_fd, const BackupOptions& options,
+                       const BackupHooks& hooks, BackupResult* result) {
+  std::shared_ptr<BackupRun> run;
+  Status s = StartRun(env, dest, dest_fd, options, &hooks, &run);
+  if (s.ok()) s = RunToEnd(run.get());
+  if (result) *result = run ? run->result : BackupResult{};
+  if (result && !run) {
+    result->summary.state = JobState::kFailed;
+    result->summary.error = s.ToString();
+  }
+  return s;
+}
+
+Status Env::backup(const std::string& dest, const BackupOptions& options, BackupResult* result) {
+  return BackupWithHooks(*this, dest, -1, options, BackupHooks{}, result);
+}
+
+Status Env::backup_to_fd(int fd, const BackupOptions& options, BackupResult* result) {
+  if (fd < 0) return Status::InvalidArgument("lmdb backup: bad descriptor " + std::to_string(fd));
+  return BackupWithHooks(*this, "", fd, options, BackupHooks{}, result);
+}
+
+Status Env::start_backup(const std::string& dest, const BackupOptions& options,
+                         std::unique_ptr<BackupTask>* task) {
+  std::shared_ptr<BackupRun> run;
+  Status s = StartRun(*this, dest, -1, options, nullptr, &run);
+  if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(impl_->runs_mu);
+    // Forget finished runs (joining them), keep the running ones.
+    auto& runs = impl_->runs;
+    for (auto it = runs.begin(); it != runs.end();) {
+      bool finished;
+      {
+        std::lock_guard<std::mutex> l((*it)->mu);
+        finished = (*it)->done;
+      }
+      if (finished) {
+        (*it)->Join();
+        it = runs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    runs.push_back(run);
+  }
+  {
+    std::lock_guard<std::mutex> lock(run->join_mu);
+    run->thread = std::thread([r = run.get()] { (void)RunToEnd(r); });
+  }
+  auto impl = std::make_unique<BackupTask::Impl>();
+  impl->run = std::move(run);
+  task->reset(new BackupTask(std::move(impl)));
+  return Status::OK();
+}
+
+void StopBackups(Env::Impl* e) {
+  std::vector<std::shared_ptr<BackupRun>> runs;
+  {
+    std::lock_guard<std::mutex> lock(e->runs_mu);
+    runs.swap(e->runs);
+  }
+  for (auto& run : runs) {
+    run->job->cancel();
+    run->Join();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// BackupTask
+
+BackupTask::BackupTask(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+BackupTask::~BackupTask() {
+  impl_->run->job->cancel();
+  impl_->run->Join();
+}
+
+Progress BackupTask::progress() const { return impl_->run->job->progress(); }
+Summary BackupTask::summary() const { return impl_->run->job->summary(); }
+void BackupTask::cancel() { impl_->run->job->cancel(); }
+
+bool BackupTask::done() const {
+  std::lock_guard<std::mutex> lock(impl_->run->mu);
+  return impl_->run->done;
+}
+
+Status BackupTask::wait(BackupResult* result) {
+  BackupRun* run = impl_->run.get();
+  std::unique_lock<std::mutex> lock(run->mu);
+  run->cv.wait(lock, [run] { return run->done; });
+  if (result) *result = run->result;
+  return run->status;
+}
+
+}  // namespace cowbackup::lmdb

@@ -1,0 +1,70 @@
+// The engine's view of an LMDB data file, and the two meta pages in it.
+//
+// EnvSource reads data.mdb with pread through LMDB's own descriptor me_fd
+// (mdb_env_get_fd): pread leaves the descriptor's position alone (which
+// mdb_page_flush's lseek + writev relies on), and we never open and close
+// a second descriptor of the file (closing one drops the process's POSIX
+// locks on the inode; see os_unix.c's essay).
+//
+// Reads past end of file return zeros. The file may end before the last
+// page the meta page names: mm_last_pg counts pages allocated and then
+// freed in the same transaction (loose pages), which mdb_page_flush never
+// writes ("the file may be shorter if the freeDB lists the final pages",
+// mdb.c). Those pages are free at T0, so any content will do; mdb_copy
+// stops at end of file for the same reason.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "cowbackup/status.h"
+#include "engine/source.h"
+
+namespace cowbackup::lmdb {
+
+class EnvSource final : public Source {
+ public:
+  // `fd` stays owned by LMDB; the env must outlive the source.
+  EnvSource(int fd, uint32_t page_size, std::string path)
+      : fd_(fd), page_size_(page_size), path_(std::move(path)) {}
+  Status read(uint64_t offset, uint8_t* buf, size_t len) override;
+  Status size(uint64_t* bytes) override;
+  uint32_t page_size() const override { return page_size_; }
+  const std::string& name() const override { return path_; }
+
+ private:
+  const int fd_;
+  const uint32_t page_size_;
+  const std::string path_;
+};
+
+// One meta page as LMDB 0.9.24 lays it out (mdb.c, MDB_meta after the
+// 16-byte page header; x86-64 sizes):
+//
+//   page offset  0  MDB_page header (pgno 8, pad 2, flags 2, lower/upper 4)
+//               16  mm_magic u32 (0xBEEFC0DE)   20 mm_version u32 (1)
+//               24  mm_address                  32 mm_mapsize
+//               40  mm_dbs[2], 48 bytes each (FREE_DBI then MAIN_DBI;
+//                   mm_psize is mm_dbs[0].md_pad)
+//              136  mm_last_pg                 144 mm_txnid
+//
+// mdb_env_write_meta rewrites [32, 152) of the page with the older txnid.
+struct MetaPage {
+  uint32_t magic = 0;
+  uint32_t version = 0;
+  uint64_t map_size = 0;
+  uint32_t page_size = 0;
+  uint64_t last_pgno = 0;
+  uint64_t txnid = 0;
+  bool valid() const { return magic == 0xBEEFC0DEu && version == 1; }
+};
+inline constexpr size_t kMetaMagicOffset = 16, kMetaVersionOffset = 20, kMetaMapSizeOffset = 32,
+                        kMetaPageSizeOffset = 40, kMetaLastPgnoOffset = 136,
+                        kMetaTxnidOffset = 144, kMetaEnd = 152;
+
+void DecodeMetaPage(const uint8_t* page, MetaPage* meta);
+// Reads meta pages 0 and 1 through `source` and returns the one with the
+// higher txnid (the one LMDB opens with). Corruption if neither is valid.
+Status ReadNewestMeta(Source* source, MetaPage* newest, int* which = nullptr);
+
+}  // namespace cowbackup::lmdb

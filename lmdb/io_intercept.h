@@ -1,0 +1,106 @@
+// Write interception for LMDB's data file: every write liblmdb makes to
+// data.mdb reaches a FileHook *before* it lands.
+//
+// MECHANISM
+//   cowbackup_lmdb links Debian's unmodified static liblmdb.a and asks the
+//   linker to wrap the calls liblmdb makes to the kernel:
+//
+//     -Wl,--wrap=open,--wrap=pwrite,--wrap=writev,--wrap=write,
+//         --wrap=ftruncate (and the *64 / pwritev spellings)
+//
+//   `nm liblmdb.a` shows that 0.9.24 as packaged references open, pwrite,
+//   writev, write, lseek and ftruncate (no pwritev: it is built without
+//   MDB_USE_PWRITEV). With --wrap every undefined reference to `pwrite` in
+//   an object of the final link resolves to __wrap_pwrite (below), which
+//   calls the real one as __real_pwrite. The option is an INTERFACE link
+//   option of the CMake target, so it is applied in the link that pulls
+//   liblmdb.a into the executable (or shared object) — the only link where
+//   --wrap can see liblmdb's references.
+//
+//   Why not the alternatives:
+//   - Interposing pwrite/writev by defining them in the executable collides
+//     with the sanitizers' own interceptors of those functions and would
+//     catch every write of the process, not just liblmdb's.
+//   - A shared object that swallows liblmdb.a (-Bsymbolic, hidden mdb_*)
+//     would carry its own copy of engine/ and backup/ next to the
+//     application's: two copies of every class in one process.
+//   - LD_PRELOAD: a deployment step that can silently be missing.
+//   --wrap needs no change to liblmdb and no step at run time, and a wrong
+//   link is detected: Env::Open captures the descriptors liblmdb opens
+//   through __wrap_open; if it saw none, the env was opened by some other
+//   liblmdb (e.g. liblmdb.so came first on the link line) whose writes we
+//   would not see, and Open fails saying so.
+//
+// SCOPE AND COST
+//   A small table maps descriptors to FileHooks. Env::Open registers the
+//   two descriptors liblmdb keeps on data.mdb: me_fd (mdb_env_get_fd) and
+//   me_mfd, the O_DSYNC descriptor mdb_env_write_meta writes the meta page
+//   through. me_mfd is not exposed by LMDB; we find it as the descriptor
+//   opened by mdb_env_open, on this thread, on the same inode as me_fd.
+//   Any write to another descriptor costs one acquire load of the table's
+//   size and a scan of its few used slots (two per open env), then the
+//   real call.
+//
+// OFFSETS
+//   pwrite/pwritev carry their offset. writev and write (mdb_page_flush:
+//   lseek + writev for runs of pages) write at the descriptor's position,
+//   which the hook reads with lseek(fd, 0, SEEK_CUR) — only for hooked
+//   descriptors. LMDB moves that position only under its writer mutex.
+//   Writes may be any length at any offset: the meta write is a sub-page
+//   pwrite; the engine preserves every page the range touches.
+//
+// Errors: the hook never fails a write; errno is preserved across it.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "cowbackup/status.h"
+#include "engine/write_hook.h"
+
+namespace cowbackup::lmdb {
+
+// Test instrumentation: sees every intercepted write to a hooked
+// descriptor, with its bytes, before it lands. Called on the writing thread.
+class WriteObserver {
+ public:
+  virtual ~WriteObserver() = default;
+  virtual void on_write(int fd, uint64_t offset, const struct iovec* iov, int iovcnt) = 0;
+  virtual void on_truncate(int fd, uint64_t new_size) = 0;
+};
+
+// What the table points at: the per-environment state for data.mdb.
+// Lifetime: owned by the Env; unregistered before mdb_env_close.
+struct FileHook {
+  WriteHook hook;
+  std::atomic<WriteObserver*> observer{nullptr};
+  std::atomic<uint64_t> writes_seen{0};  // intercepted write calls (relaxed)
+};
+
+// Registers `fd` -> `hook`. Busy when the table is full.
+Status RegisterFd(int fd, FileHook* hook);
+// Removes every descriptor that points at `hook`.
+void UnregisterHook(FileHook* hook);
+// The hook of `fd`, or nullptr. For tests and the Env.
+FileHook* LookupFd(int fd);
+
+// Records the descriptors __wrap_open returns on this thread while alive
+// (Env::Open wraps mdb_env_open in one). Not nestable.
+class OpenCapture {
+ public:
+  OpenCapture();
+  ~OpenCapture();
+  OpenCapture(const OpenCapture&) = delete;
+  OpenCapture& operator=(const OpenCapture&) = delete;
+  const std::vector<int>& fds() const { return fds_; }
+
+ private:
+  friend void CaptureOpenedFd(int fd);
+  std::vector<int> fds_;
+};
+void CaptureOpenedFd(int fd);
+
+}  // namespace cowbackup::lmdb
