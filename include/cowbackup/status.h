@@ -51,6 +51,14 @@ class [[nodiscard]] Status {
   static Status Incomplete(const std::string& what, const std::string& where = {}) {
     return Status(Code::kIncomplete, what, where);
   }
+  // Errors without an errno (e.g. a library's own error codes, such as
+  // LMDB's MDB_PANIC or MDB_MAP_FULL): the text says what happened.
+  static Status IOError(const std::string& what, const std::string& where = {}) {
+    return Status(Code::kIOError, what, where);
+  }
+  static Status NoSpace(const std::string& what, const std::string& where = {}) {
+    return Status(Code::kNoSpace, what, where);
+  }
   // An error from a system call: `what` names the action ("read", "fsync"),
   // `where` the path; errno `err` picks kNoSpace or kIOError and adds its text.
   static Status FromErrno(const std::string& what, const std::string& where, int err);
