@@ -101,6 +101,15 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
 }  // namespace
 
 bool ParseOptionsJson(const std::string& json, BackupOptions* options, std::string* error) {
+  // json_each() cuts a string at an escaped NUL ("a\u0000b" reads as "a"),
+  // which would silently turn one path into another: refuse the escape.
+  // (A literal backslash followed by "u0000" is refused too; harmless.)
+  for (size_t i = json.find("\\u"); i != std::string::npos; i = json.find("\\u", i + 1)) {
+    if (json.compare(i + 2, 4, "0000") == 0) {
+      *error = "options_json: NUL characters (\\u0000) are not allowed in option values";
+      return false;
+    }
+  }
   MemDb mem;
   if (sqlite3_open_v2(":memory:", &mem.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, nullptr) !=
       SQLITE_OK) {

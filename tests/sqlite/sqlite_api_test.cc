@@ -1,0 +1,100 @@
+// The embedded C++ API (include/cowbackup/sqlite.hpp), linked in: register,
+// start, watch, wait, cancel; one per-file state shared by connections.
+#include <thread>
+
+#include "cowbackup/sqlite.hpp"
+#include "sqlite/sqlite_test_util.h"
+
+namespace cowbackup::testing {
+namespace {
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(cowbackup::sqlite::RegisterVfs().ok());
+    ASSERT_TRUE(cowbackup::sqlite::RegisterVfs().ok());  // idempotent
+  }
+  ScratchDir dir_;
+};
+
+TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {
+  const std::string path = dir_ / "api.db";
+  sqlite3* db = Open(path);
+  ASSERT_TRUE(cowbackup::sqlite::OpenedThroughShim(db, "main"));
+  ASSERT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 3000) "
+                     "INSERT INTO t SELECT i, randomblob(1000) FROM c"),
+            "");
+  const std::string before = ReadFile(path);
+  BackupOptions options;
+  options.segment_pages = 8;
+  options.max_rate_mb = 6;
+  uint64_t id = 0;
+  Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "api.cowbak", options, &id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // A second connection to the same file shares the per-file state: its
+  // writes are intercepted by the job started from the first.
+  sqlite3* writer = Open(path);
+  for (int i = 0; i < 30; i++) {
+    ASSERT_EQ(Exec(writer, "UPDATE t SET v = randomblob(1000) WHERE id % 29 = " + std::to_string(i % 29)), "");
+  }
+  cowbackup::sqlite::JobInfo info;
+  ASSERT_TRUE(cowbackup::sqlite::GetJob(id, &info).ok());
+  EXPECT_EQ(info.database, path);
+  EXPECT_EQ(info.schema, "main");
+  EXPECT_GT(info.summary.progress.pages_total, 0u);
+  bool listed = false;
+  for (const auto& j : cowbackup::sqlite::ListJobs()) listed |= j.id == id;
+  EXPECT_TRUE(listed);
+  Summary summary;
+  s = cowbackup::sqlite::WaitBackup(id, &summary);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(summary.state, JobState::kDone);
+  EXPECT_GT(summary.progress.pages_preserved, 0u);
+  ASSERT_TRUE(RestoreTo(dir_ / "api.cowbak", dir_ / "api.restored").ok());
+  EXPECT_TRUE(ReadFile(dir_ / "api.restored") == before);
+  EXPECT_NE(cowbackup::sqlite::SummaryJson(summary, id).find("\"state\":\"done\""), std::string::npos);
+  sqlite3_close(writer);
+  sqlite3_close(db);
+}
+
+TEST_F(ApiTest, SynchronousBackupAndCancel) {
+  const std::string path = dir_ / "sync.db";
+  sqlite3* db = Open(path);
+  ASSERT_EQ(Exec(db, "CREATE TABLE t(v); INSERT INTO t SELECT randomblob(4000) FROM "
+                     "(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 1000) "
+                     "SELECT i FROM c)"),
+            "");
+  Summary summary;
+  uint64_t id = 0;
+  Status s = cowbackup::sqlite::Backup(db, "main", dir_ / "sync.db.bak", {}, &summary, &id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GT(id, 0u);
+  EXPECT_EQ(summary.progress.pages_done, summary.progress.pages_total);
+
+  BackupOptions slow;
+  slow.max_rate_mb = 0.5;
+  s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "cancelled.cowbak", slow, &id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(cowbackup::sqlite::CancelBackup(id).ok());
+  s = cowbackup::sqlite::WaitBackup(id, &summary);
+  EXPECT_TRUE(s.IsCancelled()) << s.ToString();
+  EXPECT_EQ(summary.state, JobState::kCancelled);
+  EXPECT_FALSE(Exists(dir_ / "cancelled.cowbak"));
+  EXPECT_EQ(cowbackup::sqlite::CancelBackup(999999).code(), Status::Code::kNotFound);
+  sqlite3_close(db);
+}
+
+TEST_F(ApiTest, DatabaseOpenedWithAnotherVfsIsRefused) {
+  sqlite3* db = Open("file:" + (dir_ / "other.db") + "?vfs=unix");
+  ASSERT_EQ(Exec(db, "CREATE TABLE t(a)"), "");
+  EXPECT_FALSE(cowbackup::sqlite::OpenedThroughShim(db, "main"));
+  uint64_t id = 0;
+  Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "o.cowbak", {}, &id);
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.ToString().find("not opened through the cowbackup VFS"), std::string::npos);
+  sqlite3_close(db);
+}
+
+}  // namespace
+}  // namespace cowbackup::testing

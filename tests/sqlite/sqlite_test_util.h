@@ -1,0 +1,218 @@
+// Helpers for the SQLite tests: a scratch directory, SQL one-liners, the
+// extension loader, restore, file comparison, and the committed-prefix
+// workload shared by the torture and client tests.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "backup/restore.h"
+
+namespace cowbackup::testing {
+
+// Sanitizer builds run the same tests with less work.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr int kScale = 4;
+#else
+inline constexpr int kScale = 1;
+#endif
+
+inline std::string BuildDir() {
+  const char* d = getenv("COWBACKUP_BUILD_DIR");
+  return d && *d ? d : "build";
+}
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    char tmpl[] = "/tmp/cowbackup-sqlite-XXXXXX";
+    const char* p = mkdtemp(tmpl);
+    EXPECT_NE(p, nullptr);
+    path_ = p ? p : "/tmp";
+  }
+  ~ScratchDir() {
+    if (!getenv("COWBACKUP_KEEP_TMP")) {
+      const std::string cmd = "rm -rf '" + path_ + "'";
+      (void)!system(cmd.c_str());
+    }
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
+  sqlite3* db = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, vfs);
+  EXPECT_EQ(rc, SQLITE_OK) << path << ": " << (db ? sqlite3_errmsg(db) : "?");
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
+// Runs `sql`; returns "" on success or the error message.
+inline std::string Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string msg = rc == SQLITE_OK ? "" : (err ? err : sqlite3_errstr(rc));
+  sqlite3_free(err);
+  return msg;
+}
+
+// First column of the first row as text; *error gets the message on failure.
+inline std::string Query(sqlite3* db, const std::string& sql, std::string* error = nullptr) {
+  sqlite3_stmt* st = nullptr;
+  std::string out;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      out = t ? reinterpret_cast<const char*>(t) : "";
+      rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+      rc = SQLITE_OK;
+    }
+  }
+  std::string msg = rc == SQLITE_OK ? "" : sqlite3_errmsg(db);
+  sqlite3_finalize(st);
+  if (error) {
+    *error = msg;
+  } else {
+    EXPECT_EQ(msg, "") << sql;
+  }
+  return out;
+}
+
+inline int64_t QueryInt(sqlite3* db, const std::string& sql) {
+  return std::stoll("0" + Query(db, sql));
+}
+
+inline std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    out += c;
+    if (c == '\'') out += '\'';
+  }
+  return out + "'";
+}
+
+// Loads build/cowbackup.so once into this process (through a bootstrap
+// connection, which then closes: the extension stays, permanently).
+inline void LoadExtension() {
+  static bool loaded = [] {
+    sqlite3* db = nullptr;
+    sqlite3_open(":memory:", &db);
+    sqlite3_enable_load_extension(db, 1);
+    char* err = nullptr;
+    const std::string so = BuildDir() + "/cowbackup";
+    const int rc = sqlite3_load_extension(db, so.c_str(), nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return rc == SQLITE_OK;
+  }();
+  ASSERT_TRUE(loaded);
+}
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+inline mode_t Mode(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 0777;
+}
+
+inline Status RestoreTo(const std::string& archive, const std::string& out) {
+  return RestoreArchive(archive, out, /*force=*/true);
+}
+
+// The committed-prefix workload: each commit appends seq = n+1 to log and
+// adds it to the counter row, and rewrites a random filler row so pages all
+// over the file change. A copy is consistent iff log holds exactly 1..K and
+// counter = (K, K(K+1)/2).
+inline void CreateWorkload(sqlite3* db, int filler_rows, int filler_bytes) {
+  ASSERT_EQ(Exec(db,
+                 "CREATE TABLE log(seq INTEGER PRIMARY KEY, writer INT, pad BLOB);"
+                 "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INT, sum INT);"
+                 "INSERT INTO counter VALUES(1, 0, 0);"
+                 "CREATE TABLE filler(id INTEGER PRIMARY KEY, data BLOB);"),
+            "");
+  ASSERT_EQ(Exec(db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < " +
+                         std::to_string(filler_rows) +
+                         ") INSERT INTO filler SELECT i, randomblob(" +
+                         std::to_string(filler_bytes) + ") FROM c"),
+            "");
+}
+
+struct CommitCounters {
+  std::atomic<int64_t> started{0};   // transactions begun (upper bound on K)
+  std::atomic<int64_t> finished{0};  // COMMITs returned (lower bound on K)
+};
+
+// One workload commit; false (with *error) if it failed.
+inline bool CommitOne(sqlite3* db, int writer, int filler_rows, CommitCounters* c, std::string* error) {
+  c->started.fetch_add(1);
+  std::string e = Exec(db,
+                       "BEGIN IMMEDIATE;"
+                       "INSERT INTO log SELECT n + 1, " + std::to_string(writer) +
+                           ", randomblob(50) FROM counter WHERE id = 1;"
+                           "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1;"
+                           "UPDATE filler SET data = randomblob(length(data)) WHERE id = "
+                           "abs(random()) % " + std::to_string(filler_rows) + " + 1;"
+                           "COMMIT;");
+  if (!e.empty()) {
+    Exec(db, "ROLLBACK");
+    *error = e;
+    return false;
+  }
+  c->finished.fetch_add(1);
+  return true;
+}
+
+// Checks a restored copy: integrity, exactly a committed prefix 1..K with
+// lo <= K <= hi. Returns K, or -1 after reporting a failure.
+inline int64_t CheckPrefix(const std::string& path, int64_t lo, int64_t hi) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix"), SQLITE_OK);
+  const std::string integrity = Query(db, "PRAGMA integrity_check");
+  const int64_t count = QueryInt(db, "SELECT count(*) FROM log");
+  const int64_t max = QueryInt(db, "SELECT coalesce(max(seq), 0) FROM log");
+  const int64_t min = QueryInt(db, "SELECT coalesce(min(seq), 1) FROM log");
+  const int64_t n = QueryInt(db, "SELECT n FROM counter");
+  const int64_t sum = QueryInt(db, "SELECT sum FROM counter");
+  sqlite3_close(db);
+  EXPECT_EQ(integrity, "ok") << path;
+  EXPECT_EQ(count, max) << path;
+  EXPECT_EQ(min, 1) << path;
+  EXPECT_EQ(n, count) << path;
+  EXPECT_EQ(sum, count * (count + 1) / 2) << path;
+  EXPECT_GE(count, lo) << path;
+  EXPECT_LE(count, hi) << path;
+  const bool ok = integrity == "ok" && count == max && min == 1 && n == count &&
+                  sum == count * (count + 1) / 2 && count >= lo && count <= hi;
+  return ok ? count : -1;
+}
+
+}  // namespace cowbackup::testing
