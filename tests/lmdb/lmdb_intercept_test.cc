@@ -121,7 +121,7 @@ void MixedWorkload(Env& env, int txns, uint64_t seed) {
 TEST(LmdbWrapper, OpenPutGetCursorAndErrors) {
   ScratchDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOptions{.map_size = 1 << 20}, &env));
+  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 20), &env));
   Txn txn;
   ASSERT_OK(Txn::Begin(*env, &txn));
   Dbi dbi;
@@ -191,7 +191,7 @@ TEST(LmdbWrapper, OpenMissingDirectoryFailsWithPath) {
 TEST(LmdbIntercept, HooksMeFdAndTheMetaDescriptor) {
   ScratchDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOptions{.map_size = 1 << 22}, &env));
+  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
   int me_fd = -1;
   ASSERT_EQ(mdb_env_get_fd(env->native_handle(), &me_fd), 0);
   struct stat data;
@@ -225,7 +225,7 @@ TEST(LmdbIntercept, HooksMeFdAndTheMetaDescriptor) {
 TEST(LmdbIntercept, OtherDescriptorsAreNotHooked) {
   ScratchDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOptions{.map_size = 1 << 22}, &env));
+  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
   const uint64_t before = env->impl()->file.writes_seen.load();
   const std::string other = dir.path() + "/other";
   const int fd = ::open(other.c_str(), O_RDWR | O_CREAT, 0600);
@@ -246,7 +246,7 @@ TEST_P(NoWriteEscapes, ShadowOfInterceptedWritesEqualsTheFile) {
   ScratchDir dir;
   const std::string path = dir.Sub("env");
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(path, EnvOptions{.flags = GetParam(), .map_size = 32 << 20, .max_dbs = 4}, &env));
+  ASSERT_OK(Env::Open(path, EnvOpts(GetParam(), 32 << 20, 4), &env));
   // mdb_env_open wrote the initial meta pages before the hook existed.
   ShadowFile shadow(ReadFile(env->data_path()));
   shadow.set_page_size(4096);
@@ -279,7 +279,7 @@ TEST_P(NoWriteEscapes, ShadowOfInterceptedWritesEqualsTheFile) {
 TEST_P(NoWriteEscapes, AnUnseenWriteIsDetected) {
   ScratchDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOptions{.flags = GetParam(), .map_size = 32 << 20, .max_dbs = 4}, &env));
+  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(GetParam(), 32 << 20, 4), &env));
   ShadowFile shadow(ReadFile(env->data_path()));
   env->impl()->file.observer.store(&shadow);
   MixedWorkload(*env, 50, 1);

@@ -28,6 +28,24 @@ namespace cowbackup::lmdb::testing {
     EXPECT_TRUE(_s.ok()) << #expr << ": " << _s.ToString(); \
   } while (0)
 
+inline EnvOptions EnvOpts(unsigned flags, uint64_t map_size, unsigned max_dbs = 0) {
+  EnvOptions o;
+  o.flags = flags;
+  o.map_size = map_size;
+  o.max_dbs = max_dbs;
+  return o;
+}
+inline BackupOptions Throttled(double mb_per_s) {
+  BackupOptions o;
+  o.max_rate_mb = mb_per_s;
+  return o;
+}
+inline BackupOptions PlainFormat() {
+  BackupOptions o;
+  o.format = BackupOptions::Format::kPlain;
+  return o;
+}
+
 inline bool IsNotFound(const Status& s) { return s.code() == Status::Code::kNotFound; }
 
 // Sanitizer builds run slower: scale workloads down.
@@ -65,7 +83,7 @@ class ScratchDir {
 };
 
 // Runs a shell command; returns its exit status and stdout.
-inline int Run(const std::string& cmd, std::string* out = nullptr) {
+inline int Shell(const std::string& cmd, std::string* out = nullptr) {
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::string text;
