@@ -44,8 +44,8 @@ void CommandLine::positional(const std::string& name, std::string* target) {
 std::string CommandLine::Help() const {
   std::ostringstream out;
   out << "Usage: cowbackup " << usage_ << "\n\n" << about_ << "\n\n" << options_ << "\n";
-  out << "Examples:\n" << examples_ << "\n";
-  if (!notes_.empty()) out << notes_ << "\n";
+  out << "Examples:\n" << examples_ << "\n\n";
+  if (!notes_.empty()) out << notes_ << "\n\n";
   out << "Exit status: 0 ok, 1 a failure was found or the operation failed, 2 usage error.\n";
   return out.str();
 }
@@ -182,12 +182,13 @@ void InstallInterruptHandling() {
 
 OnInterrupt::OnInterrupt(std::function<bool()> action) {
   std::lock_guard<std::mutex> lock(g_interrupt_mu);
+  previous_ = std::move(g_interrupt_action);
   g_interrupt_action = std::move(action);
 }
 
 OnInterrupt::~OnInterrupt() {
   std::lock_guard<std::mutex> lock(g_interrupt_mu);
-  g_interrupt_action = nullptr;
+  g_interrupt_action = std::move(previous_);
 }
 
 void RemoveTree(const std::string& dir) {

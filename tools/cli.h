@@ -72,7 +72,7 @@ uint64_t RegularFileSize(const std::string& path);
 std::string FormatUnixMicros(uint64_t unix_us);
 
 // Interrupts (SIGINT, SIGTERM, SIGHUP) are taken on a thread of their own.
-// While an OnInterrupt is alive its action runs there first; if the action
+// While an OnInterrupt is alive its action (the innermost one's) runs there first; if the action
 // returns true the process exits with 128+signal, else the main thread is
 // expected to wind down (a cancelled backup). A second signal always exits.
 // Call once at the start of main(), before any thread exists.
@@ -83,6 +83,9 @@ class OnInterrupt {
   ~OnInterrupt();
   OnInterrupt(const OnInterrupt&) = delete;
   OnInterrupt& operator=(const OnInterrupt&) = delete;
+
+ private:
+  std::function<bool()> previous_;  // restored on destruction: guards nest
 };
 // Removes what this process left under a temporary name for `dest`
 // ("<dest>.cowtmp-<pid>-..."; files, or directories of files).
