@@ -366,6 +366,7 @@ TEST_F(SqlTest, RefusedInsideATransactionThatReadTheDatabase) {
   Query(db, "SELECT cowbackup(" + Quote(dir_ / "txn.cowbak") + ") FROM t LIMIT 1", &error);
   EXPECT_NE(error.find("inside a transaction"), std::string::npos) << error;
   EXPECT_FALSE(Exists(dir_ / "txn.cowbak"));
+  sqlite3_close(db);
 }
 
 TEST_F(SqlTest, SynchronousCallHoldsNoLockThatBlocksWriters) {

@@ -1,0 +1,328 @@
+// Issue 3's performance section, side by side in one run, through the real
+// build/cowbackup.so loaded into this process:
+//
+//   dd_conv_fsync        dd bs=1M conv=fsync of the database file
+//   cowbackup_idle       SELECT cowbackup(plain) and (archive), no writer
+//   cowbackup_writer     the same under a continuous writer: time vs idle,
+//                        longest commit stall, writer throughput vs none
+//   shim_overhead        writer throughput through the shim (no backup)
+//                        vs the plain default VFS
+//   dot_backup_writer    sqlite3_backup (the shell's .backup) under the
+//                        writer, cut off at kCutoff x idle time
+//   vacuum_into_writer   VACUUM INTO under the writer
+//
+// The writer commits 10-row UPDATE transactions without pause (rollback
+// journal, synchronous=FULL) on its own connection.
+//
+//   COWBACKUP_SQLITE_BENCH_MB   database size (default 1024; e.g. 64 for a
+//                               smoke run)
+//   COWBACKUP_BUILD_DIR         where cowbackup.so is (default: next to bench/)
+#include <benchmark/benchmark.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle time (>= 5 s)
+
+std::string g_dir, g_db, g_ext;
+int g_rows = 0;
+std::map<std::string, std::string> g_table;  // figure name -> value, for the final table
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+void Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::fprintf(stderr, "sqlite_bench: %s: %s\n", sql.substr(0, 60).c_str(), err ? err : "?");
+    std::exit(1);
+  }
+}
+
+sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs);
+  sqlite3_busy_timeout(db, 60000);
+  return db;
+}
+
+void Setup() {
+  const char* mb_env = getenv("COWBACKUP_SQLITE_BENCH_MB");
+  const int mb = mb_env ? std::max(4, atoi(mb_env)) : 1024;
+  g_rows = mb * 256;  // one ~3.9 KB row per 4 KiB page
+  char tmpl[] = "/tmp/cowbackup-sqlite-bench-XXXXXX";
+  g_dir = mkdtemp(tmpl);
+  g_db = g_dir + "/bench.db";
+  const char* build = getenv("COWBACKUP_BUILD_DIR");
+  g_ext = std::string(build ? build : ".") + "/cowbackup";
+  sqlite3* boot = Open(":memory:");
+  sqlite3_enable_load_extension(boot, 1);
+  char* err = nullptr;
+  if (sqlite3_load_extension(boot, g_ext.c_str(), nullptr, &err) != SQLITE_OK) {
+    std::fprintf(stderr, "sqlite_bench: load %s: %s (set COWBACKUP_BUILD_DIR)\n", g_ext.c_str(), err ? err : "?");
+    std::exit(1);
+  }
+  sqlite3_close(boot);
+  std::fprintf(stderr, "sqlite_bench: building a %d MB database in %s\n", mb, g_dir.c_str());
+  sqlite3* db = Open(g_db);
+  Exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE;"
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+           "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < " +
+               std::to_string(g_rows) + ") INSERT INTO t SELECT i, randomblob(3900) FROM c;");
+  sqlite3_close(db);
+  // Warm page cache.
+  (void)!system(("cat '" + g_db + "' > /dev/null").c_str());
+}
+
+// The continuous writer: 10-row UPDATE transactions without pause. Every
+// commit's [begin, end] is recorded, so a window's figures count a commit
+// that was stuck across the whole window too (VACUUM INTO blocks it).
+struct Writer {
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<std::pair<Clock::time_point, Clock::time_point>> commits;  // GUARDED_BY(mu)
+  Clock::time_point window_start;
+  std::thread thread;
+
+  explicit Writer(const char* vfs, bool sync_off = false) {
+    thread = std::thread([this, vfs, sync_off] {
+      sqlite3* db = Open(g_db, vfs);
+      if (sync_off) Exec(db, "PRAGMA synchronous=OFF");
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(db, "UPDATE t SET v = randomblob(3900) WHERE id = ?1", -1, &st, nullptr);
+      uint64_t x = 88172645463325252ull;
+      while (!stop) {
+        const auto t0 = Clock::now();
+        Exec(db, "BEGIN IMMEDIATE");
+        for (int i = 0; i < 10; i++) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          sqlite3_bind_int64(st, 1, sqlite3_int64(x % uint64_t(g_rows) + 1));
+          sqlite3_step(st);
+          sqlite3_reset(st);
+        }
+        Exec(db, "COMMIT");
+        std::lock_guard<std::mutex> lock(mu);
+        commits.emplace_back(t0, Clock::now());
+      }
+      sqlite3_finalize(st);
+      sqlite3_close(db);
+    });
+  }
+  void open_window() { window_start = Clock::now(); }
+  // Commits/s ending inside [window_start, now] and the longest commit
+  // overlapping it (waits for the commit in flight at the end).
+  std::pair<double, double> close_window(Clock::time_point) {
+    const auto end = Clock::now();
+    const auto give_up = end + std::chrono::seconds(60);
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!commits.empty() && commits.back().first >= end) break;
+      }
+      if (Clock::now() > give_up) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    int64_t n = 0;
+    double max_ms = 0;
+    for (const auto& [b, e] : commits) {
+      if (e >= window_start && e <= end) n++;
+      if (e >= window_start && b <= end) {
+        max_ms = std::max(max_ms, std::chrono::duration<double, std::milli>(e - b).count());
+      }
+    }
+    return {double(n) / std::chrono::duration<double>(end - window_start).count(), max_ms};
+  }
+  ~Writer() {
+    stop = true;
+    thread.join();
+  }
+};
+
+double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms) {
+  Writer w(vfs, sync_off);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = Clock::now();
+  w.open_window();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  auto [tps, ms] = w.close_window(t0);
+  if (max_ms) *max_ms = ms;
+  return tps;
+}
+
+double Cowbackup(const std::string& format) {
+  sqlite3* db = Open(g_db);
+  const std::string dest = g_dir + "/out." + format;
+  unlink(dest.c_str());
+  const auto t0 = Clock::now();
+  Exec(db, "SELECT cowbackup('" + dest + "', 'main', '{\"format\":\"" + format + "\"}')");
+  const double s = Seconds(t0);
+  sqlite3_close(db);
+  unlink(dest.c_str());
+  return s;
+}
+
+char Buf(double v, const char* fmt, std::string* out) {
+  char b[64];
+  snprintf(b, sizeof b, fmt, v);
+  *out = b;
+  return 0;
+}
+
+void BM_DdConvFsync(benchmark::State& state) {
+  for (auto _ : state) {
+    const std::string dest = g_dir + "/dd.copy";
+    const auto t0 = Clock::now();
+    (void)!system(("dd if='" + g_db + "' of='" + dest + "' bs=1M conv=fsync status=none").c_str());
+    const double s = Seconds(t0);
+    state.SetIterationTime(s);
+    unlink(dest.c_str());
+    Buf(s, "%.3f s", &g_table["dd conv=fsync"]);
+  }
+}
+
+void BM_CowbackupIdle(benchmark::State& state) {
+  const std::string format = state.range(0) ? "archive" : "plain";
+  for (auto _ : state) {
+    const double s = Cowbackup(format);
+    state.SetIterationTime(s);
+    Buf(s, "%.3f s", &g_table["cowbackup idle (" + format + ")"]);
+  }
+}
+
+void BM_CowbackupUnderWriter(benchmark::State& state) {
+  for (auto _ : state) {
+    double base_ms = 0;
+    const double base_tps = WriterTps(3, nullptr, false, &base_ms);
+    const double idle = Cowbackup("plain");
+    Writer w(nullptr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto t0 = Clock::now();
+    w.open_window();
+    const double s = Cowbackup("plain");
+    auto [tps, max_ms] = w.close_window(t0);
+    state.SetIterationTime(s);
+    state.counters["vs_idle"] = s / idle;
+    state.counters["max_commit_ms"] = max_ms;
+    state.counters["writer_tps_ratio"] = tps / base_tps;
+    Buf(s, "%.3f s", &g_table["cowbackup under writer"]);
+    Buf(s / idle, "%.2fx", &g_table["  time vs idle"]);
+    Buf(max_ms, "%.1f ms", &g_table["  writer's longest commit"]);
+    Buf(base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
+    Buf(100 * tps / base_tps, "%.0f %%", &g_table["  writer throughput vs no backup"]);
+    Buf(base_tps, "%.1f commits/s", &g_table["  writer throughput, no backup"]);
+  }
+}
+
+void BM_ShimOverhead(benchmark::State& state) {
+  for (auto _ : state) {
+    // synchronous=OFF so fsync does not hide the VFS's own cost.
+    double shim = 0, plain = 0;
+    for (int round = 0; round < 2; round++) {  // interleaved, to even out drift
+      plain += WriterTps(1.5, "unix", true, nullptr);
+      shim += WriterTps(1.5, "cowbackup", true, nullptr);
+    }
+    state.SetIterationTime(6);
+    state.counters["shim_vs_plain"] = shim / plain;
+    Buf(plain / 2, "%.0f commits/s", &g_table["writer, default VFS (sync=OFF)"]);
+    Buf(shim / 2, "%.0f commits/s", &g_table["writer, shim, no backup (sync=OFF)"]);
+    Buf(100 * (1 - shim / plain), "%.1f %%", &g_table["  shim overhead"]);
+  }
+}
+
+void BM_DotBackupUnderWriter(benchmark::State& state) {
+  for (auto _ : state) {
+    const double idle = Cowbackup("plain");
+    const double cutoff = std::max(5.0, kCutoff * idle);
+    Writer w(nullptr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sqlite3* src = Open(g_db);
+    const std::string dest = g_dir + "/dot.backup";
+    unlink(dest.c_str());
+    sqlite3* dst = Open(dest, "unix");
+    const auto t0 = Clock::now();
+    w.open_window();
+    sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
+    int rc = SQLITE_OK;
+    while ((rc = sqlite3_backup_step(b, 100)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+      if (Seconds(t0) > cutoff) break;
+    }
+    const bool finished = rc == SQLITE_DONE;
+    sqlite3_backup_finish(b);
+    const double s = Seconds(t0);
+    auto [tps, max_ms] = w.close_window(t0);
+    sqlite3_close(dst);
+    sqlite3_close(src);
+    unlink(dest.c_str());
+    state.SetIterationTime(s);
+    state.counters["finished"] = finished;
+    state.counters["max_commit_ms"] = max_ms;
+    g_table[".backup under writer"] = finished ? std::to_string(s) + " s" : "never finished (cut at " + std::to_string(int(s)) + " s)";
+    Buf(max_ms, "%.1f ms", &g_table["  .backup: writer's longest commit"]);
+  }
+}
+
+void BM_VacuumIntoUnderWriter(benchmark::State& state) {
+  for (auto _ : state) {
+    Writer w(nullptr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sqlite3* db = Open(g_db);
+    const std::string dest = g_dir + "/vacuum.into";
+    unlink(dest.c_str());
+    const auto t0 = Clock::now();
+    w.open_window();
+    Exec(db, "VACUUM INTO '" + dest + "'");
+    const double s = Seconds(t0);
+    auto [tps, max_ms] = w.close_window(t0);
+    sqlite3_close(db);
+    unlink(dest.c_str());
+    state.SetIterationTime(s);
+    state.counters["max_commit_ms"] = max_ms;
+    Buf(s, "%.3f s", &g_table["VACUUM INTO under writer"]);
+    Buf(max_ms, "%.1f ms", &g_table["  VACUUM INTO: writer's longest commit"]);
+  }
+}
+
+BENCHMARK(BM_DdConvFsync)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CowbackupIdle)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CowbackupUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ShimOverhead)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DotBackupUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VacuumIntoUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  Setup();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  std::printf("\nSQLite hot backup, %d MB database, 4 KiB pages, warm page cache\n", g_rows / 256);
+  const char* order[] = {
+      "dd conv=fsync", "cowbackup idle (plain)", "cowbackup idle (archive)", "cowbackup under writer",
+      "  time vs idle", "  writer's longest commit", "  writer's longest commit, no backup (3 s)",
+      "  writer throughput vs no backup", "  writer throughput, no backup",
+      "writer, default VFS (sync=OFF)", "writer, shim, no backup (sync=OFF)", "  shim overhead",
+      ".backup under writer", "  .backup: writer's longest commit", "VACUUM INTO under writer",
+      "  VACUUM INTO: writer's longest commit"};
+  for (const char* key : order) {
+    auto it = g_table.find(key);
+    if (it != g_table.end()) std::printf("  %-44s %s\n", key, it->second.c_str());
+  }
+  (void)!system(("rm -rf '" + g_dir + "'").c_str());
+  return 0;
+}
