@@ -1,21 +1,22 @@
 # `cmake --install` support: the embedded SQLite API (cowbackup::sqlite),
 # its public headers, the loadable extension, and a package config so that
-# find_package(cowbackup) works. Included from vfs/CMakeLists.txt.
+# find_package(cowbackup) works. Included from vfs/CMakeLists.txt. All in
+# the component "sqlite": cmake --install BUILD --component sqlite.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 install(TARGETS cowbackup_sqlite EXPORT cowbackupTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sqlite
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sqlite
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES
   ${PROJECT_SOURCE_DIR}/include/cowbackup/sqlite.hpp
   ${PROJECT_SOURCE_DIR}/include/cowbackup/status.h
   ${PROJECT_SOURCE_DIR}/include/cowbackup/job.h
-  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/cowbackup)
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/cowbackup COMPONENT sqlite)
 install(EXPORT cowbackupTargets
   NAMESPACE cowbackup::
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cowbackup)
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cowbackup COMPONENT sqlite)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/cowbackupConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cowbackupConfig.cmake
   INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cowbackup)
@@ -23,4 +24,4 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/cowbackupConfigVersion.cm
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/cowbackupConfig.cmake
               ${PROJECT_BINARY_DIR}/cowbackupConfigVersion.cmake
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cowbackup)
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cowbackup COMPONENT sqlite)
