@@ -232,6 +232,19 @@ TEST_F(BackupCliTest, DestinationOnAFullOrReadOnlyFilesystem) {
   }
 }
 
+TEST_F(BackupCliTest, InterruptCancelsAndLeavesNothing) {
+  MakeSqliteDb(Path("big.db"), 6000);  // ~2.5 s at 1 MB/s
+  // SIGTERM: a non-interactive shell starts background jobs ignoring SIGINT.
+  for (const std::string& dest : {Sh(Path("big.cbk")), std::string("- >/dev/null")}) {
+    Result r = Shell("TMPDIR=" + Sh(dir_) + " " + Sh(Binary()) + " backup --max-rate-mb 1 " +
+                     Sh(Path("big.db")) + " " + dest +
+                     " & pid=$!; sleep 0.5; kill -TERM $pid; wait $pid");
+    EXPECT_EQ(r.code, 1) << dest;
+    EXPECT_EQ(r.err, "cowbackup: backup: backup cancelled\n") << dest;
+    EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "big.db"})) << dest;
+  }
+}
+
 // ---- LMDB ----
 
 TEST_F(BackupCliTest, LmdbEnvironmentRoundTrip) {
