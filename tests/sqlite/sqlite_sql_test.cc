@@ -398,6 +398,41 @@ TEST_F(SqlTest, SynchronousCallHoldsNoLockThatBlocksWriters) {
   sqlite3_close(db);
 }
 
+TEST_F(SqlTest, BeginLockIsNotStarvedByBackToBackWriters) {
+  // A writer commits back to back with no pause. The backup's begin-time
+  // (and end) SHARED lock must fit between its PENDING/EXCLUSIVE phases:
+  // LockShared polls in short pauses, so a 100 ms busy timeout suffices
+  // every time.
+  const std::string path = dir_ / "starve.db";
+  sqlite3* db = MakeDb(path, 500 / kScale);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> commits{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 1; w++) {
+    writers.emplace_back([&] {
+      sqlite3* conn = Open(path);
+      sqlite3_busy_timeout(conn, 5000);
+      for (int i = 0; !stop.load(); i++) {
+        ASSERT_EQ(Exec(conn, "UPDATE t SET v = randomblob(1000) WHERE id = " +
+                                 std::to_string(i % 400 + 1)),
+                  "");
+        commits++;
+      }
+      sqlite3_close(conn);
+    });
+  }
+  while (commits.load() < 20) std::this_thread::yield();
+  for (int i = 0; i < 10; i++) {
+    EXPECT_EQ(Backup(db, dir_ / ("starve" + std::to_string(i) + ".cowbak"), "main",
+                     "{\"busy_timeout_ms\":100}"),
+              "")
+        << "backup " << i;
+  }
+  stop = true;
+  for (auto& t : writers) t.join();
+  sqlite3_close(db);
+}
+
 TEST_F(SqlTest, LoadingTwiceIsHarmlessAndVfsNameIsPrefixed) {
   sqlite3* db = MakeDb(dir_ / "twice.db", 10);
   sqlite3_enable_load_extension(db, 1);
