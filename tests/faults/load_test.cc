@@ -131,7 +131,7 @@ TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
           Exec(db, "ROLLBACK");
           commit_errors++;
           fprintf(stderr, "writer %d: commit failed: %s\n", w, e.c_str());
-          continue;
+          break;
         }
         target.finished++;
         progress++;
@@ -153,7 +153,16 @@ TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
         backup_errors++;
         return;
       }
-      if (attached) Exec(db, "ATTACH '" + target.path + "' AS aux");
+      sqlite3_busy_timeout(db, 30000);
+      if (attached) {
+        const std::string e = Exec(db, "ATTACH '" + target.path + "' AS aux");
+        if (!e.empty()) {
+          fprintf(stderr, "backup %d: attach: %s\n", b, e.c_str());
+          backup_errors++;
+          sqlite3_close(db);
+          return;
+        }
+      }
       const std::string dest = dir + "/backup" + std::to_string(b) + ".cowbak";
       const std::string restored = dir + "/restored" + std::to_string(b) + ".db";
       BackupOptions options;
@@ -169,7 +178,7 @@ TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
         if (!s.ok()) {
           backup_errors++;
           fprintf(stderr, "backup %d: %s\n", b, s.ToString().c_str());
-          continue;
+          break;
         }
         const Status r = RestoreArchive(dest, restored, true);
         std::string why;
