@@ -19,7 +19,7 @@ DEBS := cmake g++ make pkg-config python3 sqlite3 libsqlite3-dev liblmdb-dev lmd
         libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev \
         libxxhash-dev clang libclang-rt-14-dev bsdutils coreutils
 
-.PHONY: all deps build demo test test-unit test-asan test-tsan test-fuzz bench clean install
+.PHONY: all deps configure build demo test test-unit test-asan test-tsan test-fuzz bench clean install
 
 all: build
 
@@ -31,11 +31,15 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-build: deps
+configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS)
 
-demo: build
+build: configure
+	@cmake --build $(BUILD) -j$(JOBS) -- --no-print-directory
+
+# The demo needs the extension, the CLI and its driver, not the test suite.
+demo: configure
+	@cmake --build $(BUILD) -j$(JOBS) --target cowbackup cowbackup_tool cowbackup_demo -- --no-print-directory
 	@bash examples/demo.sh $(BUILD)
 
 test: test-unit test-asan test-tsan test-fuzz
@@ -46,13 +50,13 @@ test-unit: build
 
 test-asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCOWBACKUP_SANITIZE=address,undefined -DCOWBACKUP_BUILD_BENCH=OFF >/dev/null
-	@cmake --build build-asan -j$(JOBS)
+	@cmake --build build-asan -j$(JOBS) -- --no-print-directory
 	cd build-asan && COWBACKUP_LONG=$(LONG) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j$(JOBS) -LE no_asan
 
 test-tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBACKUP_SANITIZE=thread -DCOWBACKUP_BUILD_BENCH=OFF >/dev/null
-	@cmake --build build-tsan -j$(JOBS)
+	@cmake --build build-tsan -j$(JOBS) -- --no-print-directory
 	cd build-tsan && COWBACKUP_LONG=$(LONG) TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j$(JOBS) -L tsan
 

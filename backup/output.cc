@@ -63,12 +63,31 @@ Status AtomicFile::Create(const std::string& dest, bool overwrite,
 
 Status AtomicFile::append(const uint8_t* data, size_t len) {
   Status s = PwriteFull(fd_, data, len, append_offset_, temp_);
-  if (s.ok()) append_offset_ += len;
+  if (s.ok()) {
+    append_offset_ += len;
+    NoteWritten(len);
+  }
   return s;
 }
 
 Status AtomicFile::pwrite(const uint8_t* data, size_t len, uint64_t offset) {
-  return PwriteFull(fd_, data, len, offset, temp_);
+  Status s = PwriteFull(fd_, data, len, offset, temp_);
+  if (s.ok()) NoteWritten(len);
+  return s;
+}
+
+void AtomicFile::NoteWritten(uint64_t len) {
+  unsynced_ += len;
+  if (unsynced_ < kSyncChunk) return;
+  unsynced_ = 0;
+  // Wait for the chunk before the last one, start the last one. Advisory
+  // only: errors surface at the final fsync, which is what counts.
+  if (synced_upto_ >= kSyncChunk) {
+    ::sync_file_range(fd_, off_t(synced_upto_ - kSyncChunk), off_t(kSyncChunk),
+                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  }
+  ::sync_file_range(fd_, off_t(synced_upto_), 0, SYNC_FILE_RANGE_WRITE);
+  synced_upto_ += kSyncChunk;
 }
 
 Status AtomicFile::truncate(uint64_t size) {

@@ -50,13 +50,22 @@ class AtomicFile final : public ByteOutput {
   // returns their paths.
   static std::vector<std::string> RemoveStale(const std::string& dest);
 
+  // Writeback is started every kSyncChunk bytes written and awaited one
+  // chunk behind (RocksDB's bytes_per_sync): dirty pages stay bounded and
+  // the final fsync is small, so the backup does not flood the disk queue
+  // the application's own commits wait in.
+  static constexpr uint64_t kSyncChunk = 8 << 20;
+
  private:
   AtomicFile(std::string dest, std::string temp, int fd, bool overwrite);
+  void NoteWritten(uint64_t len);
   const std::string dest_;
   const std::string temp_;
   int fd_;
   const bool overwrite_;
   uint64_t append_offset_ = 0;
+  uint64_t unsynced_ = 0;       // bytes written since the last writeback kick
+  uint64_t synced_upto_ = 0;    // file offset writeback was started up to
   bool done_ = false;
 };
 

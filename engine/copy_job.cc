@@ -42,6 +42,7 @@ void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   op.pages = PageRange::FromBytes(offset, len, config_.page_size).clip(config_.t0_pages);
   if (op.pages.empty() || settled_.all(op.pages.begin, op.pages.end)) return;
   COWBACKUP_SYNC_POINT("CopyJob::before_write:slow");
+  const auto entered = std::chrono::steady_clock::now();
   {
     std::unique_lock<std::mutex> lock(mu_);
     while (!claim_write_locked(&op)) {
@@ -53,6 +54,13 @@ void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   if (!op.claimed.empty()) {
     step_preserve(&op);
     step_publish_preserved(&op);
+  }
+  const uint64_t waited = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - entered)
+                                       .count());
+  uint64_t prev = max_write_wait_ns_.load(std::memory_order_relaxed);
+  while (waited > prev &&
+         !max_write_wait_ns_.compare_exchange_weak(prev, waited, std::memory_order_relaxed)) {
   }
 }
 
@@ -210,6 +218,7 @@ Progress CopyJob::progress() const {
   p.pages_done = pages_done_.load(std::memory_order_relaxed);
   p.pages_preserved = pages_preserved_.load(std::memory_order_relaxed);
   p.bytes_written = sink_->bytes_written();
+  p.max_write_wait_us = max_write_wait_ns_.load(std::memory_order_relaxed) / 1000;
   return p;
 }
 

@@ -177,6 +177,7 @@ class CopyJob {
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> pages_done_{0};
   std::atomic<uint64_t> pages_preserved_{0};
+  std::atomic<uint64_t> max_write_wait_ns_{0};
 };
 
 }  // namespace cowbackup

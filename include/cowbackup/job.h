@@ -43,6 +43,10 @@ struct Progress {
   uint64_t pages_done = 0;       // pages whose T0 content reached the sink
   uint64_t pages_preserved = 0;  // pre-images saved to the snapshot volume
   uint64_t bytes_written = 0;    // bytes handed to the destination
+  // The longest time one application write waited inside the backup's
+  // hook (preserving pre-images, or held while the copier read its page):
+  // the stall cowbackup itself added to that write.
+  uint64_t max_write_wait_us = 0;
 };
 
 enum class JobState : uint8_t { kRunning, kDone, kFailed, kCancelled };

@@ -222,6 +222,8 @@ TEST_F(OrderedTest, HeldWritersAreReleasedInArrivalOrder) {
   for (auto& t : writers) t.join();
   copier.join();
   EXPECT_EQ(released, (std::vector<int>{0, 1, 2, 3}));
+  // Writer 0 waited at least until writers 1..3 had queued behind it.
+  EXPECT_GT(job.progress().max_write_wait_us, 0u);
   EXPECT_EQ(volume_.pages.size(), 0u) << "pages read by the copier need no pre-image";
 }
 
