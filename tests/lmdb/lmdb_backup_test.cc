@@ -13,6 +13,7 @@
 
 #include "backup/format.h"
 #include "lmdb/backup_internal.h"
+#include "engine/sync_point.h"
 #include "lmdb_test_util.h"
 
 namespace cowbackup::lmdb::testing {
@@ -238,7 +239,15 @@ TEST(LmdbBackupConcurrent, MapGrowsDuringBackup) {
   }
   std::atomic<bool> stop{false};
   std::atomic<int> grown{0};
+  // The writer starts once T0 is taken (the copier claimed its first
+  // segment), so every growth happens during the backup: otherwise it could
+  // fill the map and grow it before T0, and T0's map size would differ.
+  std::atomic<bool> t0_taken{false};
+  sync::SetCallback([&](const char* name) {
+    if (std::string(name) == "CopyJob::copy:claimed") t0_taken.store(true);
+  });
   std::thread writer([&] {
+    while (!t0_taken.load() && !stop.load()) std::this_thread::yield();
     while (!stop.load()) {
       uint64_t kk;
       Status s = CommitNext(*env, dbi, kValueLen, 2, &kk, 100000);
@@ -260,6 +269,7 @@ TEST(LmdbBackupConcurrent, MapGrowsDuringBackup) {
   ASSERT_OK(ReadCounter(*env, dbi, &k_after));
   stop.store(true);
   writer.join();
+  sync::SetCallback(nullptr);
   EXPECT_GT(grown_during, 0) << "the map never grew during the backup";
   EXPECT_EQ(r.map_size, uint64_t(2 << 20));
   ASSERT_OK(RestoreTo(dir.path() + "/a.cowbak", dir.path() + "/restored"));
