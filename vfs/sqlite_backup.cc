@@ -220,6 +220,16 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
         " it (the backup would hold writers off for its whole run); commit first, or use "
         "cowbackup_start");
   }
+  // Any other open transaction refuses too. SQLite 3.40 does not apply
+  // SQLITE_DIRECTONLY to CHECK constraints: a hostile schema's CHECK could
+  // otherwise back up another (attached) schema to a path it chose, from an
+  // INSERT or even PRAGMA integrity_check. Such a statement always holds a
+  // transaction; an application's own SELECT cowbackup(...) holds none.
+  if (sqlite3_txn_state(db, nullptr) != SQLITE_TXN_NONE) {
+    return Status::InvalidArgument(
+        "cowbackup must be called outside any transaction (this connection has one open on "
+        "another schema); commit first");
+  }
   sqlite3_file* file = nullptr;
   if (sqlite3_file_control(db, schema.c_str(), SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK) {
     file = nullptr;
