@@ -66,6 +66,7 @@ class ArchiveReader {
   std::vector<uint8_t> buf_;
   size_t pos_ = 0, len_ = 0;  // unread bytes are buf_[pos_, len_)
   bool eof_ = false;
+  size_t read_chunk_ = size_t{1} << 20;  // smaller for small files
   uint64_t offset_ = 0;
   uint64_t page_records_ = 0;
   uint64_t overlay_records_ = 0;
