@@ -103,6 +103,20 @@ TEST_F(ToolCliTest, HelpAndDocsAgree) {
   }
 }
 
+// The README shows `cowbackup --help` verbatim and an example of every
+// command, so the two cannot drift apart.
+TEST_F(ToolCliTest, ReadmeShowsTheHelpVerbatim) {
+  const std::string readme = ReadFile(SourceDir() + "/README.md");
+  ASSERT_FALSE(readme.empty()) << "README.md is missing";
+  const std::string help = Cow("--help").out;
+  EXPECT_NE(readme.find("$ build/cowbackup --help\n" + help), std::string::npos)
+      << "README.md's copy of --help differs from the tool's";
+  for (const std::string& c : ListedCommands(help)) {
+    EXPECT_NE(readme.find("build/cowbackup " + c + " "), std::string::npos)
+        << "README.md lacks an example of " << c;
+  }
+}
+
 // ---- progress bar ----
 
 class ProgressCliTest : public CliTest {
