@@ -18,6 +18,7 @@
 #include "backup/archive_writer.h"
 #include "backup/backup_job.h"
 #include "backup/format.h"
+#include "backup/memory_output.h"
 #include "backup/restore.h"
 #include "engine/checksum.h"
 #include "engine/encoding.h"
@@ -27,22 +28,6 @@
 namespace cowbackup::test {
 namespace {
 
-// A ByteOutput into memory (StringDest in leveldb's log_test.cc).
-class MemoryOutput final : public ByteOutput {
- public:
-  explicit MemoryOutput(std::vector<uint8_t>* out) : out_(out) {}
-  Status append(const uint8_t* data, size_t len) override {
-    out_->insert(out_->end(), data, data + len);
-    return Status::OK();
-  }
-  Status commit() override { return Status::OK(); }
-  void abandon() noexcept override { out_->clear(); }
-  const std::string& name() const override { return name_; }
-
- private:
-  std::vector<uint8_t>* out_;
-  std::string name_ = "memory";
-};
 
 std::vector<uint8_t> Pages(uint32_t page_size, uint64_t count, uint64_t seed) {
   std::vector<uint8_t> v(page_size * count);

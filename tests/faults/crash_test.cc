@@ -32,36 +32,16 @@
 #include "cowbackup/sqlite.hpp"
 #include "engine/snapshot_volume.h"
 #include "faults/page_workload.h"
+#include "sqlite/sqlite_test_util.h"
 
 extern char** environ;
 
 namespace cowbackup::faults {
 namespace {
 
-std::string Exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string msg = rc == SQLITE_OK ? "" : (err ? err : sqlite3_errstr(rc));
-  sqlite3_free(err);
-  return msg;
-}
-
-int64_t QueryInt(sqlite3* db, const std::string& sql, std::string* text = nullptr) {
-  sqlite3_stmt* st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-    if (text) {
-      const unsigned char* t = sqlite3_column_text(st, 0);
-      *text = t ? reinterpret_cast<const char*>(t) : "";
-    }
-  } else if (text) {
-    *text = sqlite3_errmsg(db);
-  }
-  sqlite3_finalize(st);
-  return v;
-}
+using testing::Exec;
+using testing::Query;
+using testing::QueryInt;
 
 // Integrity and the committed-prefix invariant of a database file, opened
 // with the plain unix VFS. Returns K, or -1 with *why set.
@@ -73,8 +53,9 @@ int64_t CommittedPrefix(const std::string& path, std::string* why) {
     return -1;
   }
   sqlite3_busy_timeout(db, 5000);
-  std::string integrity;
-  QueryInt(db, "PRAGMA integrity_check", &integrity);
+  std::string integrity_error;
+  std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
+  if (!integrity_error.empty()) integrity = integrity_error;
   const int64_t count = QueryInt(db, "SELECT count(*) FROM log");
   const int64_t max = QueryInt(db, "SELECT coalesce(max(seq), 0) FROM log");
   const int64_t n = QueryInt(db, "SELECT n FROM counter");

@@ -24,25 +24,12 @@
 #include "engine/posix_file.h"
 #include "faults/page_workload.h"
 #include "fuzz/archive_input.h"
+#include "backup/memory_output.h"
 
 namespace cowbackup::faults {
 namespace {
 
-class MemoryOutput final : public ByteOutput {
- public:
-  explicit MemoryOutput(std::vector<uint8_t>* out) : out_(out) {}
-  Status append(const uint8_t* data, size_t len) override {
-    out_->insert(out_->end(), data, data + len);
-    return Status::OK();
-  }
-  Status commit() override { return Status::OK(); }
-  void abandon() noexcept override { out_->clear(); }
-  const std::string& name() const override { return name_; }
-
- private:
-  std::vector<uint8_t>* out_;
-  std::string name_ = "memory";
-};
+using test::MemoryOutput;
 
 std::vector<uint8_t> MakeArchive(uint64_t pages, bool overlays, format::SourceKind kind,
                                  const std::string& meta = "", uint32_t page_size = 512) {

@@ -51,16 +51,6 @@ bool CheckPage(const uint8_t* page, uint32_t page_size, uint64_t pgno, uint64_t*
   return true;
 }
 
-Status FileSource::read(uint64_t offset, uint8_t* buf, size_t len) {
-  return PreadFull(fd_, buf, len, offset, name_);
-}
-
-Status FileSource::size(uint64_t* bytes) {
-  struct stat st;
-  if (::fstat(fd_, &st) != 0) return Status::FromErrno("fstat", name_, errno);
-  *bytes = uint64_t(st.st_size);
-  return Status::OK();
-}
 
 // ---------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cowbackup/status.h"
+#include "engine/file_source.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
 
@@ -46,22 +47,6 @@ inline constexpr char kPageMagic[8] = {'C', 'O', 'W', 'P', 'A', 'G', 'E', '1'};
 void StampPage(uint8_t* page, uint32_t page_size, uint64_t pgno, uint64_t writer, uint64_t seq);
 // True if `page` is intact and belongs to `pgno`; *seq gets its seq.
 bool CheckPage(const uint8_t* page, uint32_t page_size, uint64_t pgno, uint64_t* seq);
-
-// pread over a file descriptor (not owned).
-class FileSource final : public Source {
- public:
-  FileSource(int fd, std::string name, uint32_t page_size)
-      : fd_(fd), name_(std::move(name)), page_size_(page_size) {}
-  Status read(uint64_t offset, uint8_t* buf, size_t len) override;
-  Status size(uint64_t* bytes) override;
-  uint32_t page_size() const override { return page_size_; }
-  const std::string& name() const override { return name_; }
-
- private:
-  const int fd_;
-  const std::string name_;
-  const uint32_t page_size_;
-};
 
 struct WorkloadOptions {
   uint32_t page_size = 4096;

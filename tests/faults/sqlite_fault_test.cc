@@ -29,32 +29,14 @@
 #include "backup/restore.h"
 #include "cowbackup/sqlite.hpp"
 #include "faults/page_workload.h"
+#include "sqlite/sqlite_test_util.h"
 
 namespace cowbackup::faults {
 namespace {
 
-std::string Exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string msg = rc == SQLITE_OK ? "" : (err ? err : sqlite3_errstr(rc));
-  sqlite3_free(err);
-  return msg;
-}
-
-int64_t QueryInt(sqlite3* db, const std::string& sql, std::string* text = nullptr) {
-  sqlite3_stmt* st = nullptr;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    v = sqlite3_column_int64(st, 0);
-    if (text) {
-      const unsigned char* t = sqlite3_column_text(st, 0);
-      *text = t ? reinterpret_cast<const char*>(t) : "";
-    }
-  }
-  sqlite3_finalize(st);
-  return v;
-}
+using testing::Exec;
+using testing::Query;
+using testing::QueryInt;
 
 // A tmpfs of `kib` KiB at `dir`, unmounted when it goes.
 class TinyTmpfs {
@@ -209,8 +191,9 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
     {
       sqlite3* db = nullptr;
       ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, "unix"), SQLITE_OK);
-      std::string integrity;
-      QueryInt(db, "PRAGMA integrity_check", &integrity);
+      std::string integrity_error;
+      std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
+      if (!integrity_error.empty()) integrity = integrity_error;
       EXPECT_EQ(integrity, "ok");
       const int64_t n = QueryInt(db, "SELECT n FROM counter");
       EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM log"), n);
