@@ -72,7 +72,7 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
     FileSnapshotVolume::Info info;
     if (!FileSnapshotVolume::ReadInfo(path, &info).ok()) continue;
     if (info.source_name != source_name || info.pid == ::getpid()) continue;
-    if (::kill(pid_t(info.pid), 0) == 0 || errno != ESRCH) continue;  // its owner still runs
+    if (OwnerMayBeAlive(info.pid, int64_t(info.created_unix_us / 1000000))) continue;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
   ::closedir(d);

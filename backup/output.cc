@@ -130,8 +130,9 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
     if (pid <= 0 || pid == ::getpid()) continue;
-    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // still running
     const std::string path = dir + "/" + name;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || OwnerMayBeAlive(pid, st.st_mtime)) continue;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
   ::closedir(d);

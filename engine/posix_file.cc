@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 namespace cowbackup {
@@ -107,6 +110,53 @@ std::string ParentDir(const std::string& path) {
 std::string BaseName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+namespace {
+// The start time of `pid` in seconds since 1970, from /proc (field 22 of
+// /proc/PID/stat, in clock ticks since boot, plus btime of /proc/stat);
+// -1 if it cannot be read.
+int64_t ProcessStartUnix(int64_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  FILE* f = fopen(path, "re");
+  if (!f) return -1;
+  char buf[1024];
+  const size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  // The command name (field 2) may hold spaces: fields resume after ')'.
+  const char* p = strrchr(buf, ')');
+  if (!p) return -1;
+  unsigned long long ticks = 0;
+  int field = 2;
+  for (const char* tok = p + 1; *tok && field < 22; tok++) {
+    if (*tok == ' ') {
+      field++;
+      if (field == 22) ticks = strtoull(tok + 1, nullptr, 10);
+    }
+  }
+  f = fopen("/proc/stat", "re");
+  if (!f) return -1;
+  long long btime = -1;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "btime %lld", &btime) == 1) break;
+  }
+  fclose(f);
+  const long hz = sysconf(_SC_CLK_TCK);
+  if (btime < 0 || hz <= 0) return -1;
+  return btime + int64_t(ticks / (unsigned long long)hz);
+}
+}  // namespace
+
+bool OwnerMayBeAlive(int64_t pid, int64_t created_unix_s) {
+  if (pid <= 0) return false;
+  if (::kill(pid_t(pid), 0) != 0 && errno == ESRCH) return false;
+  const int64_t started = ProcessStartUnix(pid);
+  // Unknown start time: assume alive (never delete a live job's files).
+  // One second of slack for the clock-tick rounding of the start time.
+  return started < 0 || started <= created_unix_s + 1;
 }
 
 Status FsyncParentDir(const std::string& path) {

@@ -22,6 +22,11 @@ Status FsyncFd(int fd, const std::string& path);
 // fsync the directory holding `path`, so a rename into it is durable.
 Status FsyncParentDir(const std::string& path);
 std::string ParentDir(const std::string& path);
+// True if the process that created a file at `created_unix_s` (seconds
+// since 1970) may still run as `pid`: a process with that pid exists and
+// started no later than the file was made. A pid reused by a newer process
+// (likely on a busy machine) does not keep a dead owner's files alive.
+bool OwnerMayBeAlive(int64_t pid, int64_t created_unix_s);
 std::string BaseName(const std::string& path);
 
 }  // namespace cowbackup

@@ -4,6 +4,7 @@
 // behind by a failed restore, and BackupJob's publication rules.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "engine/checksum.h"
 #include "engine/encoding.h"
 #include "engine/file_source.h"
+#include "engine/posix_file.h"
 #include "../engine/test_files.h"
 
 namespace cowbackup::test {
@@ -456,6 +458,39 @@ TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
   std::sort(removed.begin(), removed.end());
   EXPECT_EQ(removed, (std::vector<std::string>{dir_.file("old.cowsnap"), stale_tmp}));
   EXPECT_EQ(dir_.list().size(), 2u);
+}
+
+// A pid can be reused by a newer process: a stale volume whose header names
+// a live pid is still stale if that process started after the volume was
+// made. (A live owner's files are never touched.)
+TEST_F(BackupJobTest, AReusedPidDoesNotKeepStaleFilesAlive) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  EXPECT_TRUE(OwnerMayBeAlive(child, time(nullptr)));
+  EXPECT_FALSE(OwnerMayBeAlive(child, time(nullptr) - 3600)) << "a newer process, not the owner";
+  std::unique_ptr<FileSnapshotVolume> v;
+  ASSERT_TRUE(FileSnapshotVolume::Create(dir_.file("old.cowsnap"), 4096, db_, &v).ok());
+  auto bytes = ReadFile(v->path());
+  v.reset();
+  EncodeFixed64(bytes.data() + 16, uint64_t(child));
+  EncodeFixed64(bytes.data() + 24, DecodeFixed64(bytes.data() + 24) - 3600ull * 1000000);
+  EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
+  WriteFile(dir_.file("old.cowsnap"), bytes);
+  // The same header with a creation time after the child started: kept.
+  EncodeFixed64(bytes.data() + 24, DecodeFixed64(bytes.data() + 24) + 7200ull * 1000000);
+  EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
+  WriteFile(dir_.file("live.cowsnap"), bytes);
+  std::unique_ptr<BackupJob> job;
+  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  EXPECT_EQ(job->stale_removed(), std::vector<std::string>{dir_.file("old.cowsnap")});
+  EXPECT_TRUE(PathExists(dir_.file("live.cowsnap")));
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
 }
 
 }  // namespace
