@@ -329,7 +329,11 @@ TEST(LmdbBackupConcurrent, BackupFaultNeverFailsCommits) {
   opts.segment_pages = 8;
   Status s = BackupWithHooks(*env, archive, -1, opts, hooks, &r);
   const uint64_t commits_at_failure = commits.load();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Writers go on after the failure (polled: a loaded machine may take a
+  // while to schedule the writer; a fixed 100 ms sleep was not enough).
+  for (int i = 0; i < 1000 && commits.load() <= commits_at_failure; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   stop.store(true);
   writer.join();
   EXPECT_FALSE(s.ok());
@@ -354,8 +358,12 @@ TEST(LmdbBackup, CancelledBackgroundBackupLeavesNothing) {
   std::unique_ptr<BackupTask> task;
   const std::string archive = dir.path() + "/a.cowbak";
   ASSERT_OK(env->start_backup(archive, Throttled(1), &task));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  const Progress p = task->progress();
+  // Wait until the job has taken T0 and copied something (polled, not a
+  // fixed sleep: the background thread may be slow to start under load).
+  Progress p;
+  for (int i = 0; i < 1000 && (p = task->progress()).pages_done == 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_GT(p.pages_total, 0u);
   EXPECT_LT(p.pages_done, p.pages_total);
   task->cancel();
