@@ -5,6 +5,7 @@
 #   bench/sqlite and bench/lmdb read their own size variables (see there).
 set -euo pipefail
 build=${1:-build}
+export COWBACKUP_BUILD_DIR=$(cd "$build" && pwd)   # where the benches find cowbackup.so
 run() {
   local bin=$1; shift
   if [ -x "$bin" ]; then
