@@ -195,6 +195,14 @@ CowResult Cowbackup(const std::string& format) {
   return r;
 }
 
+// Every figure starts from a quiet disk: the freshly built 1 GiB database,
+// a previous copy or the writer's commits would otherwise still be written
+// back underneath the next measurement (idle times varied 5x without it).
+void Quiesce() {
+  ::sync();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+}
+
 char Buf(double v, const char* fmt, std::string* out) {
   char b[64];
   snprintf(b, sizeof b, fmt, v);
@@ -204,6 +212,7 @@ char Buf(double v, const char* fmt, std::string* out) {
 
 void BM_DdConvFsync(benchmark::State& state) {
   for (auto _ : state) {
+    Quiesce();
     const std::string dest = g_dir + "/dd.copy";
     const auto t0 = Clock::now();
     (void)!system(("dd if='" + g_db + "' of='" + dest + "' bs=1M conv=fsync status=none").c_str());
@@ -217,6 +226,7 @@ void BM_DdConvFsync(benchmark::State& state) {
 void BM_CowbackupIdle(benchmark::State& state) {
   const std::string format = state.range(0) ? "archive" : "plain";
   for (auto _ : state) {
+    Quiesce();
     const double s = Cowbackup(format).seconds;
     if (format == "plain") g_idle_plain = s;
     state.SetIterationTime(s);
@@ -226,6 +236,7 @@ void BM_CowbackupIdle(benchmark::State& state) {
 
 void BM_CowbackupUnderWriter(benchmark::State& state) {
   for (auto _ : state) {
+    Quiesce();
     double base_ms = 0;
     const double base_tps = WriterTps(3, nullptr, false, &base_ms);
     // Against the idle time measured on a quiet file (BM_CowbackupIdle), not
@@ -255,6 +266,7 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
 
 void BM_ShimOverhead(benchmark::State& state) {
   for (auto _ : state) {
+    Quiesce();
     // synchronous=OFF so fsync does not hide the VFS's own cost.
     double shim = 0, plain = 0;
     for (int round = 0; round < 2; round++) {  // interleaved, to even out drift
@@ -271,6 +283,7 @@ void BM_ShimOverhead(benchmark::State& state) {
 
 void BM_DotBackupUnderWriter(benchmark::State& state) {
   for (auto _ : state) {
+    Quiesce();
     const double idle = g_idle_plain > 0 ? g_idle_plain : Cowbackup("plain").seconds;
     const double cutoff = std::max(5.0, kCutoff * idle);
     Writer w(nullptr);
@@ -303,6 +316,7 @@ void BM_DotBackupUnderWriter(benchmark::State& state) {
 
 void BM_VacuumIntoUnderWriter(benchmark::State& state) {
   for (auto _ : state) {
+    Quiesce();
     Writer w(nullptr);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     sqlite3* db = Open(g_db);
