@@ -72,18 +72,8 @@ int64_t CommittedPrefix(const std::string& path, std::string* why) {
 }
 
 void CreateDatabase(const std::string& path) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix"),
-            SQLITE_OK);
-  ASSERT_EQ(Exec(db,
-                 "PRAGMA page_size = 4096;"
-                 "CREATE TABLE log(seq INTEGER PRIMARY KEY, writer INT, pad BLOB);"
-                 "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INT, sum INT);"
-                 "INSERT INTO counter VALUES(1, 0, 0);"
-                 "CREATE TABLE filler(id INTEGER PRIMARY KEY, data BLOB);"
-                 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2000) "
-                 "INSERT INTO filler SELECT i, randomblob(900) FROM c;"),
-            "");
+  sqlite3* db = testing::Open(path, "unix");
+  testing::CreateWorkload(db, 2000, 900);
   sqlite3_close(db);
 }
 

@@ -136,18 +136,8 @@ class SqliteFaultTest : public ::testing::TestWithParam<bool> {
     ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
     dir_ = MakeTempDir("cowbackup-sqlfault");
     db_ = dir_ + "/app.db";
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix"),
-              SQLITE_OK);
-    ASSERT_EQ(Exec(db,
-                   "PRAGMA page_size = 4096;"
-                   "CREATE TABLE log(seq INTEGER PRIMARY KEY, writer INT, pad BLOB);"
-                   "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INT, sum INT);"
-                   "INSERT INTO counter VALUES(1, 0, 0);"
-                   "CREATE TABLE filler(id INTEGER PRIMARY KEY, data BLOB);"
-                   "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 600) "
-                   "INSERT INTO filler SELECT i, randomblob(1500) FROM c;"),
-              "");
+    sqlite3* db = testing::Open(db_, "unix");
+    testing::CreateWorkload(db, 600, 1500);
     sqlite3_close(db);
   }
   void TearDown() override { RemoveTree(dir_); }
