@@ -54,7 +54,6 @@ uint64_t IovLen(const struct iovec* iov, int iovcnt) {
 void BeforeWrite(FileHook* h, int fd, uint64_t offset, const struct iovec* iov, int iovcnt,
                  uint64_t len) noexcept {
   const int saved = errno;
-  h->writes_seen.fetch_add(1, std::memory_order_relaxed);
   if (WriteObserver* o = h->observer.load(std::memory_order_acquire)) {
     o->on_write(fd, offset, iov, iovcnt);
   }
@@ -217,7 +216,6 @@ ssize_t __wrap_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offs
 namespace {
 void BeforeTruncate(FileHook* h, int fd, off_t length) noexcept {
   const int saved = errno;
-  h->writes_seen.fetch_add(1, std::memory_order_relaxed);
   if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
   h->hook.before_truncate(length < 0 ? 0 : uint64_t(length));
   errno = saved;

@@ -77,7 +77,6 @@ class WriteObserver {
 struct FileHook {
   WriteHook hook;
   std::atomic<WriteObserver*> observer{nullptr};
-  std::atomic<uint64_t> writes_seen{0};  // intercepted write calls (relaxed)
 };
 
 // Registers `fd` -> `hook`. Busy when the table is full.
