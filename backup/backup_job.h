@@ -62,7 +62,6 @@ class BackupJob {
   void cancel();
   Progress progress() const;
   Summary summary() const;
-  const std::string& snapshot_path() const { return volume_path_; }
   // Paths of stale temporaries and volumes Prepare removed.
   const std::vector<std::string>& stale_removed() const { return stale_removed_; }
 

@@ -15,7 +15,6 @@ class FileSource final : public Source {
   FileSource(int fd, std::string path, uint32_t page_size)
       : fd_(fd), path_(std::move(path)), page_size_(page_size) {}
   Status read(uint64_t offset, uint8_t* buf, size_t len) override;
-  Status size(uint64_t* bytes) override;
   uint32_t page_size() const override { return page_size_; }
   const std::string& name() const override { return path_; }
 

@@ -16,22 +16,6 @@ Status Status::FromErrno(const std::string& what, const std::string& where, int 
                                           : where + ": " + strerror(err));
 }
 
-const char* Status::CodeName(Code code) {
-  switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kNotFound: return "not found";
-    case Code::kCorruption: return "corruption";
-    case Code::kNotSupported: return "not supported";
-    case Code::kInvalidArgument: return "invalid argument";
-    case Code::kIOError: return "I/O error";
-    case Code::kNoSpace: return "no space";
-    case Code::kBusy: return "busy";
-    case Code::kCancelled: return "cancelled";
-    case Code::kIncomplete: return "incomplete";
-  }
-  return "unknown";
-}
-
 Status PreadFull(int fd, void* buf, size_t len, uint64_t offset, const std::string& path) {
   auto* p = static_cast<uint8_t*>(buf);
   while (len > 0) {

@@ -18,8 +18,6 @@ class Source {
   // is shorter) is an error: the engine never reads past the T0 end of file
   // unless something truncated the file behind its back.
   virtual Status read(uint64_t offset, uint8_t* buf, size_t len) = 0;
-  // The current size of the file in bytes.
-  virtual Status size(uint64_t* bytes) = 0;
   virtual uint32_t page_size() const = 0;
   // For messages: the path or name of the source.
   virtual const std::string& name() const = 0;

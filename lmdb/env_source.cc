@@ -1,7 +1,6 @@
 #include "lmdb/env_source.h"
 
 #include <errno.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -25,13 +24,6 @@ Status EnvSource::read(uint64_t offset, uint8_t* buf, size_t len) {
     }
     done += size_t(n);
   }
-  return Status::OK();
-}
-
-Status EnvSource::size(uint64_t* bytes) {
-  struct stat st;
-  if (::fstat(fd_, &st) != 0) return Status::FromErrno("fstat", path_, errno);
-  *bytes = uint64_t(st.st_size);
   return Status::OK();
 }
 

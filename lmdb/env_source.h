@@ -28,7 +28,6 @@ class EnvSource final : public Source {
   EnvSource(int fd, uint32_t page_size, std::string path)
       : fd_(fd), page_size_(page_size), path_(std::move(path)) {}
   Status read(uint64_t offset, uint8_t* buf, size_t len) override;
-  Status size(uint64_t* bytes) override;
   uint32_t page_size() const override { return page_size_; }
   const std::string& name() const override { return path_; }
 

@@ -144,7 +144,6 @@ class ShimSource final : public Source {
  public:
   ShimSource(FileState* state, uint32_t page_size) : state_(state), page_size_(page_size) {}
   Status read(uint64_t offset, uint8_t* buf, size_t len) override;
-  Status size(uint64_t* bytes) override { return state_->FileSize(bytes); }
   uint32_t page_size() const override { return page_size_; }
   const std::string& name() const override { return state_->path(); }
 

@@ -89,6 +89,15 @@ CachedFile& SharedFile() {
   return file;
 }
 
+// A job over the whole of `file`.
+JobConfig WholeFile(const CachedFile& file, uint32_t segment_pages = kDefaultSegmentPages) {
+  JobConfig c;
+  c.page_size = kPageSize;
+  c.t0_pages = file.bytes / kPageSize;
+  c.segment_pages = segment_pages;
+  return c;
+}
+
 std::unique_ptr<FileSnapshotVolume> NewVolume() {
   static int n = 0;
   std::unique_ptr<FileSnapshotVolume> v;
@@ -115,10 +124,7 @@ void BM_CopyThroughput(benchmark::State& state) {
   for (auto _ : state) {
     auto volume = NewVolume();
     NullSink sink;
-    JobConfig c;
-    c.page_size = kPageSize;
-    c.t0_pages = file.bytes / kPageSize;
-    c.segment_pages = uint32_t(state.range(0));
+    const JobConfig c = WholeFile(file, uint32_t(state.range(0)));
     CopyJob job(&source, volume.get(), &sink, c);
     if (!job.run().ok()) state.SkipWithError("copy failed");
   }
@@ -137,9 +143,7 @@ void BM_ArchiveThroughput(benchmark::State& state) {
     h.page_size = kPageSize;
     h.page_count = file.bytes / kPageSize;
     ArchiveWriter sink(h, std::make_unique<StreamOutput>(devnull, "/dev/null"));
-    JobConfig c;
-    c.page_size = kPageSize;
-    c.t0_pages = h.page_count;
+    const JobConfig c = WholeFile(file);
     CopyJob job(&source, volume.get(), &sink, c);
     if (!job.run().ok()) state.SkipWithError("copy failed");
   }
@@ -158,10 +162,7 @@ void BM_WriterStall(benchmark::State& state) {
   for (auto _ : state) {
     auto volume = NewVolume();
     NullSink sink;
-    JobConfig c;
-    c.page_size = kPageSize;
-    c.t0_pages = file.bytes / kPageSize;
-    c.segment_pages = uint32_t(state.range(0));
+    const JobConfig c = WholeFile(file, uint32_t(state.range(0)));
     CopyJob job(&source, volume.get(), &sink, c);
     WriteHook hook;
     if (!hook.arm(&job).ok()) abort();
@@ -201,9 +202,7 @@ void BM_JobMemory10GiB(benchmark::State& state) {
   for (auto _ : state) {
     auto volume = NewVolume();
     NullSink sink;
-    JobConfig c;
-    c.page_size = kPageSize;
-    c.t0_pages = file.bytes / kPageSize;
+    const JobConfig c = WholeFile(file);
     CopyJob job(&source, volume.get(), &sink, c);
     state_bytes = job.state_memory_bytes();
     if (!job.run().ok()) state.SkipWithError("copy failed");

@@ -76,7 +76,6 @@ class [[nodiscard]] Status {
   // "what: where" (or "OK").
   const std::string& message() const { return msg_; }
   std::string ToString() const { return ok() ? std::string("OK") : msg_; }
-  static const char* CodeName(Code code);
 
  private:
   Status(Code code, const std::string& what, const std::string& where)

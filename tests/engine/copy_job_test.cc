@@ -30,6 +30,36 @@ struct SyncPointGuard {
   ~SyncPointGuard() { sync::SetCallback(nullptr); }
 };
 
+// Parks the first thread that reaches sync point `point` until Release():
+// "the copier is inside its read" becomes a state a test can hold.
+class ParkAt {
+ public:
+  explicit ParkAt(const char* point) {
+    sync::SetCallback([this, point](const char* name) {
+      if (std::string(name) != point) return;
+      std::unique_lock<std::mutex> lock(mu_);
+      parked_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    });
+  }
+  ~ParkAt() { sync::SetCallback(nullptr); }
+  void WaitUntilParked() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return parked_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool parked_ = false, released_ = false;
+};
+
 // A file written by writer threads through a WriteHook, as a front end does:
 // hook.before_write(), then pwrite. `begin_lock` plays the storage engine's
 // begin-time lock: writers hold it shared, arming takes it exclusive.
@@ -231,22 +261,10 @@ TEST_F(OrderedTest, HeldWritersAreReleasedInArrivalOrder) {
 // copier is still stuck in its read; the job then abandons the sink.
 TEST_F(OrderedTest, CancelReleasesHeldWritersAtOnce) {
   CopyJob job(&source_, &volume_, &sink_, Config());
-  std::mutex mu;
-  std::condition_variable cv;
-  bool copier_claimed = false, let_copier_go = false;
-  sync::SetCallback([&](const char* name) {
-    if (std::string(name) != "CopyJob::copy:claimed") return;
-    std::unique_lock<std::mutex> lock(mu);
-    copier_claimed = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return let_copier_go; });
-  });
+  ParkAt copier_claimed("CopyJob::copy:claimed");
   Status result;
   std::thread copier([&] { result = job.run(); });
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return copier_claimed; });
-  }
+  copier_claimed.WaitUntilParked();
   std::atomic<bool> writer_done{false};
   std::thread writer([&] {
     job.before_write(0, kPageSize);
@@ -258,11 +276,7 @@ TEST_F(OrderedTest, CancelReleasesHeldWritersAtOnce) {
   job.cancel();
   writer.join();  // ...and released by the cancel, copier still parked.
   EXPECT_TRUE(writer_done.load());
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    let_copier_go = true;
-    cv.notify_all();
-  }
+  copier_claimed.Release();
   copier.join();
   EXPECT_TRUE(result.IsCancelled()) << result.ToString();
   EXPECT_TRUE(sink_.abandoned);
@@ -318,7 +332,6 @@ TEST(WriteHookTest, ArmTwiceIsBusyAndIdleHookDoesNothing) {
 // disarm() waits for a writer inside the job, so the job may then be
 // destroyed: the lifetime rule of the write path.
 TEST(WriteHookTest, DisarmWaitsForWritersInside) {
-  SyncPointGuard guard;
   MemorySource source(512, std::vector<uint8_t>(512 * 4, 1));
   MemoryVolume volume(512);
   MemorySink sink(512, 4);
@@ -328,21 +341,9 @@ TEST(WriteHookTest, DisarmWaitsForWritersInside) {
   auto job = std::make_unique<CopyJob>(&source, &volume, &sink, c);
   WriteHook hook;
   ASSERT_TRUE(hook.arm(job.get()).ok());
-  std::mutex mu;
-  std::condition_variable cv;
-  bool inside = false, let_go = false;
-  sync::SetCallback([&](const char* name) {
-    if (std::string(name) != "CopyJob::preserve:read") return;
-    std::unique_lock<std::mutex> lock(mu);
-    inside = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return let_go; });
-  });
+  ParkAt writer_inside("CopyJob::preserve:read");
   std::thread writer([&] { hook.before_write(0, 512); });
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return inside; });
-  }
+  writer_inside.WaitUntilParked();
   std::atomic<bool> disarmed{false};
   std::thread disarmer([&] {
     hook.disarm();
@@ -350,11 +351,7 @@ TEST(WriteHookTest, DisarmWaitsForWritersInside) {
   });
   std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(disarmed.load()) << "disarm returned while a writer was inside the job";
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    let_go = true;
-    cv.notify_all();
-  }
+  writer_inside.Release();
   writer.join();
   disarmer.join();
   EXPECT_TRUE(disarmed.load());

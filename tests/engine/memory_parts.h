@@ -27,10 +27,6 @@ class MemorySource final : public Source {
     reads++;
     return Status::OK();
   }
-  Status size(uint64_t* out) override {
-    *out = bytes.size();
-    return Status::OK();
-  }
   uint32_t page_size() const override { return page_size_; }
   const std::string& name() const override { return name_; }
 

@@ -45,7 +45,6 @@ const char* FaultKindName(FaultKind kind) {
 const char* OpName(Op op) {
   switch (op) {
     case kOpSourceRead: return "source.read";
-    case kOpSourceSize: return "source.size";
     case kOpPut: return "volume.put";
     case kOpGet: return "volume.get";
     case kOpPutRun: return "sink.put_run";
@@ -165,15 +164,6 @@ Status FaultySource::read(uint64_t offset, uint8_t* buf, size_t len) {
     return FaultStatus(kind, kOpSourceRead, "read", where);
   }
   return base_->read(offset, buf, len);
-}
-
-Status FaultySource::size(uint64_t* bytes) {
-  FaultKind kind;
-  if (inj_->ShouldFail(kOpSourceSize, name(), 0, &kind)) {
-    return FaultStatus(kind == FaultKind::kShort ? FaultKind::kIOError : kind, kOpSourceSize,
-                       "fstat", name());
-  }
-  return base_->size(bytes);
 }
 
 Status FaultySnapshotVolume::put(uint64_t pgno, const uint8_t* page) {

@@ -58,7 +58,6 @@ const char* FaultKindName(FaultKind kind);
 // The calls a spec can count, one bit each.
 enum Op : uint32_t {
   kOpSourceRead = 1u << 0,
-  kOpSourceSize = 1u << 1,
   kOpPut = 1u << 2,         // SnapshotVolume::put
   kOpGet = 1u << 3,         // SnapshotVolume::get
   kOpPutRun = 1u << 4,      // Sink::put_run
@@ -135,7 +134,6 @@ class FaultySource final : public Source {
  public:
   FaultySource(Source* base, FaultInjector* inj) : base_(base), inj_(inj) {}
   Status read(uint64_t offset, uint8_t* buf, size_t len) override;
-  Status size(uint64_t* bytes) override;
   uint32_t page_size() const override { return base_->page_size(); }
   const std::string& name() const override { return base_->name(); }
 

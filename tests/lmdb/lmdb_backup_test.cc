@@ -292,7 +292,6 @@ class FailingSource final : public Source {
     }
     return base_->read(offset, buf, len);
   }
-  Status size(uint64_t* bytes) override { return base_->size(bytes); }
   uint32_t page_size() const override { return base_->page_size(); }
   const std::string& name() const override { return base_->name(); }
   std::atomic<int> failures_{0};
