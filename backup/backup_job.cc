@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backup/archive_writer.h"
@@ -70,8 +71,20 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
     }
     const std::string path = dir + "/" + name;
     FileSnapshotVolume::Info info;
-    if (!FileSnapshotVolume::ReadInfo(path, &info).ok()) continue;
-    if (info.source_name != source_name || info.pid == ::getpid()) continue;
+    if (FileSnapshotVolume::ReadInfo(path, &info).ok()) {
+      if (info.source_name != source_name) continue;
+    } else {
+      // No valid header: its owner died between creating the file and
+      // writing the header. The name <base>.<pid>-<n>.cowsnap still names
+      // the owner, and the file's mtime bounds when it was made.
+      const size_t dot = name.rfind('.', name.size() - suffix.size() - 1);
+      struct stat st;
+      if (dot == std::string::npos || ::stat(path.c_str(), &st) != 0) continue;
+      info.pid = strtoll(name.c_str() + dot + 1, nullptr, 10);
+      if (info.pid <= 0) continue;
+      info.created_unix_us = uint64_t(st.st_mtime) * 1000000;
+    }
+    if (info.pid == ::getpid()) continue;
     if (OwnerMayBeAlive(info.pid, int64_t(info.created_unix_us / 1000000))) continue;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }

@@ -11,6 +11,7 @@
 #include "engine/checksum.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
+#include "engine/sync_point.h"
 
 namespace cowbackup {
 
@@ -43,6 +44,7 @@ Status FileSnapshotVolume::Create(const std::string& path, uint32_t page_size,
                                   std::unique_ptr<FileSnapshotVolume>* out) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create snapshot volume", path, errno);
+  COWBACKUP_SYNC_POINT("FileSnapshotVolume::Create:before_header");
   uint8_t header[kVolumeHeaderSize] = {};
   memcpy(header + kOffMagic, kVolumeMagic, sizeof(kVolumeMagic));
   EncodeFixed32(header + kOffVersion, kVolumeVersion);

@@ -460,6 +460,26 @@ TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
   EXPECT_EQ(dir_.list().size(), 2u);
 }
 
+// A process killed between creating its volume and writing the header
+// leaves an empty .cowsnap: its name still names the owner. (crash_test
+// found this: seed 7028.)
+TEST_F(BackupJobTest, AVolumeWithoutHeaderIsStaleWhenTheOwnerNamedInItsNameIsDead) {
+  source_.~FileSource();
+  new (&source_) FileSource(fd_, db_, 4096);
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  const std::string stale = dir_.file("x.cbk." + std::to_string(dead) + "-3.cowsnap");
+  const std::string live = dir_.file("x.cbk." + std::to_string(getppid()) + "-3.cowsnap");
+  const std::string unnamed = dir_.file("junk.cowsnap");
+  for (const std::string& p : {stale, live, unnamed}) WriteFile(p, {});
+  std::unique_ptr<BackupJob> job;
+  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  EXPECT_EQ(job->stale_removed(), std::vector<std::string>{stale});
+  EXPECT_TRUE(PathExists(live));
+  EXPECT_TRUE(PathExists(unnamed));
+}
+
 // A pid can be reused by a newer process: a stale volume whose header names
 // a live pid is still stale if that process started after the volume was
 // made. (A live owner's files are never touched.)

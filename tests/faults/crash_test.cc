@@ -1,7 +1,8 @@
 // Crash: crash_child (writers committing through the shim, backups back to
 // back) is killed with SIGKILL at a seeded point: after a random delay, or
 // at the k-th time an engine sync point is reached (before the sink
-// publishes, while a writer preserves a page, while the copier reads).
+// publishes, while a writer preserves a page, while the copier reads,
+// between creating a snapshot volume and writing its header).
 // After each kill:
 //   1. the database, reopened with the plain "unix" VFS (hot journal rolled
 //      back), passes integrity_check, holds exactly a committed prefix
@@ -93,6 +94,7 @@ std::string ChildPath() {
 const char* const kKillPoints[] = {
     "CopyJob::finish:before_sink_finish", "CopyJob::preserve:read", "CopyJob::read_segment:source",
     "CopyJob::copy:published", "CopyJob::before_write:slow",
+    "FileSnapshotVolume::Create:before_header",
 };
 
 ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t seed) {
