@@ -32,10 +32,11 @@ ArchiveWriter::~ArchiveWriter() {
   if (!finished_) abandon();
 }
 
-Status ArchiveWriter::flush() {
-  if (buf_.empty()) return Status::OK();
-  Status s = out_->append(buf_.data(), buf_.size());
-  buf_.clear();
+Status ArchiveWriter::flush(bool all) {
+  const size_t n = all ? buf_.size() : buf_.size() / kIoAlign * kIoAlign;
+  if (n == 0) return Status::OK();
+  Status s = out_->append(buf_.data(), n);
+  buf_.erase(buf_.begin(), buf_.begin() + long(n));  // keeps < kIoAlign bytes
   return s;
 }
 
@@ -53,7 +54,7 @@ Status ArchiveWriter::put_record(format::RecordType type, uint64_t pgno, const u
   if (type != format::RecordType::kTrailer) digest_.update(tail, 8);
   offset_ += format::kRecordOverhead + len;
   bytes_.store(offset_, std::memory_order_relaxed);
-  return buf_.size() >= kBufferSize ? flush() : Status::OK();
+  return buf_.size() >= kBufferSize ? flush(/*all=*/false) : Status::OK();
 }
 
 Status ArchiveWriter::put_run(uint64_t first_pgno, const uint8_t* pages, size_t count) {
@@ -88,7 +89,7 @@ Status ArchiveWriter::finish(const Progress& final) {
   uint8_t payload[format::kTrailerPayloadSize];
   format::EncodeTrailerPayload(t, payload);
   Status s = put_record(format::RecordType::kTrailer, header_.page_count, payload, sizeof(payload));
-  if (s.ok()) s = flush();
+  if (s.ok()) s = flush(/*all=*/true);
   if (s.ok()) s = out_->commit();
   if (s.ok()) finished_ = true;
   return s;

@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "backup/format.h"
-#include "engine/checksum.h"
 #include "backup/output.h"
+#include "engine/aligned_buffer.h"
+#include "engine/checksum.h"
 #include "engine/sink.h"
 
 namespace cowbackup {
@@ -28,11 +29,14 @@ class ArchiveWriter final : public Sink {
 
  private:
   Status put_record(format::RecordType type, uint64_t pgno, const uint8_t* payload, size_t len);
-  Status flush();
+  Status flush(bool all);
 
   const format::Header header_;
   std::unique_ptr<ByteOutput> out_;
-  std::vector<uint8_t> buf_;
+  // Flushed in whole kIoAlign blocks until finish(), so every append lands
+  // aligned in memory and in the file: AtomicFile writes it with O_DIRECT
+  // as it is.
+  IoBuffer buf_;
   uint64_t offset_ = 0;  // bytes encoded so far
   uint64_t page_records_ = 0;
   uint64_t overlay_records_ = 0;

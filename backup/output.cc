@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 
 #include "engine/posix_file.h"
@@ -36,8 +38,13 @@ bool PathExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, bool overwrite)
-    : dest_(std::move(dest)), temp_(std::move(temp)), fd_(fd), overwrite_(overwrite) {}
+AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite)
+    : dest_(std::move(dest)),
+      temp_(std::move(temp)),
+      fd_(fd),
+      direct_fd_(direct_fd),
+      overwrite_(overwrite),
+      stage_(kDirectChunk) {}
 
 AtomicFile::~AtomicFile() {
   if (!done_) abandon();
@@ -57,28 +64,116 @@ Status AtomicFile::Create(const std::string& dest, bool overwrite,
                            std::to_string(g_temp_counter.fetch_add(1));
   int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create", temp, errno);
-  out->reset(new AtomicFile(dest, temp, fd, overwrite));
+  // -1 where the filesystem has no O_DIRECT (EINVAL): buffered writes only.
+  const int direct_fd = ::open(temp.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+  out->reset(new AtomicFile(dest, temp, fd, direct_fd, overwrite));
   return Status::OK();
 }
 
 Status AtomicFile::append(const uint8_t* data, size_t len) {
-  Status s = PwriteFull(fd_, data, len, append_offset_, temp_);
-  if (s.ok()) {
-    append_offset_ += len;
-    NoteWritten(len);
-  }
+  Status s = Stage(data, len, append_offset_);
+  if (s.ok()) append_offset_ += len;
   return s;
 }
 
 Status AtomicFile::pwrite(const uint8_t* data, size_t len, uint64_t offset) {
-  Status s = PwriteFull(fd_, data, len, offset, temp_);
-  if (s.ok()) NoteWritten(len);
+  return Stage(data, len, offset);
+}
+
+void AtomicFile::DisableDirect() {
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  direct_fd_ = -1;
+}
+
+Status AtomicFile::Stage(const uint8_t* data, size_t len, uint64_t offset) {
+  if (stage_end_ > stage_begin_ && offset != stage_base_ + stage_end_) {
+    Status s = Drain(/*all=*/true);  // not contiguous: start a new run
+    if (!s.ok()) return s;
+  }
+  if (stage_end_ == stage_begin_ && direct_fd_ >= 0 && offset % kIoAlign == 0 &&
+      reinterpret_cast<uintptr_t>(data) % kIoAlign == 0 && len >= kIoAlign) {
+    // Aligned in memory and in the file (an IoBuffer): no bounce copy.
+    const size_t n = len / kIoAlign * kIoAlign;
+    Status s = WriteDirect(data, n, offset);
+    if (!s.ok()) return s;
+    data += n;
+    len -= n;
+    offset += n;
+  }
+  if (len == 0) return Status::OK();
+  if (stage_end_ == stage_begin_) {
+    stage_base_ = offset & ~uint64_t(kIoAlign - 1);
+    stage_begin_ = stage_end_ = size_t(offset - stage_base_);
+  }
+  while (len > 0) {
+    const size_t n = std::min(len, kDirectChunk - stage_end_);
+    memcpy(stage_.data() + stage_end_, data, n);
+    stage_end_ += n;
+    data += n;
+    len -= n;
+    if (stage_end_ == kDirectChunk) {
+      Status s = Drain(/*all=*/false);
+      if (!s.ok()) return s;
+    }
+  }
+  return Status::OK();
+}
+
+// Writes the staged bytes: those before the first block boundary through
+// the page cache, the whole blocks directly, and the partial last block
+// through the page cache if `all`, else it stays staged for the next write.
+Status AtomicFile::Drain(bool all) {
+  uint8_t* const buf = stage_.data();
+  size_t i = stage_begin_;
+  const size_t end = stage_end_;
+  Status s;
+  if (i % kIoAlign != 0) {
+    const size_t head = std::min(end, (i / kIoAlign + 1) * kIoAlign) - i;
+    s = WriteBuffered(buf + i, head, stage_base_ + i);
+    i += head;
+  }
+  const size_t blocks_end = end / kIoAlign * kIoAlign;
+  if (s.ok() && blocks_end > i) {
+    s = WriteDirect(buf + i, blocks_end - i, stage_base_ + i);
+    i = blocks_end;
+  }
+  if (s.ok() && all && end > i) {
+    s = WriteBuffered(buf + i, end - i, stage_base_ + i);
+    i = end;
+  }
+  if (!s.ok()) return s;
+  // What is left is the partial block at `i` (aligned).
+  memmove(buf, buf + i, end - i);
+  stage_base_ += i;
+  stage_begin_ = 0;
+  stage_end_ = end - i;
   return s;
 }
 
-void AtomicFile::NoteWritten(uint64_t len) {
+Status AtomicFile::WriteDirect(const uint8_t* data, size_t len, uint64_t offset) {
+  if (direct_fd_ >= 0) {
+    ssize_t n;
+    do {
+      n = ::pwrite(direct_fd_, data, len, off_t(offset));
+    } while (n < 0 && errno == EINTR);
+    if (n == ssize_t(len)) return Status::OK();
+    if (n < 0 && errno != EINVAL) return Status::FromErrno("write", temp_, errno);
+    // Refused (alignment this device does not accept) or short: finish this
+    // and every later write through the page cache.
+    DisableDirect();
+    const size_t done = n > 0 ? size_t(n) : 0;
+    data += done;
+    len -= done;
+    offset += done;
+  }
+  return WriteBuffered(data, len, offset);
+}
+
+Status AtomicFile::WriteBuffered(const uint8_t* data, size_t len, uint64_t offset) {
+  Status s = PwriteFull(fd_, data, len, offset, temp_);
+  if (!s.ok()) return s;
   unsynced_ += len;
-  if (unsynced_ < kSyncChunk) return;
+  if (unsynced_ < kSyncChunk) return s;
   unsynced_ = 0;
   // Wait for the chunk before the last one, start the last one. Advisory
   // only: errors surface at the final fsync, which is what counts.
@@ -88,15 +183,19 @@ void AtomicFile::NoteWritten(uint64_t len) {
   }
   ::sync_file_range(fd_, off_t(synced_upto_), 0, SYNC_FILE_RANGE_WRITE);
   synced_upto_ += kSyncChunk;
+  return s;
 }
 
 Status AtomicFile::truncate(uint64_t size) {
+  Status s = Drain(/*all=*/true);
+  if (!s.ok()) return s;
   if (::ftruncate(fd_, off_t(size)) != 0) return Status::FromErrno("truncate", temp_, errno);
   return Status::OK();
 }
 
 Status AtomicFile::commit() {
-  Status s = FsyncFd(fd_, temp_);
+  Status s = Drain(/*all=*/true);
+  if (s.ok()) s = FsyncFd(fd_, temp_);
   if (s.ok() && PublishRename(temp_.c_str(), dest_.c_str(), overwrite_) != 0) {
     s = errno == EEXIST
             ? Status::InvalidArgument("destination appeared while writing; not replaced", dest_)
@@ -104,6 +203,7 @@ Status AtomicFile::commit() {
   }
   if (s.ok()) {
     done_ = true;
+    DisableDirect();
     ::close(fd_);
     fd_ = -1;
     s = FsyncParentDir(dest_);
@@ -114,6 +214,7 @@ Status AtomicFile::commit() {
 void AtomicFile::abandon() noexcept {
   if (done_) return;
   done_ = true;
+  DisableDirect();
   ::close(fd_);
   fd_ = -1;
   ::unlink(temp_.c_str());

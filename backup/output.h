@@ -3,7 +3,8 @@
 // AtomicFile writes under a temporary name beside the destination
 // ("<dest>.cowtmp-<pid>-<n>", mode 0600) and publishes with fsync, rename,
 // fsync of the directory, as checkpoint_impl.cc does. abandon() unlinks the
-// temporary. A StreamOutput writes to an already open descriptor (a pipe,
+// temporary. It writes with direct I/O where the filesystem allows it (see
+// kDirectChunk). A StreamOutput writes to an already open descriptor (a pipe,
 // stdout): it cannot be taken back, so an unfinished stream simply has no
 // trailer and every reader calls it incomplete.
 #pragma once
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "cowbackup/status.h"
+#include "engine/aligned_buffer.h"
 
 namespace cowbackup {
 
@@ -44,25 +46,47 @@ class AtomicFile final : public ByteOutput {
   void abandon() noexcept override;
   const std::string& name() const override { return dest_; }
   const std::string& temp_path() const { return temp_; }
-  int fd() const { return fd_; }
 
   // Removes temporaries of `dest` left by processes that no longer run;
   // returns their paths.
   static std::vector<std::string> RemoveStale(const std::string& dest);
 
-  // Writeback is started every kSyncChunk bytes written and awaited one
+  // Writes are staged in an aligned buffer and go to the device with
+  // O_DIRECT (a second descriptor of the temporary), kDirectChunk at a time,
+  // like RocksDB's use_direct_io_for_flush_and_compaction: there are no
+  // dirty pages of ours for the application's fsyncs to queue behind (on
+  // this machine class a commit's worst stall under a 1 GiB copy fell from
+  // 130-300 ms to about 5 ms), and the copy does not evict the application's
+  // page cache. Bytes outside whole kIoAlign blocks, and every write on
+  // a filesystem without O_DIRECT, go through the page cache.
+  static constexpr size_t kDirectChunk = 1 << 20;
+  // Buffered writes start writeback every kSyncChunk bytes and await it one
   // chunk behind (RocksDB's bytes_per_sync): dirty pages stay bounded and
-  // the final fsync is small, so the backup does not flood the disk queue
-  // the application's own commits wait in.
+  // the final fsync is small.
   static constexpr uint64_t kSyncChunk = 8 << 20;
 
+  // Whether writes currently go through O_DIRECT (for tests).
+  bool direct() const { return direct_fd_ >= 0; }
+  // Turns direct I/O off (tests compare both paths; AtomicFile does it
+  // itself when the filesystem refuses an O_DIRECT write).
+  void DisableDirect();
+
  private:
-  AtomicFile(std::string dest, std::string temp, int fd, bool overwrite);
-  void NoteWritten(uint64_t len);
+  AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite);
+  Status Stage(const uint8_t* data, size_t len, uint64_t offset);
+  Status Drain(bool all);
+  Status WriteBuffered(const uint8_t* data, size_t len, uint64_t offset);
+  Status WriteDirect(const uint8_t* data, size_t len, uint64_t offset);
   const std::string dest_;
   const std::string temp_;
   int fd_;
+  int direct_fd_;  // O_DIRECT descriptor of temp_, or -1
   const bool overwrite_;
+  // stage_[i] holds file offset stage_base_ + i (stage_base_ is aligned);
+  // the valid bytes are [stage_begin_, stage_end_).
+  IoBuffer stage_;
+  uint64_t stage_base_ = 0;
+  size_t stage_begin_ = 0, stage_end_ = 0;
   uint64_t append_offset_ = 0;
   uint64_t unsynced_ = 0;       // bytes written since the last writeback kick
   uint64_t synced_upto_ = 0;    // file offset writeback was started up to

@@ -46,6 +46,7 @@
 
 #include "cowbackup/job.h"
 #include "cowbackup/status.h"
+#include "engine/aligned_buffer.h"
 #include "engine/bitmap.h"
 #include "engine/page_range.h"
 #include "engine/sink.h"
@@ -123,7 +124,7 @@ class CopyJob {
     enum class From : uint8_t { kSkip, kSource, kVolume };
     PageRange range;
     std::vector<From> from;  // per page of range
-    std::vector<uint8_t> data;
+    IoBuffer data;
     // kOverlayAtEnd: pages cut off by a truncate before the copier read them
     // (they must have been preserved; step_finish checks).
     std::vector<uint64_t> short_pages;
