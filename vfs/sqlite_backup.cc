@@ -31,6 +31,7 @@
 #include "backup/format.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/posix_file.h"
+#include "engine/sync_point.h"
 #include "vfs/file_state.h"
 #include "vfs/shim_vfs.h"
 
@@ -133,7 +134,10 @@ Status WalRefused(const std::string& path) {
       path);
 }
 
-// Runs on the copier thread before the destination is published.
+// Runs on the copier thread before the destination is published. The file's
+// counter and the shim's must be compared under the same SHARED lock: once
+// it is released, writers commit again and the shim's counter moves on
+// (load_test under TSan caught the comparison made after the unlock).
 Status EndCheck(FileState* st, uint32_t timeout_ms) {
   Status s = st->TrackingError();
   if (!s.ok()) return s;
@@ -142,10 +146,10 @@ Status EndCheck(FileState* st, uint32_t timeout_ms) {
   uint64_t size = 0;
   DbHeader h;
   s = ReadHeader(st, &size, &h);
+  COWBACKUP_SYNC_POINT("sqlite::EndCheck:before_compare");
+  if (s.ok()) s = h.wal() ? WalRefused(st->path()) : st->CheckCounterAtEnd(h.change_counter);
   st->Unlock();
-  if (!s.ok()) return s;
-  if (h.wal()) return WalRefused(st->path());
-  return st->CheckCounterAtEnd(h.change_counter);
+  return s;
 }
 
 std::string Metadata(const std::string& path, const std::string& schema, const DbHeader& h,

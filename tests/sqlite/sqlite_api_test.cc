@@ -1,8 +1,11 @@
 // The embedded C++ API (include/cowbackup/sqlite.hpp), linked in: register,
 // start, watch, wait, cancel; one per-file state shared by connections.
+#include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "cowbackup/sqlite.hpp"
+#include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
 
 namespace cowbackup::testing {
@@ -82,6 +85,42 @@ TEST_F(ApiTest, SynchronousBackupAndCancel) {
   EXPECT_EQ(summary.state, JobState::kCancelled);
   EXPECT_FALSE(Exists(dir_ / "cancelled.cowbak"));
   EXPECT_EQ(cowbackup::sqlite::CancelBackup(999999).code(), Status::Code::kNotFound);
+  sqlite3_close(db);
+}
+
+// The end check compares the file's change counter with the shim's under
+// one SHARED lock. A writer committing in the middle of it (here: started
+// at the sync point between reading the header and comparing) must wait
+// for the lock, not move the shim's counter past the value read and fail
+// the backup with a false "write bypassed the shim".
+TEST_F(ApiTest, CommitDuringTheEndCheckIsNotAForeignWrite) {
+  const std::string path = dir_ / "endcheck.db";
+  sqlite3* db = Open(path);
+  ASSERT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200) "
+                     "INSERT INTO t SELECT i, randomblob(1000) FROM c"),
+            "");
+  sqlite3* writer = Open(path);
+  sqlite3_busy_timeout(writer, 10000);
+  std::thread committer;
+  std::atomic<bool> committed{false};
+  sync::SetCallback([&](const char* name) {
+    if (strcmp(name, "sqlite::EndCheck:before_compare") != 0 || committer.joinable()) return;
+    committer = std::thread([&] {
+      EXPECT_EQ(Exec(writer, "UPDATE t SET v = randomblob(1000) WHERE id = 1"), "");
+      committed = true;
+    });
+    // Long enough for the commit to land, were the lock not held.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  });
+  Summary summary;
+  const Status s = cowbackup::sqlite::Backup(db, "main", dir_ / "endcheck.cowbak", {}, &summary);
+  sync::SetCallback(nullptr);
+  ASSERT_TRUE(committer.joinable()) << "the end check's sync point was not reached";
+  committer.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(committed);
+  sqlite3_close(writer);
   sqlite3_close(db);
 }
 
