@@ -64,6 +64,8 @@ class AtomicFile final : public ByteOutput {
   // chunk behind (RocksDB's bytes_per_sync): dirty pages stay bounded and
   // the final fsync is small.
   static constexpr uint64_t kSyncChunk = 8 << 20;
+  // A replaced destination is freed this much per journal commit.
+  static constexpr uint64_t kTrimStep = 64 << 20;
 
   // Whether writes currently go through O_DIRECT (for tests).
   bool direct() const { return direct_fd_ >= 0; }
@@ -77,6 +79,7 @@ class AtomicFile final : public ByteOutput {
   Status Drain(bool all);
   Status WriteBuffered(const uint8_t* data, size_t len, uint64_t offset);
   Status WriteDirect(const uint8_t* data, size_t len, uint64_t offset);
+  static void TrimAndRemove(const std::string& path);
   const std::string dest_;
   const std::string temp_;
   int fd_;

@@ -136,6 +136,39 @@ TEST(AtomicFileTest, DirectStagingWritesExactlyWhatWasWritten) {
   }
 }
 
+// Overwriting keeps the replaced file under a temporary name and shrinks it
+// in steps before removing it. Another hard link to it, or the target of a
+// symlink at the destination, must come through untouched.
+TEST(AtomicFileTest, OverwriteRemovesTheOldCopyButNeverAnotherNameOfIt) {
+  TempDir dir;
+  const std::vector<uint8_t> old_bytes(3 * AtomicFile::kTrimStep / 2, 0xab);
+  const std::vector<uint8_t> new_bytes(5000, 0xcd);
+  auto overwrite = [&](const std::string& dest) {
+    std::unique_ptr<AtomicFile> f;
+    ASSERT_TRUE(AtomicFile::Create(dest, true, &f).ok());
+    ASSERT_TRUE(f->append(new_bytes.data(), new_bytes.size()).ok());
+    ASSERT_TRUE(f->commit().ok());
+    EXPECT_TRUE(ReadFile(dest) == new_bytes);
+  };
+  // Sole name: replaced and gone, nothing left beside it.
+  WriteFile(dir.file("a"), old_bytes);
+  overwrite(dir.file("a"));
+  EXPECT_EQ(dir.list(), std::vector<std::string>{"a"});
+  // A second hard link keeps the old bytes whole.
+  WriteFile(dir.file("b"), old_bytes);
+  ASSERT_EQ(::link(dir.file("b").c_str(), dir.file("b.link").c_str()), 0);
+  overwrite(dir.file("b"));
+  EXPECT_TRUE(ReadFile(dir.file("b.link")) == old_bytes) << "another name of the old file was cut";
+  // A symlink at the destination is replaced; its target is not touched.
+  WriteFile(dir.file("target"), old_bytes);
+  ASSERT_EQ(::symlink(dir.file("target").c_str(), dir.file("c").c_str()), 0);
+  overwrite(dir.file("c"));
+  EXPECT_TRUE(ReadFile(dir.file("target")) == old_bytes) << "the symlink's target was cut";
+  auto names = dir.list();
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "b.link", "c", "target"}));
+}
+
 // ---- The spec and the header agree -----------------------------------------
 
 std::map<std::string, std::pair<uint64_t, std::string>> SpecTable(const std::string& heading) {
