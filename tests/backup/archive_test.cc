@@ -442,14 +442,22 @@ class BackupJobTest : public ::testing::Test {
     image_ = Pages(4096, 64, 20);
     WriteFile(db_, image_);
     fd_ = open(db_.c_str(), O_RDWR);
+    source_ = std::make_unique<FileSource>(fd_, db_, 4096);
   }
   void TearDown() override { close(fd_); }
+  // A pid no process has: a reaped child's.
+  static pid_t DeadPid() {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+    return pid;
+  }
   Status Backup(const std::string& dest, BackupOptions options, std::unique_ptr<BackupJob>* out) {
     BackupParams p;
     p.dest = dest;
     p.options = options;
     p.source_name = db_;
-    Status s = BackupJob::Prepare(&source_, p, out);
+    Status s = BackupJob::Prepare(source_.get(), p, out);
     if (!s.ok()) return s;
     s = (*out)->Begin(64, format::MetaLine("source_path", db_), &hook_);
     if (!s.ok()) return s;
@@ -459,13 +467,11 @@ class BackupJobTest : public ::testing::Test {
   std::string db_ = dir_.file("db");
   std::vector<uint8_t> image_;
   int fd_ = -1;
-  FileSource source_{-1, "", 4096};
+  std::unique_ptr<FileSource> source_;
   WriteHook hook_;
 };
 
 TEST_F(BackupJobTest, ArchiveAndPlainFormatsRestoreTheSameBytes) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
   std::unique_ptr<BackupJob> job;
   ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
   EXPECT_EQ(job->summary().state, JobState::kDone);
@@ -483,8 +489,6 @@ TEST_F(BackupJobTest, ArchiveAndPlainFormatsRestoreTheSameBytes) {
 }
 
 TEST_F(BackupJobTest, ExistingDestinationNeedsOverwrite) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
   WriteFile(dir_.file("x.cbk"), {1, 2, 3});
   std::unique_ptr<BackupJob> job;
   Status s = Backup(dir_.file("x.cbk"), {}, &job);
@@ -497,15 +501,13 @@ TEST_F(BackupJobTest, ExistingDestinationNeedsOverwrite) {
 }
 
 TEST_F(BackupJobTest, CancelledJobLeavesNothingAtTheDestination) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
   BackupParams p;
   p.dest = dir_.file("x.cbk");
   p.options.max_rate_mb = 0.05;  // slow enough to cancel mid-way
   p.options.segment_pages = 1;
   p.source_name = db_;
   std::unique_ptr<BackupJob> job;
-  ASSERT_TRUE(BackupJob::Prepare(&source_, p, &job).ok());
+  ASSERT_TRUE(BackupJob::Prepare(source_.get(), p, &job).ok());
   ASSERT_TRUE(job->Begin(64, "", &hook_).ok());
   std::thread canceller([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -519,12 +521,7 @@ TEST_F(BackupJobTest, CancelledJobLeavesNothingAtTheDestination) {
 }
 
 TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
-  // A pid that has exited: a reaped child.
-  pid_t dead = fork();
-  if (dead == 0) _exit(0);
-  waitpid(dead, nullptr, 0);
+  const pid_t dead = DeadPid();
   const std::string stale_tmp = dir_.file("x.cbk") + kTempInfix + std::to_string(dead) + "-0";
   WriteFile(stale_tmp, {1});
   // A stale volume: a real volume header rewritten with the dead pid.
@@ -549,11 +546,7 @@ TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
 // leaves an empty .cowsnap: its name still names the owner. (crash_test
 // found this: seed 7028.)
 TEST_F(BackupJobTest, AVolumeWithoutHeaderIsStaleWhenTheOwnerNamedInItsNameIsDead) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
-  pid_t dead = fork();
-  if (dead == 0) _exit(0);
-  waitpid(dead, nullptr, 0);
+  const pid_t dead = DeadPid();
   const std::string stale = dir_.file("x.cbk." + std::to_string(dead) + "-3.cowsnap");
   const std::string live = dir_.file("x.cbk." + std::to_string(getppid()) + "-3.cowsnap");
   const std::string unnamed = dir_.file("junk.cowsnap");
@@ -569,8 +562,6 @@ TEST_F(BackupJobTest, AVolumeWithoutHeaderIsStaleWhenTheOwnerNamedInItsNameIsDea
 // a live pid is still stale if that process started after the volume was
 // made. (A live owner's files are never touched.)
 TEST_F(BackupJobTest, AReusedPidDoesNotKeepStaleFilesAlive) {
-  source_.~FileSource();
-  new (&source_) FileSource(fd_, db_, 4096);
   pid_t child = fork();
   if (child == 0) {
     pause();

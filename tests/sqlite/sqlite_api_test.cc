@@ -24,10 +24,7 @@ TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {
   const std::string path = dir_ / "api.db";
   sqlite3* db = Open(path);
   ASSERT_TRUE(cowbackup::sqlite::OpenedThroughShim(db, "main"));
-  ASSERT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 3000) "
-                     "INSERT INTO t SELECT i, randomblob(1000) FROM c"),
-            "");
+  ASSERT_EQ(MakeTable(db, 3000), "");
   const std::string before = ReadFile(path);
   BackupOptions options;
   options.segment_pages = 8;
@@ -96,10 +93,7 @@ TEST_F(ApiTest, SynchronousBackupAndCancel) {
 TEST_F(ApiTest, CommitDuringTheEndCheckIsNotAForeignWrite) {
   const std::string path = dir_ / "endcheck.db";
   sqlite3* db = Open(path);
-  ASSERT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200) "
-                     "INSERT INTO t SELECT i, randomblob(1000) FROM c"),
-            "");
+  ASSERT_EQ(MakeTable(db, 200), "");
   sqlite3* writer = Open(path);
   sqlite3_busy_timeout(writer, 10000);
   std::thread committer;

@@ -156,10 +156,7 @@ TEST_F(ClientsTest, AnotherProcessWritingDuringTheBackupFailsIt) {
   LoadExtension();  // into this process; python below does not load it
   const std::string path = dir_ / "foreign.db";
   sqlite3* db = Open(path);
-  ASSERT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-                     "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<3000) "
-                     "INSERT INTO t SELECT i, randomblob(1000) FROM c"),
-            "");
+  ASSERT_EQ(MakeTable(db, 3000), "");
   std::string error;
   const std::string id = Query(
       db, "SELECT cowbackup_start(" + Quote(dir_ / "f.cowbak") + ", 'main', '{\"max_rate_mb\":3}')", &error);

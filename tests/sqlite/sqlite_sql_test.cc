@@ -18,10 +18,7 @@ class SqlTest : public ::testing::Test {
   sqlite3* MakeDb(const std::string& path, int rows, const char* journal_mode = "DELETE") {
     sqlite3* db = Open(path);
     EXPECT_EQ(Exec(db, std::string("PRAGMA journal_mode=") + journal_mode), "");
-    EXPECT_EQ(Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
-                       "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < " +
-                           std::to_string(rows) + ") INSERT INTO t SELECT i, randomblob(1000) FROM c"),
-              "");
+    EXPECT_EQ(MakeTable(db, rows), "");
     return db;
   }
 

@@ -71,6 +71,15 @@ inline std::string Exec(sqlite3* db, const std::string& sql) {
 }
 
 // First column of the first row as text; *error gets the message on failure.
+// Creates table t(id, v) with `rows` rows of `bytes` random bytes; returns
+// the error, empty on success.
+inline std::string MakeTable(sqlite3* db, int rows, int bytes = 1000) {
+  return Exec(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+                  "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < " +
+                      std::to_string(rows) + ") INSERT INTO t SELECT i, randomblob(" +
+                      std::to_string(bytes) + ") FROM c");
+}
+
 inline std::string Query(sqlite3* db, const std::string& sql, std::string* error = nullptr) {
   sqlite3_stmt* st = nullptr;
   std::string out;
