@@ -115,7 +115,7 @@ Status TakeT0(Env::Impl* e, BackupRun* run) {
     r.map_size = info.me_mapsize;
     r.page_size = run->source->page_size();
     const std::string metadata =
-        format::MetaLine("source", e->data_path) + format::MetaLine("lmdb_txnid", std::to_string(r.txnid)) +
+        format::MetaLine("source_path", e->data_path) + format::MetaLine("lmdb_txnid", std::to_string(r.txnid)) +
         format::MetaLine("lmdb_last_pgno", std::to_string(r.last_pgno)) +
         format::MetaLine("lmdb_mapsize", std::to_string(r.map_size)) +
         format::MetaLine("lmdb_page_size", std::to_string(r.page_size)) +

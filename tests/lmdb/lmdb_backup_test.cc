@@ -93,7 +93,7 @@ TEST(LmdbBackup, IdleEnvRestoresToTheSameDump) {
   EXPECT_EQ(report.header.meta("lmdb_last_pgno"), std::to_string(r.last_pgno));
   EXPECT_EQ(report.header.meta("lmdb_mapsize"), std::to_string(64 << 20));
   EXPECT_EQ(report.header.meta("lmdb_page_size"), "4096");
-  EXPECT_EQ(report.header.meta("source"), env->data_path());
+  EXPECT_EQ(report.header.meta("source_path"), env->data_path());
 
   const std::string restored = dir.path() + "/restored";
   ASSERT_OK(RestoreTo(dir.path() + "/a.cowbak", restored));
@@ -266,9 +266,13 @@ TEST(LmdbBackupConcurrent, MapGrowsDuringBackup) {
   BackupResult r;
   ASSERT_OK(env->backup(dir.path() + "/a.cowbak", Throttled(2), &r));
   const int grown_during = grown.load();
-  ASSERT_OK(ReadCounter(*env, dbi, &k_after));
+  // The writer first: LMDB forbids any transaction of this process, a
+  // reader's included, while another thread resizes the map (a read here
+  // raced the writer's set_map_size and crashed about 1 run in 5 under
+  // ctest -j). K after the writer stopped is still an upper bound.
   stop.store(true);
   writer.join();
+  ASSERT_OK(ReadCounter(*env, dbi, &k_after));
   sync::SetCallback(nullptr);
   EXPECT_GT(grown_during, 0) << "the map never grew during the backup";
   EXPECT_EQ(r.map_size, uint64_t(2 << 20));
