@@ -1,6 +1,5 @@
 #include "backup/backup_job.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -60,11 +59,8 @@ Status ValidateOptions(const BackupOptions& o, bool streaming) {
 
 std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name) {
   std::vector<std::string> removed;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return removed;
   const std::string suffix = kVolumeSuffix;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
+  for (const std::string& name : ListDir(dir)) {
     if (name.size() <= suffix.size() ||
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
       continue;
@@ -88,7 +84,6 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
     if (OwnerMayBeAlive(info.pid, int64_t(info.created_unix_us / 1000000))) continue;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
-  ::closedir(d);
   return removed;
 }
 

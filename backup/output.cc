@@ -1,6 +1,5 @@
 #include "backup/output.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -256,10 +255,7 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
   std::vector<std::string> removed;
   const std::string dir = ParentDir(dest);
   const std::string prefix = BaseName(dest) + kTempInfix;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return removed;
-  while (dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
+  for (const std::string& name : ListDir(dir)) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
     if (pid <= 0 || pid == ::getpid()) continue;
@@ -268,7 +264,6 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
     if (::stat(path.c_str(), &st) != 0 || OwnerMayBeAlive(pid, st.st_mtime)) continue;
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
-  ::closedir(d);
   return removed;
 }
 

@@ -1,6 +1,5 @@
 #include "backup/restore.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -48,15 +47,10 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
   return Status::OK();
 }
 
-// Removes a directory holding only plain files (an LMDB environment).
+// Removes a directory holding only plain files (an LMDB environment); a
+// subdirectory, which no environment has, is left alone with it.
 void RemoveFlatDir(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") ::unlink((dir + "/" + name).c_str());
-    }
-    ::closedir(d);
-  }
+  for (const std::string& name : ListDir(dir)) ::unlink((dir + "/" + name).c_str());
   ::rmdir(dir.c_str());
 }
 

@@ -1,11 +1,13 @@
 #include "engine/posix_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace cowbackup {
@@ -150,6 +152,29 @@ Status FsyncParentDir(const std::string& path) {
   Status s = FsyncFd(fd, dir);
   ::close(fd);
   return s;
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    ::closedir(d);
+  }
+  return names;
+}
+
+void RemoveTree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISDIR(st.st_mode)) {
+    ::unlink(path.c_str());
+    return;
+  }
+  for (const std::string& name : ListDir(path)) RemoveTree(path + "/" + name);
+  ::rmdir(path.c_str());
 }
 
 }  // namespace cowbackup

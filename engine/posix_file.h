@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cowbackup/status.h"
 
@@ -20,6 +21,12 @@ Status WriteFull(int fd, const void* buf, size_t len, const std::string& path);
 Status ReadUpTo(int fd, void* buf, size_t len, size_t* got, const std::string& path);
 Status FsyncFd(int fd, const std::string& path);
 // fsync the directory holding `path`, so a rename into it is durable.
+// Names in `dir`, not . or ..; empty if it cannot be read.
+std::vector<std::string> ListDir(const std::string& dir);
+// Removes `path`: a file, or a directory and everything in it (rm -rf;
+// symlinks are removed, not followed). Best effort.
+void RemoveTree(const std::string& path);
+
 Status FsyncParentDir(const std::string& path);
 std::string ParentDir(const std::string& path);
 // True if the process that created a file at `created_unix_s` (seconds

@@ -1,6 +1,5 @@
 #include "tools/cli.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -191,41 +190,11 @@ OnInterrupt::~OnInterrupt() {
   g_interrupt_action = std::move(previous_);
 }
 
-void RemoveTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      const std::string path = dir + "/" + name;
-      struct stat st;
-      if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-        RemoveTree(path);
-      } else {
-        ::unlink(path.c_str());
-      }
-    }
-    ::closedir(d);
-  }
-  ::rmdir(dir.c_str());
-}
-
 void RemoveOwnTemporaries(const std::string& dest) {
   const std::string dir = ParentDir(dest);
   const std::string prefix = BaseName(dest) + kTempInfix + std::to_string(::getpid()) + "-";
-  std::vector<std::string> found;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      if (std::string(e->d_name).rfind(prefix, 0) == 0) found.push_back(dir + "/" + e->d_name);
-    }
-    ::closedir(d);
-  }
-  for (const std::string& path : found) {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      RemoveTree(path);
-    } else {
-      ::unlink(path.c_str());
-    }
+  for (const std::string& name : ListDir(dir)) {
+    if (name.rfind(prefix, 0) == 0) RemoveTree(dir + "/" + name);
   }
 }
 

@@ -90,7 +90,5 @@ class OnInterrupt {
 // Removes what this process left under a temporary name for `dest`
 // ("<dest>.cowtmp-<pid>-..."; files, or directories of files).
 void RemoveOwnTemporaries(const std::string& dest);
-// Removes a directory and the files (and directories of files) in it.
-void RemoveTree(const std::string& dir);
 
 }  // namespace cowbackup::cli

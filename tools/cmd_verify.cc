@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include "backup/restore.h"
+#include "engine/posix_file.h"
 #include "tools/archive_report.h"
 #include "tools/cli.h"
 #include "tools/commands.h"

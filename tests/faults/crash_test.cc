@@ -40,37 +40,7 @@ extern char** environ;
 namespace cowbackup::faults {
 namespace {
 
-using testing::Exec;
-using testing::Query;
-using testing::QueryInt;
-
-// Integrity and the committed-prefix invariant of a database file, opened
-// with the plain unix VFS. Returns K, or -1 with *why set.
-int64_t CommittedPrefix(const std::string& path, std::string* why) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
-    *why = "cannot open " + path;
-    sqlite3_close(db);
-    return -1;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  std::string integrity_error;
-  std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
-  if (!integrity_error.empty()) integrity = integrity_error;
-  const int64_t count = QueryInt(db, "SELECT count(*) FROM log");
-  const int64_t max = QueryInt(db, "SELECT coalesce(max(seq), 0) FROM log");
-  const int64_t n = QueryInt(db, "SELECT n FROM counter");
-  const int64_t sum = QueryInt(db, "SELECT sum FROM counter");
-  sqlite3_close(db);
-  std::ostringstream out;
-  if (integrity != "ok") out << "integrity_check: " << integrity;
-  if (count != max || n != count || sum != count * (count + 1) / 2) {
-    out << " not a committed prefix: count " << count << ", max " << max << ", n " << n
-        << ", sum " << sum;
-  }
-  *why = out.str();
-  return why->empty() ? count : -1;
-}
+using testing::CommittedPrefix;
 
 void CreateDatabase(const std::string& path) {
   sqlite3* db = testing::Open(path, "unix");
@@ -185,7 +155,7 @@ TEST(CrashTest, SigkillLosesNoCommitAndLeavesNothingThatLooksComplete) {
 
     // 1. The database holds every reported commit, consistently.
     std::string why;
-    const int64_t k = CommittedPrefix(db, &why);
+    const int64_t k = CommittedPrefix(db, &why, SQLITE_OPEN_READWRITE);  // rolls back a hot journal
     EXPECT_EQ(why, "");
     EXPECT_GE(k, child.max_committed) << "a commit the child reported is missing";
 
@@ -204,7 +174,7 @@ TEST(CrashTest, SigkillLosesNoCommitAndLeavesNothingThatLooksComplete) {
         EXPECT_TRUE(r.ok()) << r.ToString();
         g_figures.archives_complete++;
       }
-      const int64_t kb = CommittedPrefix(image, &why);
+      const int64_t kb = CommittedPrefix(image, &why, SQLITE_OPEN_READWRITE);
       EXPECT_EQ(why, "") << "the published copy is inconsistent";
       EXPECT_LE(kb, k);
     }

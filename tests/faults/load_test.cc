@@ -23,9 +23,9 @@
 namespace cowbackup::faults {
 namespace {
 
+using testing::CommittedPrefix;
 using testing::Exec;
-using testing::Query;
-using testing::QueryInt;
+
 
 struct Db {
   std::string path;
@@ -36,26 +36,6 @@ void Create(const std::string& path) {
   sqlite3* db = testing::Open(path, "unix");
   testing::CreateWorkload(db, 300, 1000);
   sqlite3_close(db);
-}
-
-// Integrity and committed prefix of a restored copy; K or -1 (with *why).
-int64_t Prefix(const std::string& path, std::string* why) {
-  sqlite3* db = nullptr;
-  sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix");
-  std::string integrity_error;
-  std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
-  if (!integrity_error.empty()) integrity = integrity_error;
-  const int64_t count = QueryInt(db, "SELECT count(*) FROM log");
-  const int64_t max = QueryInt(db, "SELECT coalesce(max(seq), 0) FROM log");
-  const int64_t n = QueryInt(db, "SELECT n FROM counter");
-  const int64_t sum = QueryInt(db, "SELECT sum FROM counter");
-  sqlite3_close(db);
-  if (integrity != "ok" || count != max || n != count || sum != count * (count + 1) / 2) {
-    *why = "integrity " + integrity + ", count " + std::to_string(count) + ", max " +
-           std::to_string(max) + ", n " + std::to_string(n) + ", sum " + std::to_string(sum);
-    return -1;
-  }
-  return count;
 }
 
 TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
@@ -155,7 +135,7 @@ TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
         }
         const Status r = RestoreArchive(dest, restored, true);
         std::string why;
-        const int64_t k = r.ok() ? Prefix(restored, &why) : -1;
+        const int64_t k = r.ok() ? CommittedPrefix(restored, &why) : -1;
         if (!r.ok() || k < lo || k > hi) {
           backup_errors++;
           fprintf(stderr, "backup %d round %d: restore %s, %s, K %lld not in [%lld, %lld]\n", b, round,
@@ -192,7 +172,7 @@ TEST(LoadTest, EightWritersSixConcurrentBackupsStayConsistent) {
   EXPECT_GE(backups.load(), 6) << "every backup thread should finish at least once";
   for (const auto& d : dbs) {
     std::string why;
-    EXPECT_EQ(Prefix(d->path, &why), d->finished.load()) << d->path << ": " << why;
+    EXPECT_EQ(CommittedPrefix(d->path, &why), d->finished.load()) << d->path << ": " << why;
   }
   fprintf(stderr, "load: %d s, %lld commits by 8 writers, %lld consistent backups by 6 threads\n",
           seconds, (long long)commits, (long long)backups.load());

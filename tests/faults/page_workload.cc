@@ -1,6 +1,5 @@
 #include "faults/page_workload.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -242,31 +241,6 @@ std::string MakeTempDir(const std::string& prefix) {
     std::abort();
   }
   return buf.data();
-}
-
-void RemoveTree(const std::string& dir) {
-  for (const std::string& name : ListDir(dir)) {
-    const std::string path = dir + "/" + name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      RemoveTree(path);
-    } else {
-      ::unlink(path.c_str());
-    }
-  }
-  ::rmdir(dir.c_str());
-}
-
-std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(d);
-  }
-  return names;
 }
 
 bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cowbackup/status.h"
+#include "engine/posix_file.h"
 #include "engine/file_source.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
@@ -135,11 +136,9 @@ inline constexpr int kSanitizerSlowdown = 1;
 
 // COWBACKUP_LONG=1 in the environment.
 bool LongRun();
-// A fresh directory under $TMPDIR (or /tmp); removed by RemoveTree.
+// A fresh directory under $TMPDIR (or /tmp); removed by RemoveTree
+// (engine/posix_file.h, as is ListDir).
 std::string MakeTempDir(const std::string& prefix);
-void RemoveTree(const std::string& dir);
-// Names in `dir` (not . or ..).
-std::vector<std::string> ListDir(const std::string& dir);
 // Reads a whole file; false if it cannot.
 bool ReadFile(const std::string& path, std::vector<uint8_t>* out);
 

@@ -1,6 +1,5 @@
 #include "fuzz/archive_input.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -23,31 +22,6 @@ namespace {
   fprintf(stderr, "archive input: %s\n", why.c_str());
   fflush(stderr);
   abort();
-}
-
-std::vector<std::string> List(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(d);
-  }
-  return names;
-}
-
-void RemoveAll(const std::string& dir) {
-  for (const std::string& name : List(dir)) {
-    const std::string path = dir + "/" + name;
-    struct stat st;
-    if (::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      RemoveAll(path);
-      ::rmdir(path.c_str());
-    } else {
-      ::unlink(path.c_str());
-    }
-  }
 }
 
 // Reads every record; the number of records is bounded by the input size
@@ -110,7 +84,7 @@ void CheckArchiveInput(const uint8_t* data, size_t size, const std::string& scra
   if (restored.ok() != verified.ok()) {
     Die("restore and verify disagree: " + restored.ToString() + " / " + verified.ToString());
   }
-  const std::vector<std::string> left = List(scratch);
+  const std::vector<std::string> left = ListDir(scratch);
   if (restored.ok()) {
     if (left != std::vector<std::string>{"out"}) Die("restore wrote beside OUT in " + scratch);
     struct stat st;
@@ -120,7 +94,7 @@ void CheckArchiveInput(const uint8_t* data, size_t size, const std::string& scra
   } else if (!left.empty()) {
     Die("a failed restore left " + left.front() + " in " + scratch);
   }
-  RemoveAll(scratch);
+  RemoveTree(out);  // all the scratch directory can hold (checked above)
   ::close(mfd);
 }
 
