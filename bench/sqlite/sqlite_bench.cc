@@ -5,6 +5,8 @@
 //   cowbackup_idle       SELECT cowbackup(plain) and (archive), no writer
 //   cowbackup_writer     the same under a continuous writer: time vs idle,
 //                        longest commit stall, writer throughput vs none
+//   raw_direct_writer    dd oflag=direct under the writer: what any copy as
+//                        fast as cowbackup's costs the writer on this disk
 //   shim_overhead        writer throughput through the shim (no backup)
 //                        vs the plain default VFS
 //   dot_backup_writer    sqlite3_backup (the shell's .backup) under the
@@ -17,6 +19,8 @@
 //   COWBACKUP_SQLITE_BENCH_MB   database size (default 1024; e.g. 64 for a
 //                               smoke run)
 //   COWBACKUP_BUILD_DIR         where cowbackup.so is (default: next to bench/)
+//   COWBACKUP_SQLITE_BENCH_DEST directory the copies go to (default: beside
+//                               the database, the same disk)
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -37,7 +41,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle time (>= 5 s)
 
-std::string g_dir, g_db, g_ext;
+std::string g_dir, g_db, g_ext, g_dest_dir;
 int g_rows = 0;
 std::map<std::string, std::string> g_table;  // figure name -> value, for the final table
 
@@ -67,6 +71,8 @@ void Setup() {
   char tmpl[] = "/tmp/cowbackup-sqlite-bench-XXXXXX";
   g_dir = mkdtemp(tmpl);
   g_db = g_dir + "/bench.db";
+  const char* dest_env = getenv("COWBACKUP_SQLITE_BENCH_DEST");
+  g_dest_dir = dest_env ? dest_env : g_dir;
   const char* build = getenv("COWBACKUP_BUILD_DIR");
   g_ext = std::string(build ? build : ".") + "/cowbackup";
   sqlite3* boot = Open(":memory:");
@@ -178,7 +184,7 @@ double g_idle_plain = 0;  // BM_CowbackupIdle/0 sets it: the clean idle figure
 // measured window.
 CowResult Cowbackup(const std::string& format, int max_rate_mb = 0) {
   sqlite3* db = Open(g_db);
-  const std::string dest = g_dir + "/out." + format;
+  const std::string dest = g_dest_dir + "/out." + format;
   const auto t0 = Clock::now();
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, ("SELECT cowbackup('" + dest + "', 'main', '{\"format\":\"" + format +
@@ -199,7 +205,7 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0) {
 }
 
 void RemoveCopies() {
-  for (const char* name : {"/out.plain", "/out.archive"}) unlink((g_dir + name).c_str());
+  for (const char* name : {"/out.plain", "/out.archive"}) unlink((g_dest_dir + name).c_str());
 }
 
 // Every figure starts from a quiet disk: the freshly built 1 GiB database,
@@ -242,40 +248,74 @@ void BM_CowbackupIdle(benchmark::State& state) {
   }
 }
 
+// A copy run under the continuous writer, against the writer alone measured
+// just before it.
+struct UnderWriterResult {
+  double seconds = 0, tps_ratio = 0, max_ms = 0, base_tps = 0, base_ms = 0;
+};
+template <typename Copy>
+UnderWriterResult UnderWriter(Copy copy) {
+  UnderWriterResult r;
+  Quiesce();
+  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms);
+  Quiesce();
+  Writer w(nullptr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto t0 = Clock::now();
+  w.open_window();
+  copy();
+  r.seconds = Seconds(t0);
+  auto [tps, max_ms] = w.close_window(t0);
+  r.tps_ratio = tps / r.base_tps;
+  r.max_ms = max_ms;
+  return r;
+}
+
 // range(0): max_rate_mb (0 = unlimited). The throttled runs show what a
 // rate limit buys the writer on a disk the two share.
 void BM_CowbackupUnderWriter(benchmark::State& state) {
   const int rate = int(state.range(0));
   const std::string at = rate ? "  max_rate_mb=" + std::to_string(rate) + ": " : "  ";
   for (auto _ : state) {
-    Quiesce();
-    double base_ms = 0;
-    const double base_tps = WriterTps(3, nullptr, false, &base_ms);
     // Against the idle time measured on a quiet file (BM_CowbackupIdle), not
     // one taken right after the writer's load, while writeback still runs.
-    const double idle = g_idle_plain > 0 ? g_idle_plain : Cowbackup("plain").seconds;
-    Quiesce();
-    Writer w(nullptr);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    const auto t0 = Clock::now();
-    w.open_window();
-    const CowResult r = Cowbackup("plain", rate);
-    const double s = r.seconds;
-    auto [tps, max_ms] = w.close_window(t0);
-    state.counters["max_hook_wait_ms"] = r.max_write_wait_ms;
-    state.SetIterationTime(s);
-    state.counters["vs_idle"] = s / idle;
-    state.counters["max_commit_ms"] = max_ms;
-    state.counters["writer_tps_ratio"] = tps / base_tps;
-    if (rate == 0) {
-      Buf(s, "%.3f s", &g_table["cowbackup under writer"]);
-      Buf(r.max_write_wait_ms, "%.2f ms", &g_table["  longest stall cowbackup added to a write"]);
-      Buf(base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
-      Buf(base_tps, "%.1f commits/s", &g_table["  writer throughput, no backup"]);
+    if (g_idle_plain == 0) {
+      Quiesce();
+      g_idle_plain = Cowbackup("plain").seconds;
     }
-    Buf(s / idle, "%.2fx", &g_table[at + "time vs idle"]);
-    Buf(max_ms, "%.1f ms", &g_table[at + "writer's longest commit"]);
-    Buf(100 * tps / base_tps, "%.0f %%", &g_table[at + "writer throughput vs no backup"]);
+    CowResult cow;
+    const UnderWriterResult r = UnderWriter([&] { cow = Cowbackup("plain", rate); });
+    state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
+    state.SetIterationTime(r.seconds);
+    state.counters["vs_idle"] = r.seconds / g_idle_plain;
+    state.counters["max_commit_ms"] = r.max_ms;
+    state.counters["writer_tps_ratio"] = r.tps_ratio;
+    if (rate == 0) {
+      Buf(r.seconds, "%.3f s", &g_table["cowbackup under writer"]);
+      Buf(cow.max_write_wait_ms, "%.2f ms", &g_table["  longest stall cowbackup added to a write"]);
+      Buf(r.base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
+      Buf(r.base_tps, "%.1f commits/s", &g_table["  writer throughput, no backup"]);
+    }
+    Buf(r.seconds / g_idle_plain, "%.2fx", &g_table[at + "time vs idle"]);
+    Buf(r.max_ms, "%.1f ms", &g_table[at + "writer's longest commit"]);
+    Buf(100 * r.tps_ratio, "%.0f %%", &g_table[at + "writer throughput vs no backup"]);
+  }
+}
+
+// The floor for any copier on this disk: a raw O_DIRECT copy of the file,
+// no copy-on-write, no consistency, under the same writer. A copy that
+// finishes as fast as this one costs the writer at least what this costs it.
+void BM_RawDirectCopyUnderWriter(benchmark::State& state) {
+  for (auto _ : state) {
+    const std::string dest = g_dest_dir + "/dd.copy";
+    const UnderWriterResult r = UnderWriter([&] {
+      (void)!system(("dd if='" + g_db + "' of='" + dest + "' bs=1M oflag=direct status=none").c_str());
+    });
+    unlink(dest.c_str());
+    state.SetIterationTime(r.seconds);
+    state.counters["writer_tps_ratio"] = r.tps_ratio;
+    Buf(r.seconds, "%.3f s", &g_table["dd oflag=direct under writer (no consistency)"]);
+    Buf(100 * r.tps_ratio, "%.0f %%", &g_table["  dd: writer throughput vs no backup"]);
   }
 }
 
@@ -354,6 +394,7 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
 BENCHMARK(BM_DdConvFsync)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CowbackupIdle)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CowbackupUnderWriter)->Arg(0)->Arg(500)->Arg(250)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RawDirectCopyUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ShimOverhead)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DotBackupUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VacuumIntoUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -373,12 +414,13 @@ int main(int argc, char** argv) {
       "  max_rate_mb=500: time vs idle", "  max_rate_mb=500: writer's longest commit",
       "  max_rate_mb=500: writer throughput vs no backup", "  max_rate_mb=250: time vs idle",
       "  max_rate_mb=250: writer's longest commit", "  max_rate_mb=250: writer throughput vs no backup",
+      "dd oflag=direct under writer (no consistency)", "  dd: writer throughput vs no backup",
       "writer, default VFS (sync=OFF)", "writer, shim, no backup (sync=OFF)", "  shim overhead",
       ".backup under writer", "  .backup: writer's longest commit", "VACUUM INTO under writer",
       "  VACUUM INTO: writer's longest commit"};
   for (const char* key : order) {
     auto it = g_table.find(key);
-    if (it != g_table.end()) std::printf("  %-44s %s\n", key, it->second.c_str());
+    if (it != g_table.end()) std::printf("  %-48s %s\n", key, it->second.c_str());
   }
   (void)!system(("rm -rf '" + g_dir + "'").c_str());
   return 0;
