@@ -1,4 +1,6 @@
-// Faults at the SQLite level, from a real file system: the snapshot volume
+// Faults at the SQLite level, under live writer connections.
+//
+// FullDiskFailsTheBackupNeverACommit: a real file system: the snapshot volume
 // (snapshot_dir) or the destination sits on a tiny tmpfs, so the backup runs
 // into a real ENOSPC while writer connections keep committing through the
 // shim. The tmpfs size is swept upward until the backup fits, so the disk
@@ -13,10 +15,28 @@
 //   - nothing is at the destination, the tmpfs is empty again (temporary
 //     archive and snapshot volume removed).
 // Needs mount(2) (root, as on the CI machine); skipped, saying why, if not.
+//
+// EioFailsTheBackupNeverACommit: EIO at each place the backup does I/O,
+// injected beneath the library and beneath SQLite, swept over the n-th call:
+//   - the snapshot volume's pwritev (a pre-image saved on an application
+//     write's path) and preadv (the copier taking it back): this binary is
+//     linked with --wrap=pwritev,--wrap=preadv,--wrap=pwrite,--wrap=fsync,
+//     so the library's calls pass through the __wrap_ functions below (the
+//     shared libsqlite3's own calls do not: application I/O is never
+//     faulted);
+//   - the destination temporary's pwrite and fsync (the same wrappers);
+//   - the copier's reads of the database: SQLite's unix VFS takes its
+//     pread/pread64/read from xSetSystemCall, SQLite's own fault hook; the
+//     read-only descriptor of the database file is the shim's reader (every
+//     application connection opens it read-write).
+// The same promises as for a full disk, with Status::kIOError and
+// "Input/output error".
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,16 +47,99 @@
 
 #include "backup/output.h"
 #include "backup/restore.h"
+#include "engine/snapshot_volume.h"
 #include "cowbackup/sqlite.hpp"
 #include "faults/page_workload.h"
 #include "sqlite/sqlite_test_util.h"
 
 namespace cowbackup::faults {
+
+// Where the next EIO goes, and after how many calls there (see the header).
+enum class Site { kNone, kVolumeWrite, kVolumeRead, kDestWrite, kDestSync, kSourceRead };
+namespace {
+std::atomic<Site> g_site{Site::kNone};
+std::atomic<int> g_countdown{0};
+std::atomic<int> g_fired{0};
+std::string g_db_path;  // the database, for kSourceRead; set before arming
+
+std::string FdPath(int fd) {
+  char link[64], path[4096];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  const ssize_t n = ::readlink(link, path, sizeof path - 1);
+  return n > 0 ? std::string(path, size_t(n)) : std::string();
+}
+
+// True (errno = EIO) if this call at `site` is the one armed.
+bool Fail(Site site, int fd) {
+  if (g_site.load() != site) return false;
+  const std::string path = FdPath(fd);
+  bool ours = false;
+  switch (site) {
+    case Site::kVolumeWrite:
+    case Site::kVolumeRead: ours = path.find(cowbackup::kVolumeSuffix) != std::string::npos; break;
+    case Site::kDestWrite:
+    case Site::kDestSync: ours = path.find(cowbackup::kTempInfix) != std::string::npos; break;
+    case Site::kSourceRead:
+      ours = path == g_db_path && (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
+      break;
+    case Site::kNone: break;
+  }
+  if (!ours || g_countdown.fetch_sub(1) != 1) return false;
+  g_fired++;
+  errno = EIO;
+  return true;
+}
+
+// SQLite's unix VFS, for kSourceRead (see the header).
+using PreadFn = ssize_t (*)(int, void*, size_t, off_t);
+using ReadFn = ssize_t (*)(int, void*, size_t);
+PreadFn g_unix_pread = nullptr, g_unix_pread64 = nullptr;
+ReadFn g_unix_read = nullptr;
+ssize_t FaultyPread(int fd, void* b, size_t n, off_t o) {
+  return Fail(Site::kSourceRead, fd) ? -1 : g_unix_pread(fd, b, n, o);
+}
+ssize_t FaultyPread64(int fd, void* b, size_t n, off_t o) {
+  return Fail(Site::kSourceRead, fd) ? -1 : g_unix_pread64(fd, b, n, o);
+}
+ssize_t FaultyRead(int fd, void* b, size_t n) {
+  return Fail(Site::kSourceRead, fd) ? -1 : g_unix_read(fd, b, n);
+}
+void HookUnixReads() {
+  sqlite3_vfs* unix_vfs = sqlite3_vfs_find("unix");
+  if (g_unix_read != nullptr || unix_vfs == nullptr) return;
+  g_unix_pread = reinterpret_cast<PreadFn>(unix_vfs->xGetSystemCall(unix_vfs, "pread"));
+  g_unix_pread64 = reinterpret_cast<PreadFn>(unix_vfs->xGetSystemCall(unix_vfs, "pread64"));
+  g_unix_read = reinterpret_cast<ReadFn>(unix_vfs->xGetSystemCall(unix_vfs, "read"));
+  unix_vfs->xSetSystemCall(unix_vfs, "pread", reinterpret_cast<sqlite3_syscall_ptr>(FaultyPread));
+  unix_vfs->xSetSystemCall(unix_vfs, "pread64", reinterpret_cast<sqlite3_syscall_ptr>(FaultyPread64));
+  unix_vfs->xSetSystemCall(unix_vfs, "read", reinterpret_cast<sqlite3_syscall_ptr>(FaultyRead));
+}
+}  // namespace
+}  // namespace cowbackup::faults
+
+using cowbackup::faults::Fail;
+using cowbackup::faults::Site;
+extern "C" {
+ssize_t __real_pwritev(int, const struct iovec*, int, off_t);
+ssize_t __real_preadv(int, const struct iovec*, int, off_t);
+ssize_t __real_pwrite(int, const void*, size_t, off_t);
+int __real_fsync(int);
+ssize_t __wrap_pwritev(int fd, const struct iovec* iov, int n, off_t off) {
+  return Fail(Site::kVolumeWrite, fd) ? -1 : __real_pwritev(fd, iov, n, off);
+}
+ssize_t __wrap_preadv(int fd, const struct iovec* iov, int n, off_t off) {
+  return Fail(Site::kVolumeRead, fd) ? -1 : __real_preadv(fd, iov, n, off);
+}
+ssize_t __wrap_pwrite(int fd, const void* buf, size_t len, off_t off) {
+  return Fail(Site::kDestWrite, fd) ? -1 : __real_pwrite(fd, buf, len, off);
+}
+int __wrap_fsync(int fd) { return Fail(Site::kDestSync, fd) ? -1 : __real_fsync(fd); }
+}  // extern "C"
+
+namespace cowbackup::faults {
 namespace {
 
 using testing::Exec;
-using testing::Query;
-using testing::QueryInt;
 
 // A tmpfs of `kib` KiB at `dir`, unmounted when it goes.
 class TinyTmpfs {
@@ -130,7 +233,7 @@ class Writers {
   std::string error_;
 };
 
-class SqliteFaultTest : public ::testing::TestWithParam<bool> {
+class SqliteFaultFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
@@ -142,8 +245,19 @@ class SqliteFaultTest : public ::testing::TestWithParam<bool> {
   }
   void TearDown() override { RemoveTree(dir_); }
 
+  // Every commit made so far (by these writers and earlier ones) is in the
+  // database, consistently: an exact committed prefix 1..K.
+  void ExpectEveryCommitKept(const Writers& writers) {
+    committed_ += writers.commits();
+    std::string why;
+    EXPECT_EQ(testing::CommittedPrefix(db_, &why), committed_) << why;
+  }
+
   std::string dir_, db_;
+  int64_t committed_ = 0;  // commits of the writers already checked
 };
+
+class SqliteFaultTest : public SqliteFaultFixture, public ::testing::WithParamInterface<bool> {};
 
 // Param: true = the snapshot volume fills the disk, false = the archive.
 TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
@@ -177,20 +291,7 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
 
     EXPECT_EQ(writers.error(), "") << "tmpfs " << kib << " KiB";
     EXPECT_LT(writers.longest_ms(), 10000) << "a commit waited on the failing backup";
-    // Every committed transaction is in the database, consistently.
-    {
-      sqlite3* db = nullptr;
-      ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, "unix"), SQLITE_OK);
-      std::string integrity_error;
-      std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
-      if (!integrity_error.empty()) integrity = integrity_error;
-      EXPECT_EQ(integrity, "ok");
-      const int64_t n = QueryInt(db, "SELECT n FROM counter");
-      EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM log"), n);
-      EXPECT_EQ(QueryInt(db, "SELECT max(seq) FROM log"), n);
-      EXPECT_EQ(QueryInt(db, "SELECT sum FROM counter"), n * (n + 1) / 2);
-      sqlite3_close(db);
-    }
+    ExpectEveryCommitKept(writers);
     if (!s.ok()) {
       faults++;
       EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
@@ -222,6 +323,87 @@ INSTANTIATE_TEST_SUITE_P(Side, SqliteFaultTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return std::string(info.param ? "SnapshotVolume" : "Archive");
                          });
+
+
+class SqliteEioTest : public SqliteFaultFixture, public ::testing::WithParamInterface<Site> {};
+
+TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
+  const Site site = GetParam();
+  HookUnixReads();
+  g_db_path = db_;
+  const std::string dest = dir_ + "/app.cowbak";
+  int faults = 0, runs = 0;
+  bool clean = false;  // a run in which the armed call never came
+  for (int nth = 1; !clean && nth < 100000; nth += 1 + nth / 2, runs++) {
+    BackupOptions options;
+    options.max_rate_mb = 8;  // ~150 ms: writers preserve many pages meanwhile
+    options.segment_pages = 16;
+    options.variant = runs % 2 ? Variant::kOverlayAtEnd : Variant::kSnapshotFirst;
+    Writers writers(db_, 4);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    sqlite3* conn = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
+    const int64_t before = committed_ + writers.commits();
+    g_fired = 0;
+    g_countdown = nth;
+    g_site = site;
+    Summary summary;
+    uint64_t job_id = 0;  // stays 0 if the backup failed before it began
+    const Status s = sqlite::Backup(conn, "main", dest, options, &summary, &job_id);
+    g_site = Site::kNone;
+    const int64_t after = committed_ + writers.commits();
+    sqlite3_close(conn);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    writers.Stop();
+
+    EXPECT_EQ(writers.error(), "") << "call " << nth;
+    EXPECT_LT(writers.longest_ms(), 10000) << "a commit waited on the failing backup";
+    ExpectEveryCommitKept(writers);
+    if (g_fired > 0) {
+      faults++;
+      EXPECT_FALSE(s.ok()) << "an EIO at call " << nth << " went unnoticed";
+      EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
+      EXPECT_NE(s.ToString().find("Input/output error"), std::string::npos) << s.ToString();
+      const std::string file = site == Site::kSourceRead ? db_
+                               : site == Site::kVolumeWrite || site == Site::kVolumeRead ? kVolumeSuffix
+                                                                                         : dest;
+      EXPECT_NE(s.ToString().find(file), std::string::npos) << "names the file: " << s.ToString();
+      EXPECT_FALSE(PathExists(dest)) << "a failed backup left its destination";
+      if (job_id != 0) {
+        EXPECT_EQ(summary.state, JobState::kFailed);
+      }
+    } else {
+      clean = true;
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      const std::string restored = dir_ + "/restored.db";
+      EXPECT_TRUE(testing::RestoreTo(dest, restored).ok());
+      testing::CheckPrefix(restored, before, after);
+      ::unlink(restored.c_str());
+      ::unlink(dest.c_str());
+    }
+    // Nothing left behind: no temporary, no snapshot volume.
+    for (const std::string& name : ListDir(dir_)) {
+      EXPECT_TRUE(name.find(kTempInfix) == std::string::npos && name.find(kVolumeSuffix) == std::string::npos)
+          << name << " left after call " << nth;
+    }
+    if (HasFailure()) {
+      fprintf(stderr, "EIO at call %d: %s\n", nth, s.ToString().c_str());
+      return;
+    }
+  }
+  EXPECT_TRUE(clean) << "the sweep never got past the last call";
+  EXPECT_GT(faults, 0) << "no call was ever failed: the sweep tested nothing";
+  fprintf(stderr, "%d backups, %d failed by an EIO, every commit kept\n", runs, faults);
+}
+
+std::string SiteName(const ::testing::TestParamInfo<Site>& info) {
+  static const char* const kNames[] = {"None", "VolumeWrite", "VolumeRead", "DestWrite", "DestSync", "SourceRead"};
+  return kNames[int(info.param)];
+}
+INSTANTIATE_TEST_SUITE_P(At, SqliteEioTest,
+                         ::testing::Values(Site::kVolumeWrite, Site::kVolumeRead, Site::kDestWrite,
+                                           Site::kDestSync, Site::kSourceRead),
+                         SiteName);
 
 }  // namespace
 }  // namespace cowbackup::faults
