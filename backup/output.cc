@@ -217,7 +217,15 @@ Status AtomicFile::commit() {
     fd_ = -1;
     s = FsyncParentDir(dest_);
   }
-  if (!replaced.empty()) TrimAndRemove(replaced);
+  // Until the directory is synced, a power loss may bring the replaced file
+  // back at dest_: drop our extra name for it, but free nothing.
+  if (!replaced.empty()) {
+    if (s.ok()) {
+      TrimAndRemove(replaced);
+    } else {
+      ::unlink(replaced.c_str());
+    }
+  }
   return s;
 }
 

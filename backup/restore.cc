@@ -1,6 +1,8 @@
 #include "backup/restore.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,20 +118,36 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
     if (!s.ok()) f->abandon();
   }
   if (lmdb) {
-    if (s.ok()) s = FsyncParentDir(image_path);
+    // AtomicFile::commit synced temp_dir, so its data.mdb entry is durable.
+    // An existing environment is swapped out in one step where the file
+    // system can (RENAME_EXCHANGE), else moved aside first.
     std::string old;
     if (s.ok() && PathExists(out)) {
-      old = out + ".cowold-" + std::to_string(::getpid());
-      if (::rename(out.c_str(), old.c_str()) != 0) s = Status::FromErrno("rename", out, errno);
+      if (::renameat2(AT_FDCWD, temp_dir.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
+        old = temp_dir;
+      } else if (errno != EINVAL && errno != ENOSYS) {
+        s = Status::FromErrno("rename", out, errno);
+      } else {
+        old = out + ".cowold-" + std::to_string(::getpid());
+        if (::rename(out.c_str(), old.c_str()) != 0) s = Status::FromErrno("rename", out, errno);
+      }
     }
-    if (s.ok() && ::rename(temp_dir.c_str(), out.c_str()) != 0) {
+    if (s.ok() && old != temp_dir && ::rename(temp_dir.c_str(), out.c_str()) != 0) {
       s = Status::FromErrno("rename", out, errno);
       if (!old.empty()) ::rename(old.c_str(), out.c_str());
       old.clear();
     }
-    if (s.ok()) s = FsyncParentDir(out);
-    if (!old.empty()) RemoveFlatDir(old);
-    if (!s.ok()) RemoveFlatDir(temp_dir);
+    if (s.ok()) {
+      s = FsyncParentDir(out);
+      // Until the directory is synced a power loss may bring the replaced
+      // environment back at `out`: keep it whole, and say where it is.
+      if (!s.ok() && !old.empty()) {
+        s = Status::IOError(s.ToString(), "the previous environment is kept at " + old);
+      }
+      if (s.ok() && !old.empty()) RemoveFlatDir(old);
+    } else {
+      RemoveFlatDir(temp_dir);
+    }
   }
   return s;
 }
