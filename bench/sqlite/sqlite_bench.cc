@@ -23,6 +23,8 @@
 //                               the database, the same disk)
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -44,6 +47,19 @@ constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle t
 std::string g_dir, g_db, g_ext, g_dest_dir;
 int g_rows = 0;
 std::map<std::string, std::string> g_table;  // figure name -> value, for the final table
+
+// Milliseconds the disk holding the database has had I/O in flight
+// (io_ticks, the 10th field of /sys/dev/block/M:m/stat); -1 if unknown.
+double DiskBusyMs() {
+  struct stat st;
+  if (::stat(g_db.c_str(), &st) != 0) return -1;
+  std::ifstream f("/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" +
+                  std::to_string(minor(st.st_dev)) + "/stat");
+  double field = -1;
+  for (int i = 0; i < 10 && (f >> field); i++) {
+  }
+  return f ? field : -1;
+}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -159,12 +175,17 @@ struct Writer {
   }
 };
 
-double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms) {
+// The writer alone for `seconds`: commits/s; its longest commit and the
+// share of the time the disk was busy, if asked.
+double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms,
+                 double* disk_busy = nullptr) {
   Writer w(vfs, sync_off);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto t0 = Clock::now();
+  const double busy0 = DiskBusyMs();
   w.open_window();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  if (disk_busy) *disk_busy = (DiskBusyMs() - busy0) / 1000 / Seconds(t0);
   auto [tps, ms] = w.close_window(t0);
   if (max_ms) *max_ms = ms;
   return tps;
@@ -241,8 +262,13 @@ void BM_CowbackupIdle(benchmark::State& state) {
   const std::string format = state.range(0) ? "archive" : "plain";
   for (auto _ : state) {
     Quiesce();
+    const double busy0 = DiskBusyMs();
     const double s = Cowbackup(format).seconds;
-    if (format == "plain") g_idle_plain = s;
+    const double busy_s = (DiskBusyMs() - busy0) / 1000;
+    if (format == "plain") {
+      g_idle_plain = s;
+      Buf(busy_s, "%.2f s", &g_table["  disk busy, idle backup (plain, io_ticks)"]);
+    }
     state.SetIterationTime(s);
     Buf(s, "%.3f s", &g_table["cowbackup idle (" + format + ")"]);
   }
@@ -251,13 +277,13 @@ void BM_CowbackupIdle(benchmark::State& state) {
 // A copy run under the continuous writer, against the writer alone measured
 // just before it.
 struct UnderWriterResult {
-  double seconds = 0, tps_ratio = 0, max_ms = 0, base_tps = 0, base_ms = 0;
+  double seconds = 0, tps_ratio = 0, max_ms = 0, base_tps = 0, base_ms = 0, base_disk_busy = 0;
 };
 template <typename Copy>
 UnderWriterResult UnderWriter(Copy copy) {
   UnderWriterResult r;
   Quiesce();
-  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms);
+  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms, &r.base_disk_busy);
   Quiesce();
   Writer w(nullptr);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -295,6 +321,7 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
       Buf(cow.max_write_wait_ms, "%.2f ms", &g_table["  longest stall cowbackup added to a write"]);
       Buf(r.base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
       Buf(r.base_tps, "%.1f commits/s", &g_table["  writer throughput, no backup"]);
+      Buf(100 * r.base_disk_busy, "%.0f %% of the time", &g_table["  disk busy, writer alone (io_ticks)"]);
     }
     Buf(r.seconds / g_idle_plain, "%.2fx", &g_table[at + "time vs idle"]);
     Buf(r.max_ms, "%.1f ms", &g_table[at + "writer's longest commit"]);
@@ -408,9 +435,11 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   std::printf("\nSQLite hot backup, %d MB database, 4 KiB pages, warm page cache\n", g_rows / 256);
   const char* order[] = {
-      "dd conv=fsync", "cowbackup idle (plain)", "cowbackup idle (archive)", "cowbackup under writer",
+      "dd conv=fsync", "cowbackup idle (plain)", "  disk busy, idle backup (plain, io_ticks)",
+      "cowbackup idle (archive)", "cowbackup under writer",
       "  time vs idle", "  writer's longest commit", "  longest stall cowbackup added to a write", "  writer's longest commit, no backup (3 s)",
       "  writer throughput vs no backup", "  writer throughput, no backup",
+      "  disk busy, writer alone (io_ticks)",
       "  max_rate_mb=500: time vs idle", "  max_rate_mb=500: writer's longest commit",
       "  max_rate_mb=500: writer throughput vs no backup", "  max_rate_mb=250: time vs idle",
       "  max_rate_mb=250: writer's longest commit", "  max_rate_mb=250: writer throughput vs no backup",
