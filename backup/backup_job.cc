@@ -145,6 +145,11 @@ Status BackupJob::PrepareOutputs() {
 
 Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook) {
   const uint32_t page_size = source_->page_size();
+  reserve_in_ = file_.get();
+  reserve_bytes_ = t0_pages * page_size;
+  if (params_.options.format == BackupOptions::Format::kArchive) {
+    reserve_bytes_ += t0_pages * format::kRecordOverhead;  // + header, trailer: a few hundred bytes
+  }
   if (params_.options.format == BackupOptions::Format::kPlain) {
     sink_.reset(new ImageWriter(page_size, t0_pages, std::move(file_)));
   } else {
@@ -182,6 +187,12 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
 }
 
 Status BackupJob::Run() {
+  // On the copier thread, after T0: a large fallocate never lengthens the
+  // begin-time lock.
+  if (reserve_in_ != nullptr) {
+    Status r = reserve_in_->Reserve(reserve_bytes_);
+    if (!r.ok()) job_->fail(r);
+  }
   Status s = job_->run();
   hook_->disarm();
   hook_ = nullptr;

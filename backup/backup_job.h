@@ -74,6 +74,8 @@ class BackupJob {
   const BackupParams params_;
   const std::chrono::steady_clock::time_point created_;
   std::unique_ptr<AtomicFile> file_;      // kPlain / archive to a path
+  AtomicFile* reserve_in_ = nullptr;      // file_, once the sink owns it
+  uint64_t reserve_bytes_ = 0;            // what Run() reserves there
   std::unique_ptr<ByteOutput> stream_;    // archive to a descriptor
   std::unique_ptr<SnapshotVolume> volume_;
   std::string volume_path_;

@@ -192,8 +192,25 @@ Status AtomicFile::truncate(uint64_t size) {
   return Status::OK();
 }
 
+Status AtomicFile::Reserve(uint64_t bytes) {
+  if (bytes == 0) return Status::OK();
+  if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, off_t(bytes)) == 0) {
+    reserved_ = true;
+    return Status::OK();
+  }
+  if (errno == EOPNOTSUPP || errno == ENOSYS) return Status::OK();
+  reserved_ = true;  // ext4 may keep part of a failed request
+  return Status::FromErrno("reserve " + std::to_string(bytes) + " bytes for the copy", temp_, errno);
+}
+
 Status AtomicFile::commit() {
   Status s = Drain(/*all=*/true);
+  // Give back the reserved blocks past the end (ftruncate to the same size
+  // frees them), so the copy takes only what it holds.
+  struct stat st;
+  if (s.ok() && reserved_ && (::fstat(fd_, &st) != 0 || ::ftruncate(fd_, st.st_size) != 0)) {
+    s = Status::FromErrno("truncate", temp_, errno);
+  }
   if (s.ok()) s = FsyncFd(fd_, temp_);
   // The file being replaced keeps a temporary name (left to RemoveStale if
   // we die) so the rename does not free it all at once; see TrimAndRemove.

@@ -42,6 +42,11 @@ class AtomicFile final : public ByteOutput {
   Status append(const uint8_t* data, size_t len) override;
   Status pwrite(const uint8_t* data, size_t len, uint64_t offset);
   Status truncate(uint64_t size);
+  // Sets `bytes` of disk aside for the file (fallocate, keeping its size),
+  // so a destination that cannot hold the copy fails at once, not near the
+  // end of a long backup. Skipped where the file system cannot; commit()
+  // gives back what was not written.
+  Status Reserve(uint64_t bytes);
   Status commit() override;
   void abandon() noexcept override;
   const std::string& name() const override { return dest_; }
@@ -93,6 +98,7 @@ class AtomicFile final : public ByteOutput {
   uint64_t append_offset_ = 0;
   uint64_t unsynced_ = 0;       // bytes written since the last writeback kick
   uint64_t synced_upto_ = 0;    // file offset writeback was started up to
+  bool reserved_ = false;  // Reserve() allocated beyond the end of file
   bool done_ = false;
 };
 

@@ -107,6 +107,7 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   }
   std::unique_ptr<AtomicFile> file;
   s = AtomicFile::Create(image_path, !lmdb && force, &file);
+  if (s.ok()) s = file->Reserve(h.page_count * h.page_size);
   if (s.ok()) {
     AtomicFile* f = file.get();
     const uint64_t page_size = h.page_size;

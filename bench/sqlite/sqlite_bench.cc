@@ -261,10 +261,18 @@ void BM_DdConvFsync(benchmark::State& state) {
 void BM_CowbackupIdle(benchmark::State& state) {
   const std::string format = state.range(0) ? "archive" : "plain";
   for (auto _ : state) {
-    Quiesce();
-    const double busy0 = DiskBusyMs();
-    const double s = Cowbackup(format).seconds;
-    const double busy_s = (DiskBusyMs() - busy0) / 1000;
+    // The best of three: one slow run (writeback of the freshly built file)
+    // would otherwise flatter every "vs idle" ratio below.
+    double s = 1e9, busy_s = 0;
+    for (int run = 0; run < 3; run++) {
+      Quiesce();
+      const double busy0 = DiskBusyMs();
+      const double t = Cowbackup(format).seconds;
+      if (t < s) {
+        s = t;
+        busy_s = (DiskBusyMs() - busy0) / 1000;
+      }
+    }
     if (format == "plain") {
       g_idle_plain = s;
       Buf(busy_s, "%.2f s", &g_table["  disk busy, idle backup (plain, io_ticks)"]);

@@ -263,7 +263,7 @@ class SqliteFaultTest : public SqliteFaultFixture, public ::testing::WithParamIn
 TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
   const bool volume_side = GetParam();
   const std::string small = dir_ + "/small";
-  int faults = 0, sizes = 0;
+  int faults = 0, sizes = 0, at_reserve = 0;
   // 4 KiB steps at first (every stage of a volume or an archive header),
   // then coarser: the archive of this ~1.2 MiB database needs ~1.3 MiB.
   for (int kib = 4; kib <= 4096; kib += kib < 64 ? 4 : kib < 512 ? 32 * kSanitizerSlowdown : 128) {
@@ -294,6 +294,7 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
     ExpectEveryCommitKept(writers);
     if (!s.ok()) {
       faults++;
+      at_reserve += s.ToString().find("reserve") != std::string::npos;
       EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
       EXPECT_NE(s.ToString().find("No space left on device"), std::string::npos) << s.ToString();
       EXPECT_NE(s.ToString().find(small), std::string::npos) << "names the full file: " << s.ToString();
@@ -315,8 +316,47 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
     if (s.ok()) break;
   }
   EXPECT_GT(faults, 0) << "the disk never filled: the sweep tested nothing";
-  fprintf(stderr, "%s side: %d tmpfs sizes, %d real ENOSPC failures, every commit kept\n",
-          volume_side ? "snapshot volume" : "archive", sizes, faults);
+  fprintf(stderr, "%s side: %d tmpfs sizes, %d real ENOSPC failures (%d reserving the archive), every commit kept\n",
+          volume_side ? "snapshot volume" : "archive", sizes, faults, at_reserve);
+}
+
+// A destination that cannot hold the copy fails before a page is copied
+// (AtomicFile::Reserve), not near the end; both formats, and a restore.
+TEST_F(SqliteFaultFixture, TooSmallADestinationFailsBeforeCopying) {
+  const std::string small = dir_ + "/small";
+  TinyTmpfs fs(small, 256);  // the database is ~1.2 MB
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << fs.error();
+  for (const auto format : {BackupOptions::Format::kArchive, BackupOptions::Format::kPlain}) {
+    const std::string dest = small + "/app.copy";
+    Writers writers(db_, 2);
+    sqlite3* conn = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
+    BackupOptions options;
+    options.format = format;
+    options.snapshot_dir = dir_;
+    Summary summary;
+    const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
+    sqlite3_close(conn);
+    writers.Stop();
+    EXPECT_EQ(writers.error(), "");
+    ExpectEveryCommitKept(writers);
+    EXPECT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+    EXPECT_NE(s.ToString().find("reserve"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.ToString().find(small), std::string::npos) << s.ToString();
+    EXPECT_EQ(summary.progress.pages_done, 0u) << "copied before finding out";
+    EXPECT_EQ(ListDir(small), std::vector<std::string>{});
+  }
+  // Restoring into it fails the same way, leaving nothing.
+  const std::string archive = dir_ + "/app.cowbak";
+  sqlite3* conn = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
+  Summary summary;
+  ASSERT_TRUE(sqlite::Backup(conn, "main", archive, BackupOptions{}, &summary).ok());
+  sqlite3_close(conn);
+  const Status r = RestoreArchive(archive, small + "/restored.db", false);
+  EXPECT_EQ(r.code(), Status::Code::kNoSpace) << r.ToString();
+  EXPECT_NE(r.ToString().find("reserve"), std::string::npos) << r.ToString();
+  EXPECT_EQ(ListDir(small), std::vector<std::string>{});
 }
 
 INSTANTIATE_TEST_SUITE_P(Side, SqliteFaultTest, ::testing::Values(true, false),
