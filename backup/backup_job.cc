@@ -175,25 +175,31 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
   config.variant = params_.options.variant;
   config.max_rate_mb = params_.options.max_rate_mb;
   config.hot_first = params_.options.hot_first;
+  CopyJob* job = new CopyJob(source_, volume_.get(), sink_.get(), config);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_.reset(new CopyJob(source_, volume_.get(), sink_.get(), config));
+    MutexLock lock(&mu_);
+    job_.reset(job);
   }
-  Status s = hook->arm(job_.get());
+  Status s = hook->arm(job);
   if (!s.ok()) return s;
   hook_ = hook;
-  if (cancel_requested_.load()) job_->cancel();
+  if (cancel_requested_.load()) job->cancel();
   return Status::OK();
 }
 
 Status BackupJob::Run() {
+  CopyJob* job;
+  {
+    MutexLock lock(&mu_);
+    job = job_.get();
+  }
   // On the copier thread, after T0: a large fallocate never lengthens the
   // begin-time lock.
   if (reserve_in_ != nullptr) {
     Status r = reserve_in_->Reserve(reserve_bytes_);
-    if (!r.ok()) job_->fail(r);
+    if (!r.ok()) job->fail(r);
   }
-  Status s = job_->run();
+  Status s = job->run();
   hook_->disarm();
   hook_ = nullptr;
   Finish(s);
@@ -208,7 +214,7 @@ void BackupJob::Abort(const Status& why) {
 }
 
 Summary BackupJob::Finish(const Status& s) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   summary_.progress = job_ ? job_->progress() : Progress{};
   summary_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - created_).count();
@@ -219,18 +225,18 @@ Summary BackupJob::Finish(const Status& s) {
 
 void BackupJob::cancel() {
   cancel_requested_.store(true);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (job_ && summary_.state == JobState::kRunning) job_->cancel();
 }
 
 Progress BackupJob::progress() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (summary_.state != JobState::kRunning || !job_) return summary_.progress;
   return job_->progress();
 }
 
 Summary BackupJob::summary() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Summary s = summary_;
   if (s.state == JobState::kRunning) {
     if (job_) s.progress = job_->progress();

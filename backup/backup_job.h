@@ -21,7 +21,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +28,7 @@
 #include "backup/output.h"
 #include "cowbackup/job.h"
 #include "engine/copy_job.h"
+#include "engine/mutex.h"
 #include "engine/write_hook.h"
 
 namespace cowbackup {
@@ -80,13 +80,13 @@ class BackupJob {
   std::unique_ptr<SnapshotVolume> volume_;
   std::string volume_path_;
   std::unique_ptr<Sink> sink_;
-  std::unique_ptr<CopyJob> job_;
+  std::unique_ptr<CopyJob> job_ GUARDED_BY(mu_);  // set once, by Begin()
   WriteHook* hook_ = nullptr;
   std::atomic<bool> cancel_requested_{false};
   std::vector<std::string> stale_removed_;
 
-  mutable std::mutex mu_;
-  Summary summary_;  // GUARDED_BY(mu_); final once state != kRunning
+  mutable Mutex mu_;
+  Summary summary_ GUARDED_BY(mu_);  // final once state != kRunning
 };
 
 // Removes snapshot volumes in `dir` left by processes that no longer run and

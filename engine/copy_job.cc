@@ -44,10 +44,10 @@ void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   COWBACKUP_SYNC_POINT("CopyJob::before_write:slow");
   const auto entered = std::chrono::steady_clock::now();
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     while (!claim_write_locked(&op)) {
       COWBACKUP_SYNC_POINT("CopyJob::before_write:queued");  // under mu_
-      op.cv.wait(lock);
+      op.cv.Wait(&mu_);
     }
     COWBACKUP_SYNC_POINT("CopyJob::before_write:released");  // under mu_
   }
@@ -118,11 +118,11 @@ void CopyJob::remove_from_fifo_locked(WriteOp* op) {
 }
 
 void CopyJob::wake_fifo_head_locked() {
-  if (!fifo_.empty()) fifo_.front()->cv.notify_one();
+  if (!fifo_.empty()) fifo_.front()->cv.Signal();
 }
 
 bool CopyJob::step_claim_write(WriteOp* op) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return claim_write_locked(op);
 }
 
@@ -149,7 +149,7 @@ void CopyJob::step_preserve(WriteOp* op) {
 }
 
 void CopyJob::step_publish_preserved(WriteOp* op) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const bool ok = !failed();
   for (const PageRange& run : op->claimed) {
     for (uint64_t p = run.begin; p < run.end; p++) {
@@ -164,7 +164,7 @@ void CopyJob::step_publish_preserved(WriteOp* op) {
   }
   op->claimed.clear();
   wake_fifo_head_locked();
-  copier_cv_.notify_one();
+  copier_cv_.Signal();
 }
 
 void CopyJob::note_hot_locked(uint64_t pgno) {
@@ -180,35 +180,35 @@ void CopyJob::note_hot_locked(uint64_t pgno) {
 void CopyJob::enqueue(PageRange pages, bool front) {
   pages = pages.clip(config_.t0_pages);
   if (pages.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (front) {
     queue_.push_front(pages);
   } else {
     queue_.push_back(pages);
   }
-  copier_cv_.notify_one();
+  copier_cv_.Signal();
 }
 
 void CopyJob::seal() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   sealed_ = true;
-  copier_cv_.notify_one();
+  copier_cv_.Signal();
 }
 
 void CopyJob::cancel() { fail(Status::Cancelled("backup cancelled")); }
 
 void CopyJob::fail(const Status& status) {
   assert(!status.ok());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (failed()) return;
   error_ = status;
   failed_.store(true, std::memory_order_release);
-  for (WriteOp* op : fifo_) op->cv.notify_one();
-  copier_cv_.notify_all();
+  for (WriteOp* op : fifo_) op->cv.Signal();
+  copier_cv_.SignalAll();
 }
 
 Status CopyJob::status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return error_;
 }
 
@@ -223,12 +223,13 @@ Progress CopyJob::progress() const {
 }
 
 size_t CopyJob::state_memory_bytes() const {
+  MutexLock lock(&mu_);
   return settled_.memory_bytes() + copied_.memory_bytes() + preserved_.memory_bytes() +
          busy_.memory_bytes();
 }
 
 bool CopyJob::queue_drained() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return sealed_ && queue_.empty() && hot_.empty();
 }
 
@@ -236,7 +237,7 @@ bool CopyJob::queue_drained() const {
 // The copier
 
 bool CopyJob::step_next_segment(Segment* seg) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::deque<PageRange>& q = hot_.empty() ? queue_ : hot_;
   if (q.empty()) return false;
   PageRange& head = q.front();
@@ -277,7 +278,7 @@ void CopyJob::claim_segment_locked(Segment* seg) {
 }
 
 bool CopyJob::step_claim_segment(Segment* seg) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!segment_claimable_locked(*seg)) return false;
   claim_segment_locked(seg);
   return true;
@@ -329,7 +330,7 @@ Status CopyJob::read_live_run(Segment* seg, size_t first, size_t count) {
 }
 
 void CopyJob::step_publish_segment(Segment* seg) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   short_pages_.insert(short_pages_.end(), seg->short_pages.begin(), seg->short_pages.end());
   seg->short_pages.clear();
   const bool snapshot_first = config_.variant == Variant::kSnapshotFirst;
@@ -377,17 +378,18 @@ void CopyJob::throttle() {
                          (config_.max_rate_mb * 1e6);
   const auto due = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                   std::chrono::duration<double>(seconds));
-  std::unique_lock<std::mutex> lock(mu_);
-  copier_cv_.wait_until(lock, due, [&] { return failed(); });
+  MutexLock lock(&mu_);
+  while (!failed() && copier_cv_.WaitUntil(&mu_, due)) {
+  }
 }
 
-Status CopyJob::emit_overlays() {
-  // Every page is settled and no preservation is in flight (step_finish
-  // checked under mu_), so preserved_ no longer changes.
+// `preserved` is preserved_ as step_finish found it: every page settled and
+// no preservation in flight, so it no longer changes.
+Status CopyJob::emit_overlays(const Bitmap& preserved) {
   std::vector<uint8_t> page(page_size_);
   for (uint64_t p = 0; p < config_.t0_pages; p++) {
     if (failed()) return status();
-    if (!preserved_.test(p)) continue;
+    if (!preserved.test(p)) continue;
     Status s = volume_->get(p, page.data());
     if (s.ok()) s = sink_->put_overlay(p, page.data());
     if (!s.ok()) return s;
@@ -396,8 +398,9 @@ Status CopyJob::emit_overlays() {
 }
 
 Status CopyJob::step_finish() {
+  Bitmap preserved;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (failed()) return error_;
     if (busy_count_ != 0) return Status::Busy("preservation in flight");
     for (uint64_t p = 0; p < config_.t0_pages; p++) {
@@ -414,9 +417,10 @@ Status CopyJob::step_finish() {
             source_->name() + ", page " + std::to_string(p));
       }
     }
+    if (config_.variant == Variant::kOverlayAtEnd) preserved = preserved_;
   }
   if (config_.variant == Variant::kOverlayAtEnd) {
-    Status s = emit_overlays();
+    Status s = emit_overlays(preserved);
     if (!s.ok()) return s;
   }
   COWBACKUP_SYNC_POINT("CopyJob::finish:before_sink_finish");
@@ -427,18 +431,16 @@ Status CopyJob::copy_all() {
   Segment seg;
   for (;;) {
     if (!step_next_segment(&seg)) {
-      std::unique_lock<std::mutex> lock(mu_);
-      copier_cv_.wait(lock, [&] {
-        return failed() || sealed_ || !queue_.empty() || !hot_.empty();
-      });
+      MutexLock lock(&mu_);
+      while (!failed() && !sealed_ && queue_.empty() && hot_.empty()) copier_cv_.Wait(&mu_);
       if (failed()) return error_;
       if (sealed_ && queue_.empty() && hot_.empty()) break;
       continue;
     }
     for (;;) {
       if (step_claim_segment(&seg)) break;
-      std::unique_lock<std::mutex> lock(mu_);
-      copier_cv_.wait(lock, [&] { return failed() || segment_claimable_locked(seg); });
+      MutexLock lock(&mu_);
+      while (!failed() && !segment_claimable_locked(seg)) copier_cv_.Wait(&mu_);
       if (failed()) return error_;
     }
     if (failed()) return status();
@@ -452,8 +454,8 @@ Status CopyJob::copy_all() {
   }
   // Wait for preservations still in flight (kOverlayAtEnd), then finish.
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    copier_cv_.wait(lock, [&] { return failed() || busy_count_ == 0; });
+    MutexLock lock(&mu_);
+    while (!failed() && busy_count_ != 0) copier_cv_.Wait(&mu_);
     if (failed()) return error_;
   }
   return step_finish();

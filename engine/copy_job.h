@@ -38,16 +38,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <vector>
 
 #include "cowbackup/job.h"
 #include "cowbackup/status.h"
 #include "engine/aligned_buffer.h"
 #include "engine/bitmap.h"
+#include "engine/mutex.h"
 #include "engine/page_range.h"
 #include "engine/sink.h"
 #include "engine/snapshot_volume.h"
@@ -112,7 +111,7 @@ class CopyJob {
   struct WriteOp {
     PageRange pages;                // clipped to T0
     std::vector<PageRange> claimed;  // runs this writer must preserve
-    std::condition_variable cv;     // its own wake-up (FIFO)
+    CondVar cv;                      // its own wake-up (FIFO)
   };
   // True when the writer may go on (after preserve_claimed/publish_preserved
   // for whatever it claimed); false when it must wait and try again.
@@ -141,16 +140,15 @@ class CopyJob {
   bool queue_drained() const;  // empty and sealed
 
  private:
-  bool claim_write_locked(WriteOp* op);
-  void claim_segment_locked(Segment* seg);
-  bool segment_claimable_locked(const Segment& seg) const;
-  void publish_locked(PageRange run, bool preserved);
-  void wake_fifo_head_locked();
-  void remove_from_fifo_locked(WriteOp* op);
-  void note_hot_locked(uint64_t pgno);
+  bool claim_write_locked(WriteOp* op) REQUIRES(mu_);
+  void claim_segment_locked(Segment* seg) REQUIRES(mu_);
+  bool segment_claimable_locked(const Segment& seg) const REQUIRES(mu_);
+  void wake_fifo_head_locked() REQUIRES(mu_);
+  void remove_from_fifo_locked(WriteOp* op) REQUIRES(mu_);
+  void note_hot_locked(uint64_t pgno) REQUIRES(mu_);
   Status copy_all();
   Status read_live_run(Segment* seg, size_t first, size_t count);
-  Status emit_overlays();
+  Status emit_overlays(const Bitmap& preserved);
   void throttle();
 
   Source* const source_;
@@ -162,18 +160,18 @@ class CopyJob {
 
   MonotonicBitmap settled_;  // lock-free reads; see the class comment
 
-  mutable std::mutex mu_;
-  std::condition_variable copier_cv_;  // the copier waits here for busy pages
-  Bitmap copied_;                      // GUARDED_BY(mu_)
-  Bitmap preserved_;                   // GUARDED_BY(mu_)
-  Bitmap busy_;                        // GUARDED_BY(mu_)
-  uint64_t busy_count_ = 0;            // GUARDED_BY(mu_)
-  std::deque<PageRange> queue_;        // GUARDED_BY(mu_)
-  std::deque<PageRange> hot_;          // GUARDED_BY(mu_)
-  bool sealed_ = false;                // GUARDED_BY(mu_)
-  std::deque<WriteOp*> fifo_;          // GUARDED_BY(mu_)
-  std::vector<uint64_t> short_pages_;  // GUARDED_BY(mu_)
-  Status error_;                       // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar copier_cv_;  // the copier waits here for busy pages
+  Bitmap copied_ GUARDED_BY(mu_);
+  Bitmap preserved_ GUARDED_BY(mu_);
+  Bitmap busy_ GUARDED_BY(mu_);
+  uint64_t busy_count_ GUARDED_BY(mu_) = 0;
+  std::deque<PageRange> queue_ GUARDED_BY(mu_);
+  std::deque<PageRange> hot_ GUARDED_BY(mu_);
+  bool sealed_ GUARDED_BY(mu_) = false;
+  std::deque<WriteOp*> fifo_ GUARDED_BY(mu_);
+  std::vector<uint64_t> short_pages_ GUARDED_BY(mu_);
+  Status error_ GUARDED_BY(mu_);
 
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> pages_done_{0};

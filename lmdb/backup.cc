@@ -22,7 +22,7 @@
 #include <errno.h>
 #include <lmdb.h>
 
-#include <condition_variable>
+#include <mutex>
 
 #include "backup/backup_job.h"
 #include "backup/format.h"
@@ -40,16 +40,16 @@ struct BackupRun {
   std::unique_ptr<BackupJob> job;
   BackupResult result;  // T0 fields set before Run; summary after
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;  // GUARDED_BY(mu)
-  Status status;      // GUARDED_BY(mu)
+  mutable Mutex mu;
+  CondVar cv;  // signalled when done
+  bool done GUARDED_BY(mu) = false;
+  Status status GUARDED_BY(mu);
 
-  std::mutex join_mu;
-  std::thread thread;  // GUARDED_BY(join_mu)
+  Mutex join_mu;
+  std::thread thread GUARDED_BY(join_mu);
 
   void Join() {
-    std::lock_guard<std::mutex> lock(join_mu);
+    MutexLock lock(&join_mu);
     if (thread.joinable()) thread.join();
   }
 };
@@ -164,11 +164,11 @@ Status StartRun(Env& env, const std::string& dest, int dest_fd, const BackupOpti
 
 Status RunToEnd(BackupRun* run) {
   Status s = run->job->Run();
-  std::lock_guard<std::mutex> lock(run->mu);
+  MutexLock lock(&run->mu);
   run->result.summary = run->job->summary();
   run->status = s;
   run->done = true;
-  run->cv.notify_all();
+  run->cv.SignalAll();
   return s;
 }
 
@@ -202,14 +202,15 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
   Status s = StartRun(*this, dest, -1, options, nullptr, &run);
   if (!s.ok()) return s;
   {
-    std::lock_guard<std::mutex> lock(impl_->runs_mu);
+    MutexLock lock(&impl_->runs_mu);
     // Forget finished runs (joining them), keep the running ones.
     auto& runs = impl_->runs;
     for (auto it = runs.begin(); it != runs.end();) {
       bool finished;
       {
-        std::lock_guard<std::mutex> l((*it)->mu);
-        finished = (*it)->done;
+        BackupRun* r = it->get();
+        MutexLock l(&r->mu);
+        finished = r->done;
       }
       if (finished) {
         (*it)->Join();
@@ -221,7 +222,7 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
     runs.push_back(run);
   }
   {
-    std::lock_guard<std::mutex> lock(run->join_mu);
+    MutexLock lock(&run->join_mu);
     run->thread = std::thread([r = run.get()] { (void)RunToEnd(r); });
   }
   auto impl = std::make_unique<BackupTask::Impl>();
@@ -233,7 +234,7 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
 void StopBackups(Env::Impl* e) {
   std::vector<std::shared_ptr<BackupRun>> runs;
   {
-    std::lock_guard<std::mutex> lock(e->runs_mu);
+    MutexLock lock(&e->runs_mu);
     runs.swap(e->runs);
   }
   for (auto& run : runs) {
@@ -257,14 +258,15 @@ Summary BackupTask::summary() const { return impl_->run->job->summary(); }
 void BackupTask::cancel() { impl_->run->job->cancel(); }
 
 bool BackupTask::done() const {
-  std::lock_guard<std::mutex> lock(impl_->run->mu);
-  return impl_->run->done;
+  BackupRun* run = impl_->run.get();
+  MutexLock lock(&run->mu);
+  return run->done;
 }
 
 Status BackupTask::wait(BackupResult* result) {
   BackupRun* run = impl_->run.get();
-  std::unique_lock<std::mutex> lock(run->mu);
-  run->cv.wait(lock, [run] { return run->done; });
+  MutexLock lock(&run->mu);
+  while (!run->done) run->cv.Wait(&run->mu);
   if (result) *result = run->result;
   return run->status;
 }

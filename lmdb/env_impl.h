@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cowbackup/lmdb.hpp"
+#include "engine/mutex.h"
 #include "lmdb/io_intercept.h"
 
 namespace cowbackup::lmdb {
@@ -40,8 +41,8 @@ struct Env::Impl {
   std::atomic<std::thread::id> write_owner{};
 
   // Background backups, cancelled and joined when the env closes.
-  std::mutex runs_mu;
-  std::vector<std::shared_ptr<BackupRun>> runs;  // GUARDED_BY(runs_mu)
+  Mutex runs_mu;
+  std::vector<std::shared_ptr<BackupRun>> runs GUARDED_BY(runs_mu);
 
   ~Impl();
 };

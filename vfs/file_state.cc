@@ -86,14 +86,14 @@ FileState::~FileState() {
 }
 
 bool FileState::ClaimJob() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (job_claimed_) return false;
   job_claimed_ = true;
   return true;
 }
 
 void FileState::UnclaimJob() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   job_claimed_ = false;
 }
 
@@ -101,7 +101,7 @@ void FileState::UnclaimJob() {
 // The reader
 
 Status FileState::Reader(sqlite3_file** out) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (reader_ == nullptr) {
     // A name made by sqlite3_create_filename, as xOpen expects of a main
     // database (the parent may look for URI parameters after it).
@@ -186,9 +186,15 @@ Status FileState::LockShared(uint32_t timeout_ms) {
   }
 }
 
+sqlite3_file* FileState::OpenedReader() {
+  MutexLock lock(&mu_);
+  return reader_;
+}
+
 void FileState::Unlock() {
   if (!locked_) return;
-  reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
+  sqlite3_file* f = OpenedReader();
+  f->pMethods->xUnlock(f, SQLITE_LOCK_NONE);
   locked_ = false;
 }
 
@@ -204,7 +210,8 @@ bool FileState::HotJournal() {
   ::close(fd);  // the journal's own descriptor: no lock of the database on it
   if (!has_header) return false;
   int reserved = 0;
-  reader_->pMethods->xCheckReservedLock(reader_, &reserved);
+  sqlite3_file* f = OpenedReader();
+  f->pMethods->xCheckReservedLock(f, &reserved);
   return reserved == 0;
 }
 
@@ -213,7 +220,7 @@ bool FileState::HotJournal() {
 
 void FileState::BeginTracking(uint32_t counter) {
   {
-    std::lock_guard<std::mutex> lock(error_mu_);
+    MutexLock lock(&error_mu_);
     tracking_error_.clear();
   }
   tracking_failed_.store(false, std::memory_order_relaxed);
@@ -223,7 +230,7 @@ void FileState::BeginTracking(uint32_t counter) {
 
 void FileState::SetTrackingError(const std::string& msg) noexcept {
   try {
-    std::lock_guard<std::mutex> lock(error_mu_);
+    MutexLock lock(&error_mu_);
     if (tracking_failed_.load(std::memory_order_relaxed)) return;
     tracking_error_ = msg;
     tracking_failed_.store(true, std::memory_order_release);
@@ -253,7 +260,7 @@ void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
 
 Status FileState::TrackingError() const {
   if (!tracking_failed_.load(std::memory_order_acquire)) return Status::OK();
-  std::lock_guard<std::mutex> lock(error_mu_);
+  MutexLock lock(&error_mu_);
   return Status::Corruption(tracking_error_, path_);
 }
 

@@ -27,9 +27,8 @@
 // equal the last value the shim saw. A commit by another process (or by a
 // connection not opened through the shim) therefore shows either as a jump
 // or as a final mismatch, and fails the job before anything is published.
-// Known gap: a foreign transaction that writes, crashes and is rolled back
-// by this process leaves the counter unchanged; see the report in
-// docs/SQLITE.md.
+// Known gap: only commits move the counter; a foreign transaction that
+// spills pages into the file and rolls back is not detected (docs/SQLITE.md).
 //
 // Lock rules:
 //   1. The registry mutex (file_state.cc) guards the map and every refs_.
@@ -45,10 +44,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include "cowbackup/status.h"
+#include "engine/mutex.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
 
@@ -118,6 +117,7 @@ class FileState {
       : dev_(dev), ino_(ino), path_(std::move(path)), parent_(parent) {}
   ~FileState();
   void SetTrackingError(const std::string& msg) noexcept;
+  sqlite3_file* OpenedReader();  // reader_, once Reader() has opened it
 
   const dev_t dev_;
   const ino_t ino_;
@@ -125,17 +125,17 @@ class FileState {
   sqlite3_vfs* const parent_;
   int refs_ = 0;  // GUARDED_BY(registry mutex)
 
-  std::mutex mu_;
-  sqlite3_file* reader_ = nullptr;  // GUARDED_BY(mu_) until set, then const
-  sqlite3_filename reader_name_ = nullptr;  // GUARDED_BY(mu_); sqlite3_create_filename
-  bool job_claimed_ = false;        // GUARDED_BY(mu_)
+  Mutex mu_;
+  sqlite3_file* reader_ GUARDED_BY(mu_) = nullptr;
+  sqlite3_filename reader_name_ GUARDED_BY(mu_) = nullptr;  // sqlite3_create_filename
+  bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
 
   std::atomic<bool> tracking_{false};
   std::atomic<uint32_t> last_counter_{0};
   std::atomic<bool> tracking_failed_{false};
-  mutable std::mutex error_mu_;
-  std::string tracking_error_;  // GUARDED_BY(error_mu_)
+  mutable Mutex error_mu_;
+  std::string tracking_error_ GUARDED_BY(error_mu_);
 };
 
 // The engine's view of a database file: pages read through the FileState's

@@ -20,16 +20,15 @@
 #include <sys/stat.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "backup/backup_job.h"
 #include "backup/format.h"
 #include "cowbackup/sqlite.hpp"
+#include "engine/mutex.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 #include "vfs/file_state.h"
@@ -47,6 +46,9 @@ int64_t NowUnixMs() {
       .count();
 }
 
+// The registry of jobs (below) and each job's outcome.
+Mutex g_jobs_mu;
+
 // One backup of the process. Created by BeginJob, kept in the registry.
 struct Job {
   uint64_t id = 0;
@@ -57,12 +59,11 @@ struct Job {
   std::unique_ptr<BackupJob> backup;  // destroyed before source
   int64_t started_ms = 0;
 
-  // GUARDED_BY(g_jobs_mu):
-  bool finished = false;
-  Status final_status;
-  Summary final_summary;
-  int64_t finished_ms = 0;
-  std::condition_variable cv;
+  bool finished GUARDED_BY(g_jobs_mu) = false;
+  Status final_status GUARDED_BY(g_jobs_mu);
+  Summary final_summary GUARDED_BY(g_jobs_mu);
+  int64_t finished_ms GUARDED_BY(g_jobs_mu) = 0;
+  CondVar cv;  // signalled when finished
 
   ~Job() {
     backup.reset();
@@ -77,9 +78,8 @@ struct Job {
   }
 };
 
-std::mutex g_jobs_mu;
-uint64_t g_next_id = 1;  // GUARDED_BY(g_jobs_mu)
-std::map<uint64_t, std::shared_ptr<Job>>& Jobs() {  // GUARDED_BY(g_jobs_mu)
+uint64_t g_next_id GUARDED_BY(g_jobs_mu) = 1;
+std::map<uint64_t, std::shared_ptr<Job>>& Jobs() REQUIRES(g_jobs_mu) {
   static auto* jobs = new std::map<uint64_t, std::shared_ptr<Job>>();
   return *jobs;
 }
@@ -285,7 +285,7 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     if (!retry || attempt >= 3) return s;
   }
   {
-    std::lock_guard<std::mutex> lock(g_jobs_mu);
+    MutexLock lock(&g_jobs_mu);
     job->id = g_next_id++;
     Jobs()[job->id] = job;
   }
@@ -293,7 +293,7 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
   return Status::OK();
 }
 
-void PruneFinishedLocked() {
+void PruneFinishedLocked() REQUIRES(g_jobs_mu) {
   size_t finished = 0;
   for (auto& [id, job] : Jobs()) finished += job->finished ? 1 : 0;
   for (auto it = Jobs().begin(); finished > kMaxFinishedJobs && it != Jobs().end();) {
@@ -316,14 +316,14 @@ Status RunJob(const std::shared_ptr<Job>& job) {
   std::unique_ptr<BackupJob> backup;
   std::unique_ptr<ShimSource> source;
   {
-    std::lock_guard<std::mutex> lock(g_jobs_mu);
+    MutexLock lock(&g_jobs_mu);
     job->finished = true;
     job->final_status = s;
     job->final_summary = summary;
     job->finished_ms = NowUnixMs();
     backup = std::move(job->backup);
     source = std::move(job->source);
-    job->cv.notify_all();
+    job->cv.SignalAll();
     PruneFinishedLocked();
   }
   // A finished job keeps no descriptor of the database open.
@@ -335,12 +335,12 @@ Status RunJob(const std::shared_ptr<Job>& job) {
 }
 
 std::shared_ptr<Job> FindJob(uint64_t id) {
-  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  MutexLock lock(&g_jobs_mu);
   auto it = Jobs().find(id);
   return it == Jobs().end() ? nullptr : it->second;
 }
 
-JobInfo InfoLocked(const Job& job) {
+JobInfo InfoLocked(const Job& job) REQUIRES(g_jobs_mu) {
   JobInfo info;
   info.id = job.id;
   info.schema = job.schema;
@@ -413,6 +413,7 @@ Status Backup(sqlite3* db, const std::string& schema, const std::string& dest,
   if (!s.ok()) return s;
   if (job_id != nullptr) *job_id = job->id;
   s = RunJob(job);
+  MutexLock lock(&g_jobs_mu);
   if (summary != nullptr) *summary = job->final_summary;
   return s;
 }
@@ -420,8 +421,8 @@ Status Backup(sqlite3* db, const std::string& schema, const std::string& dest,
 Status WaitBackup(uint64_t job_id, Summary* summary) {
   std::shared_ptr<Job> job = FindJob(job_id);
   if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
-  std::unique_lock<std::mutex> lock(g_jobs_mu);
-  job->cv.wait(lock, [&] { return job->finished; });
+  MutexLock lock(&g_jobs_mu);
+  while (!job->finished) job->cv.Wait(&g_jobs_mu);
   if (summary != nullptr) *summary = job->final_summary;
   return job->final_status;
 }
@@ -429,13 +430,13 @@ Status WaitBackup(uint64_t job_id, Summary* summary) {
 Status CancelBackup(uint64_t job_id) {
   std::shared_ptr<Job> job = FindJob(job_id);
   if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
-  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  MutexLock lock(&g_jobs_mu);
   if (!job->finished) job->backup->cancel();
   return Status::OK();
 }
 
 Status GetJob(uint64_t job_id, JobInfo* info) {
-  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  MutexLock lock(&g_jobs_mu);
   auto it = Jobs().find(job_id);
   if (it == Jobs().end()) return Status::NotFound("no such backup job: " + std::to_string(job_id));
   *info = InfoLocked(*it->second);
@@ -443,7 +444,7 @@ Status GetJob(uint64_t job_id, JobInfo* info) {
 }
 
 std::vector<JobInfo> ListJobs() {
-  std::lock_guard<std::mutex> lock(g_jobs_mu);
+  MutexLock lock(&g_jobs_mu);
   std::vector<JobInfo> out;
   out.reserve(Jobs().size());
   for (auto& [id, job] : Jobs()) out.push_back(InfoLocked(*job));
