@@ -199,7 +199,6 @@ Status AtomicFile::Reserve(uint64_t bytes) {
     return Status::OK();
   }
   if (errno == EOPNOTSUPP || errno == ENOSYS) return Status::OK();
-  reserved_ = true;  // ext4 may keep part of a failed request
   return Status::FromErrno("reserve " + std::to_string(bytes) + " bytes for the copy", temp_, errno);
 }
 

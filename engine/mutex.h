@@ -21,10 +21,8 @@
 #define SCOPED_CAPABILITY COWBACKUP_TSA(scoped_lockable)
 #define GUARDED_BY(x) COWBACKUP_TSA(guarded_by(x))
 #define REQUIRES(...) COWBACKUP_TSA(requires_capability(__VA_ARGS__))
-#define EXCLUDES(...) COWBACKUP_TSA(locks_excluded(__VA_ARGS__))
 #define ACQUIRE(...) COWBACKUP_TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) COWBACKUP_TSA(release_capability(__VA_ARGS__))
-#define NO_THREAD_SAFETY_ANALYSIS COWBACKUP_TSA(no_thread_safety_analysis)
 
 namespace cowbackup {
 

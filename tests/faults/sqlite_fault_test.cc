@@ -245,6 +245,19 @@ class SqliteFaultFixture : public ::testing::Test {
   }
   void TearDown() override { RemoveTree(dir_); }
 
+  // One backup of the database, through a connection of the shim.
+  Status BackupThroughShim(const std::string& dest, const BackupOptions& options, Summary* summary,
+                           uint64_t* job_id = nullptr) {
+    sqlite3* conn = nullptr;
+    if (sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName) != SQLITE_OK) {
+      sqlite3_close(conn);
+      return Status::IOError("cannot open through the shim", db_);
+    }
+    const Status s = sqlite::Backup(conn, "main", dest, options, summary, job_id);
+    sqlite3_close(conn);
+    return s;
+  }
+
   // Every commit made so far (by these writers and earlier ones) is in the
   // database, consistently: an exact committed prefix 1..K.
   void ExpectEveryCommitKept(const Writers& writers) {
@@ -280,11 +293,8 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
 
     Writers writers(db_, 4);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    sqlite3* conn = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
     Summary summary;
-    const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
-    sqlite3_close(conn);
+    const Status s = BackupThroughShim(dest, options, &summary);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     writers.Stop();
     sizes++;
@@ -329,14 +339,11 @@ TEST_F(SqliteFaultFixture, TooSmallADestinationFailsBeforeCopying) {
   for (const auto format : {BackupOptions::Format::kArchive, BackupOptions::Format::kPlain}) {
     const std::string dest = small + "/app.copy";
     Writers writers(db_, 2);
-    sqlite3* conn = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
     BackupOptions options;
     options.format = format;
     options.snapshot_dir = dir_;
     Summary summary;
-    const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
-    sqlite3_close(conn);
+    const Status s = BackupThroughShim(dest, options, &summary);
     writers.Stop();
     EXPECT_EQ(writers.error(), "");
     ExpectEveryCommitKept(writers);
@@ -348,11 +355,8 @@ TEST_F(SqliteFaultFixture, TooSmallADestinationFailsBeforeCopying) {
   }
   // Restoring into it fails the same way, leaving nothing.
   const std::string archive = dir_ + "/app.cowbak";
-  sqlite3* conn = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
   Summary summary;
-  ASSERT_TRUE(sqlite::Backup(conn, "main", archive, BackupOptions{}, &summary).ok());
-  sqlite3_close(conn);
+  ASSERT_TRUE(BackupThroughShim(archive, BackupOptions{}, &summary).ok());
   const Status r = RestoreArchive(archive, small + "/restored.db", false);
   EXPECT_EQ(r.code(), Status::Code::kNoSpace) << r.ToString();
   EXPECT_NE(r.ToString().find("reserve"), std::string::npos) << r.ToString();
@@ -381,18 +385,15 @@ TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
     options.variant = runs % 2 ? Variant::kOverlayAtEnd : Variant::kSnapshotFirst;
     Writers writers(db_, 4);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    sqlite3* conn = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
     const int64_t before = committed_ + writers.commits();
     g_fired = 0;
     g_countdown = nth;
     g_site = site;
     Summary summary;
     uint64_t job_id = 0;  // stays 0 if the backup failed before it began
-    const Status s = sqlite::Backup(conn, "main", dest, options, &summary, &job_id);
+    const Status s = BackupThroughShim(dest, options, &summary, &job_id);
     g_site = Site::kNone;
     const int64_t after = committed_ + writers.commits();
-    sqlite3_close(conn);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     writers.Stop();
 
