@@ -103,6 +103,13 @@ std::string Describe(const Status& s) {
   return m;
 }
 
+std::string NameDestination(std::string message, const std::string& dest) {
+  const size_t at = message.find(dest + kTempInfix);
+  const size_t colon = at == std::string::npos ? at : message.find(':', at);
+  if (colon != std::string::npos) message.replace(at, colon - at, dest);
+  return message;
+}
+
 void PrintUsageError(const std::string& command, const std::string& message) {
   PrintError(command, message);
   fprintf(stderr, "Try 'cowbackup %s--help'.\n", command.empty() ? "" : (command + " ").c_str());

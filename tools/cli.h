@@ -59,6 +59,10 @@ void PrintError(const std::string& command, const std::string& message);
 // A status as the error line shows it: an incomplete archive says so first
 // ("incomplete archive: ends inside a record: x.cbk: offset 8232, page 2").
 std::string Describe(const Status& s);
+// `message` with the temporary a failed operation named ("<dest>.cowtmp-...:
+// ...") named as `dest`: the user knows the destination, and the temporary
+// is gone by the time they read it.
+std::string NameDestination(std::string message, const std::string& dest);
 // A usage error: the line above plus "Try 'cowbackup <command> --help'."
 void PrintUsageError(const std::string& command, const std::string& message);
 void PrintJson(const JsonObject& object);

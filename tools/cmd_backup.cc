@@ -341,11 +341,7 @@ int RunBackup(const std::vector<std::string>& args) {
   const Progress& p = outcome.summary.progress;
   const char* kind_name = kind == Kind::kSqlite ? "sqlite" : "lmdb";
   // Errors name the destination, not the temporary it was built under.
-  std::string error = s.ok() ? "" : Describe(s);
-  if (const size_t at = temp.empty() || streaming ? std::string::npos : error.find(temp);
-      at != std::string::npos) {
-    error.replace(at, error.find(':', at) - at, archive);
-  }
+  const std::string error = s.ok() ? "" : streaming ? Describe(s) : NameDestination(Describe(s), archive);
   // With ARCHIVE '-' stdout carries the archive: reports go to stderr.
   FILE* report = streaming ? stderr : stdout;
   if (flags.json) {

@@ -98,7 +98,7 @@ int RunRestore(const std::vector<std::string>& args) {
   if (flags.json) {
     JsonObject o;
     o.add("archive", archive).add("output", out).add("ok", s.ok()).add("state", StateWord(s))
-        .add_or_null("error", s.ok() ? "" : Describe(s));
+        .add_or_null("error", s.ok() ? "" : NameDestination(Describe(s), out));
     if (s.ok()) {
       o.add("source_kind", format::SourceKindName(h.source_kind))
           .add("output_kind", h.source_kind == format::SourceKind::kLmdb ? "directory" : "file")
@@ -111,7 +111,7 @@ int RunRestore(const std::vector<std::string>& args) {
     PrintJson(o);
   }
   if (!s.ok()) {
-    PrintError("restore", Describe(s));
+    PrintError("restore", NameDestination(Describe(s), out));
     return kExitFailure;
   }
   if (!flags.json && !flags.quiet) {

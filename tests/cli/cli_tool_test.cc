@@ -201,6 +201,11 @@ TEST_F(FilesystemCliTest, RestoreOntoAFullFilesystemFailsAndLeavesNothing) {
   EXPECT_EQ(r.err_lines(), 1u) << r.err;
   EXPECT_EQ(r.err.rfind("cowbackup: restore: ", 0), 0u) << r.err;
   EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  // Found before writing (the space is reserved first); names OUT, not the
+  // temporary, which is gone.
+  EXPECT_NE(r.err.find("reserve"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(Path("mnt/out.db") + ": "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(".cowtmp-"), std::string::npos) << r.err;
 }
 
 TEST_F(FilesystemCliTest, LmdbRestoreOntoAFullFilesystemFailsAndLeavesNothing) {
@@ -214,6 +219,8 @@ TEST_F(FilesystemCliTest, LmdbRestoreOntoAFullFilesystemFailsAndLeavesNothing) {
                                           Sh(Path("mnt")));
   EXPECT_EQ(r.out, "rc=1\n");
   EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(Path("mnt/env") + ": "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(".cowtmp-"), std::string::npos) << r.err;
 }
 
 TEST_F(FilesystemCliTest, RestoreOntoAReadOnlyFilesystemFailsClearly) {
