@@ -285,8 +285,13 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
     if (pid <= 0 || pid == ::getpid()) continue;
     const std::string path = dir + "/" + name;
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0 || OwnerMayBeAlive(pid, st.st_mtime)) continue;
-    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+    if (::lstat(path.c_str(), &st) != 0 || OwnerMayBeAlive(pid, st.st_mtime)) continue;
+    if (S_ISDIR(st.st_mode)) {
+      RemoveFlatDir(path);  // a restore's temporary LMDB environment
+      if (!PathExists(path)) removed.push_back(path);
+    } else if (::unlink(path.c_str()) == 0) {
+      removed.push_back(path);
+    }
   }
   return removed;
 }

@@ -52,7 +52,8 @@ class AtomicFile final : public ByteOutput {
   const std::string& name() const override { return dest_; }
   const std::string& temp_path() const { return temp_; }
 
-  // Removes temporaries of `dest` left by processes that no longer run;
+  // Removes temporaries of `dest` left by processes that no longer run
+  // (files, and a restore's temporary LMDB environment directories);
   // returns their paths.
   static std::vector<std::string> RemoveStale(const std::string& dest);
 

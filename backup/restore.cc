@@ -49,13 +49,6 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
   return Status::OK();
 }
 
-// Removes a directory holding only plain files (an LMDB environment); a
-// subdirectory, which no environment has, is left alone with it.
-void RemoveFlatDir(const std::string& dir) {
-  for (const std::string& name : ListDir(dir)) ::unlink((dir + "/" + name).c_str());
-  ::rmdir(dir.c_str());
-}
-
 Status CheckOut(const std::string& out, bool want_dir, bool force) {
   struct stat st;
   if (::stat(out.c_str(), &st) != 0) return Status::OK();
@@ -95,6 +88,9 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   const bool lmdb = h.source_kind == format::SourceKind::kLmdb;
   s = CheckOut(out, lmdb, force);
   if (!s.ok()) return s;
+  // What a killed restore to `out` left (its temporary file, or its
+  // temporary environment directory) goes now, as backups do for theirs.
+  (void)AtomicFile::RemoveStale(out);
 
   // An LMDB archive restores to a directory holding data.mdb, built under a
   // temporary directory name and renamed into place.
@@ -129,7 +125,7 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
       } else if (errno != EINVAL && errno != ENOSYS) {
         s = Status::FromErrno("rename", out, errno);
       } else {
-        old = out + ".cowold-" + std::to_string(::getpid());
+        old = out + kTempInfix + std::to_string(::getpid()) + "-old";
         if (::rename(out.c_str(), old.c_str()) != 0) s = Status::FromErrno("rename", out, errno);
       }
     }

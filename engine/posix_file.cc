@@ -177,4 +177,9 @@ void RemoveTree(const std::string& path) {
   ::rmdir(path.c_str());
 }
 
+void RemoveFlatDir(const std::string& dir) {
+  for (const std::string& name : ListDir(dir)) ::unlink((dir + "/" + name).c_str());
+  ::rmdir(dir.c_str());
+}
+
 }  // namespace cowbackup

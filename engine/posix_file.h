@@ -26,6 +26,9 @@ std::vector<std::string> ListDir(const std::string& dir);
 // Removes `path`: a file, or a directory and everything in it (rm -rf;
 // symlinks are removed, not followed). Best effort.
 void RemoveTree(const std::string& path);
+// Removes a directory holding only plain files (an LMDB environment); a
+// subdirectory, which no environment has, is left alone with it.
+void RemoveFlatDir(const std::string& dir);
 
 Status FsyncParentDir(const std::string& path);
 std::string ParentDir(const std::string& path);

@@ -39,6 +39,14 @@ std::vector<uint8_t> Pages(uint32_t page_size, uint64_t count, uint64_t seed) {
   return v;
 }
 
+// A pid no process has: a reaped child's.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  return pid;
+}
+
 // An archive of `image`, optionally with overlays (pgno -> new content
 // written as page, the original as overlay, as kOverlayAtEnd does).
 std::vector<uint8_t> MakeArchive(const std::vector<uint8_t>& image, uint32_t page_size,
@@ -272,6 +280,34 @@ TEST_F(ArchiveTest, LmdbArchiveRestoresToADirectoryWithDataMdb) {
   EXPECT_EQ(dir_.list().size(), 2u);  // a.cbk and env, no temporaries
 }
 
+// A restore killed mid-way leaves its temporary (a file, or for LMDB a
+// directory); the next restore to the same OUT removes it, and never one
+// whose owner still runs.
+TEST_F(ArchiveTest, RestoreRemovesWhatAKilledRestoreLeft) {
+  const std::string dead = std::to_string(DeadPid());
+  const std::string live = std::to_string(getppid());
+  const auto image = Pages(4096, 5, 4);
+  const std::string lmdb_archive = dir_.file("env.cbk");
+  WriteFile(path_, MakeArchive(image, 4096));
+  WriteFile(lmdb_archive, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));
+  const std::string out = dir_.file("out.db"), env = dir_.file("env");
+  const std::string stale_file = out + kTempInfix + dead + "-0";
+  const std::string live_file = out + kTempInfix + live + "-0";
+  const std::string stale_env = env + kTempInfix + dead + "-d0";
+  const std::string stale_old_env = env + kTempInfix + dead + "-old";
+  WriteFile(stale_file, {1});
+  WriteFile(live_file, {1});
+  for (const std::string& d : {stale_env, stale_old_env}) {
+    ASSERT_EQ(mkdir(d.c_str(), 0700), 0);
+    WriteFile(d + "/data.mdb", image);
+  }
+  ASSERT_TRUE(RestoreArchive(path_, out, false).ok());
+  ASSERT_TRUE(RestoreArchive(lmdb_archive, env, false).ok());
+  for (const std::string& p : {stale_file, stale_env, stale_old_env}) EXPECT_FALSE(PathExists(p)) << p;
+  EXPECT_TRUE(PathExists(live_file));
+  EXPECT_EQ(ReadFile(env + "/data.mdb"), image);
+}
+
 TEST_F(ArchiveTest, StreamsThroughAPipe) {
   const auto image = Pages(1024, 300, 5);  // > pipe buffer: reader and writer interleave
   int fds[2];
@@ -445,13 +481,6 @@ class BackupJobTest : public ::testing::Test {
     source_ = std::make_unique<FileSource>(fd_, db_, 4096);
   }
   void TearDown() override { close(fd_); }
-  // A pid no process has: a reaped child's.
-  static pid_t DeadPid() {
-    const pid_t pid = fork();
-    if (pid == 0) _exit(0);
-    waitpid(pid, nullptr, 0);
-    return pid;
-  }
   Status Backup(const std::string& dest, BackupOptions options, std::unique_ptr<BackupJob>* out) {
     BackupParams p;
     p.dest = dest;
