@@ -37,6 +37,38 @@ bool PathExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+std::string TempName(const std::string& dest) {
+  return dest + kTempInfix + std::to_string(::getpid()) + "-" + std::to_string(g_temp_counter.fetch_add(1));
+}
+
+Status PublishDirectory(const std::string& temp_dir, const std::string& dest) {
+  std::string old;  // where the replaced directory is, if there was one
+  if (PathExists(dest)) {
+    if (::renameat2(AT_FDCWD, temp_dir.c_str(), AT_FDCWD, dest.c_str(), RENAME_EXCHANGE) == 0) {
+      old = temp_dir;
+    } else if (errno == EINVAL || errno == ENOSYS) {
+      old = TempName(dest);
+      if (::rename(dest.c_str(), old.c_str()) != 0) old.clear();
+    }
+    if (old.empty()) {
+      const Status s = Status::FromErrno("rename", dest, errno);
+      RemoveFlatDir(temp_dir);
+      return s;
+    }
+  }
+  if (old != temp_dir && ::rename(temp_dir.c_str(), dest.c_str()) != 0) {
+    const Status s = Status::FromErrno("rename", dest, errno);
+    if (!old.empty()) ::rename(old.c_str(), dest.c_str());
+    RemoveFlatDir(temp_dir);
+    return s;
+  }
+  const Status s = FsyncParentDir(dest);
+  if (old.empty()) return s;
+  if (!s.ok()) return Status::IOError(s.ToString(), "the previous copy is kept at " + old);
+  RemoveFlatDir(old);
+  return s;
+}
+
 AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite)
     : dest_(std::move(dest)),
       temp_(std::move(temp)),
@@ -59,8 +91,7 @@ Status AtomicFile::Create(const std::string& dest, bool overwrite,
       return Status::InvalidArgument("destination exists (use overwrite to replace it)", dest);
     }
   }
-  const std::string temp = dest + kTempInfix + std::to_string(::getpid()) + "-" +
-                           std::to_string(g_temp_counter.fetch_add(1));
+  const std::string temp = TempName(dest);
   int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create", temp, errno);
   // -1 where the filesystem has no O_DIRECT (EINVAL): buffered writes only.
@@ -215,8 +246,7 @@ Status AtomicFile::commit() {
   // we die) so the rename does not free it all at once; see TrimAndRemove.
   std::string replaced;
   if (s.ok() && overwrite_) {
-    replaced = dest_ + kTempInfix + std::to_string(::getpid()) + "-" +
-               std::to_string(g_temp_counter.fetch_add(1));
+    replaced = TempName(dest_);
     if (::link(dest_.c_str(), replaced.c_str()) != 0) replaced.clear();
   }
   if (s.ok() && PublishRename(temp_.c_str(), dest_.c_str(), overwrite_) != 0) {

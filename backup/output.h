@@ -32,6 +32,10 @@ class ByteOutput {
 
 inline constexpr const char* kTempInfix = ".cowtmp-";
 
+// A fresh temporary name beside `dest`: "<dest>.cowtmp-<pid>-<n>", which
+// RemoveStale recognises once this process is gone.
+std::string TempName(const std::string& dest);
+
 class AtomicFile final : public ByteOutput {
  public:
   // Refuses an existing destination unless `overwrite`. Fails early on an
@@ -119,5 +123,14 @@ class StreamOutput final : public ByteOutput {
 
 // True if `path` exists (any type).
 bool PathExists(const std::string& path);
+
+// Renames `temp_dir`, whose entries are already durable, to `dest`, as
+// AtomicFile::commit does for a file: a directory at `dest` is swapped out
+// in one step where the file system can (RENAME_EXCHANGE), else moved aside
+// first; the parent directory is fsynced; only then is the replaced
+// directory removed (flat), since until then a power loss may bring it back.
+// If that fsync fails it is kept, and the error says where. On a failed
+// rename `temp_dir` is removed.
+Status PublishDirectory(const std::string& temp_dir, const std::string& dest);
 
 }  // namespace cowbackup

@@ -1,12 +1,8 @@
 #include "backup/restore.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>  // renameat2
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <memory>
 
 #include "backup/archive_reader.h"
@@ -18,7 +14,6 @@ namespace cowbackup {
 namespace {
 
 constexpr uint64_t kProgressEvery = 8 << 20;
-std::atomic<uint64_t> g_dir_counter{0};
 
 // Reads every record after the header; `apply` (may be null) receives
 // pages and overlays.
@@ -96,8 +91,7 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   // temporary directory name and renamed into place.
   std::string image_path = out, temp_dir;
   if (lmdb) {
-    temp_dir = out + kTempInfix + std::to_string(::getpid()) + "-d" +
-               std::to_string(g_dir_counter.fetch_add(1));
+    temp_dir = TempName(out);
     if (::mkdir(temp_dir.c_str(), 0700) != 0) return Status::FromErrno("mkdir", temp_dir, errno);
     image_path = temp_dir + "/data.mdb";
   }
@@ -116,32 +110,8 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   }
   if (lmdb) {
     // AtomicFile::commit synced temp_dir, so its data.mdb entry is durable.
-    // An existing environment is swapped out in one step where the file
-    // system can (RENAME_EXCHANGE), else moved aside first.
-    std::string old;
-    if (s.ok() && PathExists(out)) {
-      if (::renameat2(AT_FDCWD, temp_dir.c_str(), AT_FDCWD, out.c_str(), RENAME_EXCHANGE) == 0) {
-        old = temp_dir;
-      } else if (errno != EINVAL && errno != ENOSYS) {
-        s = Status::FromErrno("rename", out, errno);
-      } else {
-        old = out + kTempInfix + std::to_string(::getpid()) + "-old";
-        if (::rename(out.c_str(), old.c_str()) != 0) s = Status::FromErrno("rename", out, errno);
-      }
-    }
-    if (s.ok() && old != temp_dir && ::rename(temp_dir.c_str(), out.c_str()) != 0) {
-      s = Status::FromErrno("rename", out, errno);
-      if (!old.empty()) ::rename(old.c_str(), out.c_str());
-      old.clear();
-    }
     if (s.ok()) {
-      s = FsyncParentDir(out);
-      // Until the directory is synced a power loss may bring the replaced
-      // environment back at `out`: keep it whole, and say where it is.
-      if (!s.ok() && !old.empty()) {
-        s = Status::IOError(s.ToString(), "the previous environment is kept at " + old);
-      }
-      if (s.ok() && !old.empty()) RemoveFlatDir(old);
+      s = PublishDirectory(temp_dir, out);
     } else {
       RemoveFlatDir(temp_dir);
     }

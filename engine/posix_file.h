@@ -20,7 +20,6 @@ Status WriteFull(int fd, const void* buf, size_t len, const std::string& path);
 // Reads up to `len` bytes (fewer only at end of input); *got says how many.
 Status ReadUpTo(int fd, void* buf, size_t len, size_t* got, const std::string& path);
 Status FsyncFd(int fd, const std::string& path);
-// fsync the directory holding `path`, so a rename into it is durable.
 // Names in `dir`, not . or ..; empty if it cannot be read.
 std::vector<std::string> ListDir(const std::string& dir);
 // Removes `path`: a file, or a directory and everything in it (rm -rf;
@@ -30,6 +29,7 @@ void RemoveTree(const std::string& path);
 // subdirectory, which no environment has, is left alone with it.
 void RemoveFlatDir(const std::string& dir);
 
+// fsync the directory holding `path`, so a rename into it is durable.
 Status FsyncParentDir(const std::string& path);
 std::string ParentDir(const std::string& path);
 // True if the process that created a file at `created_unix_s` (seconds

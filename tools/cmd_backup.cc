@@ -310,7 +310,7 @@ int RunBackup(const std::vector<std::string>& args) {
     if (s.ok() && ::stat(dir.c_str(), &st) != 0) {
       s = Status::FromErrno("destination directory", dir, errno);
     }
-    temp = archive + kTempInfix + std::to_string(::getpid()) + "-cli";
+    temp = TempName(archive);
   } else if (s.ok()) {
     const char* t = getenv("TMPDIR");
     std::string tmpl = (snapshot_dir.empty() ? std::string(t && *t ? t : "/tmp") : snapshot_dir) +

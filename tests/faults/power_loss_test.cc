@@ -36,11 +36,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <map>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "backup/archive_writer.h"
@@ -48,8 +46,7 @@
 #include "backup/restore.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/posix_file.h"
-#include "faults/page_workload.h"
-#include "sqlite/sqlite_test_util.h"
+#include "faults/sqlite_workload.h"
 
 namespace cowbackup::faults {
 namespace {
@@ -274,21 +271,11 @@ int __wrap_unlink(const char* path) {
 namespace cowbackup::faults {
 namespace {
 
-using testing::Exec;
-
-class PowerLossTest : public ::testing::Test {
+class PowerLossTest : public SqliteWorkloadTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
-    dir_ = MakeTempDir("cowbackup-powerloss");
-    db_ = dir_ + "/app.db";
-    sqlite3* db = testing::Open(db_, "unix");
-    testing::CreateWorkload(db, 300, 1500);
-    sqlite3_close(db);
-  }
   void TearDown() override {
     g_on = false;
-    RemoveTree(dir_);
+    SqliteWorkloadTest::TearDown();
   }
 
   // Runs `op` with the model watching `dest` and checks the model's verdict
@@ -311,34 +298,16 @@ class PowerLossTest : public ::testing::Test {
 
   // A SQLite backup through the shim while a writer commits.
   Status Backup(const std::string& dest, const std::string& format, Variant variant, bool overwrite) {
-    std::atomic<bool> stop{false};
-    std::thread writer([&] {
-      sqlite3* db = nullptr;
-      sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READWRITE, sqlite::kVfsName);
-      sqlite3_busy_timeout(db, 10000);
-      Exec(db, "PRAGMA synchronous = OFF");
-      testing::CommitCounters c;
-      std::string error;
-      while (!stop) testing::CommitOne(db, 0, 300, &c, &error);
-      sqlite3_close(db);
-    });
+    Writers writer(db_, 1);
     BackupOptions options;
     options.format = format == "plain" ? BackupOptions::Format::kPlain : BackupOptions::Format::kArchive;
     options.variant = variant;
     options.overwrite = overwrite;
-    options.max_rate_mb = 20;  // ~30 ms: the writer's commits land meanwhile
+    options.max_rate_mb = 20;  // ~60 ms: the writer's commits land meanwhile
     options.segment_pages = 16;
-    sqlite3* conn = nullptr;
-    sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName);
     Summary summary;
-    const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
-    sqlite3_close(conn);
-    stop = true;
-    writer.join();
-    return s;
+    return BackupThroughShim(dest, options, &summary);
   }
-
-  std::string dir_, db_;
 };
 
 TEST_F(PowerLossTest, SqliteBackupsPublishOnlyDurableCompleteCopies) {

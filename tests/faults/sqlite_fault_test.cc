@@ -41,7 +41,6 @@
 
 #include <atomic>
 #include <cstring>
-#include <mutex>
 #include <chrono>
 #include <thread>
 
@@ -50,6 +49,7 @@
 #include "engine/snapshot_volume.h"
 #include "cowbackup/sqlite.hpp"
 #include "faults/page_workload.h"
+#include "faults/sqlite_workload.h"
 #include "sqlite/sqlite_test_util.h"
 
 namespace cowbackup::faults {
@@ -163,114 +163,7 @@ class TinyTmpfs {
   std::string error_;
 };
 
-// Commits the committed-prefix transaction in a loop through the shim;
-// counts commits, records any failure and the longest commit.
-class Writers {
- public:
-  Writers(const std::string& path, int count) {
-    for (int w = 0; w < count; w++) {
-      threads_.emplace_back([this, path, w] { Loop(path, w); });
-    }
-  }
-  ~Writers() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    for (auto& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-  }
-  int64_t commits() const { return commits_.load(); }
-  int64_t longest_ms() const { return longest_ms_.load(); }
-  std::string error() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return error_;
-  }
-
- private:
-  void Loop(const std::string& path, int w) {
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, sqlite::kVfsName) != SQLITE_OK) {
-      Fail("open: " + std::string(sqlite3_errmsg(db)));
-      sqlite3_close(db);
-      return;
-    }
-    sqlite3_busy_timeout(db, 30000);
-    // No fsync per commit: more commits, more pages to preserve.
-    Exec(db, "PRAGMA synchronous = OFF");
-    const std::string sql =
-        "BEGIN IMMEDIATE;"
-        "INSERT INTO log SELECT n + 1, " + std::to_string(w) + ", randomblob(50) FROM counter WHERE id = 1;"
-        "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1;"
-        "UPDATE filler SET data = randomblob(length(data)) WHERE id = abs(random()) % 600 + 1;"
-        "COMMIT;";
-    while (!stop_) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const std::string e = Exec(db, sql);
-      const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - t0).count();
-      int64_t prev = longest_ms_.load();
-      while (ms > prev && !longest_ms_.compare_exchange_weak(prev, ms)) {
-      }
-      if (!e.empty()) {
-        Fail("commit failed: " + e);
-        Exec(db, "ROLLBACK");
-        break;
-      }
-      commits_++;
-    }
-    sqlite3_close(db);
-  }
-  void Fail(const std::string& e) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (error_.empty()) error_ = e;
-  }
-
-  std::vector<std::thread> threads_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int64_t> commits_{0};
-  std::atomic<int64_t> longest_ms_{0};
-  std::mutex mu_;
-  std::string error_;
-};
-
-class SqliteFaultFixture : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
-    dir_ = MakeTempDir("cowbackup-sqlfault");
-    db_ = dir_ + "/app.db";
-    sqlite3* db = testing::Open(db_, "unix");
-    testing::CreateWorkload(db, 600, 1500);
-    sqlite3_close(db);
-  }
-  void TearDown() override { RemoveTree(dir_); }
-
-  // One backup of the database, through a connection of the shim.
-  Status BackupThroughShim(const std::string& dest, const BackupOptions& options, Summary* summary,
-                           uint64_t* job_id = nullptr) {
-    sqlite3* conn = nullptr;
-    if (sqlite3_open_v2(db_.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName) != SQLITE_OK) {
-      sqlite3_close(conn);
-      return Status::IOError("cannot open through the shim", db_);
-    }
-    const Status s = sqlite::Backup(conn, "main", dest, options, summary, job_id);
-    sqlite3_close(conn);
-    return s;
-  }
-
-  // Every commit made so far (by these writers and earlier ones) is in the
-  // database, consistently: an exact committed prefix 1..K.
-  void ExpectEveryCommitKept(const Writers& writers) {
-    committed_ += writers.commits();
-    std::string why;
-    EXPECT_EQ(testing::CommittedPrefix(db_, &why), committed_) << why;
-  }
-
-  std::string dir_, db_;
-  int64_t committed_ = 0;  // commits of the writers already checked
-};
-
-class SqliteFaultTest : public SqliteFaultFixture, public ::testing::WithParamInterface<bool> {};
+class SqliteFaultTest : public SqliteWorkloadTest, public ::testing::WithParamInterface<bool> {};
 
 // Param: true = the snapshot volume fills the disk, false = the archive.
 TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
@@ -332,7 +225,7 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
 
 // A destination that cannot hold the copy fails before a page is copied
 // (AtomicFile::Reserve), not near the end; both formats, and a restore.
-TEST_F(SqliteFaultFixture, TooSmallADestinationFailsBeforeCopying) {
+TEST_F(SqliteWorkloadTest, TooSmallADestinationFailsBeforeCopying) {
   const std::string small = dir_ + "/small";
   TinyTmpfs fs(small, 256);  // the database is ~1.2 MB
   if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here: " << fs.error();
@@ -369,7 +262,7 @@ INSTANTIATE_TEST_SUITE_P(Side, SqliteFaultTest, ::testing::Values(true, false),
                          });
 
 
-class SqliteEioTest : public SqliteFaultFixture, public ::testing::WithParamInterface<Site> {};
+class SqliteEioTest : public SqliteWorkloadTest, public ::testing::WithParamInterface<Site> {};
 
 TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
   const Site site = GetParam();
