@@ -232,7 +232,7 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0) {
 }
 
 void RemoveCopies() {
-  for (const char* name : {"/out.plain", "/out.archive"}) unlink((g_dest_dir + name).c_str());
+  for (const char* name : {"/out.plain", "/out.archive", "/ideal.copy"}) unlink((g_dest_dir + name).c_str());
 }
 
 // Every figure starts from a quiet disk: the freshly built 1 GiB database,
@@ -372,8 +372,7 @@ double IdealCopy(size_t chunk, const std::atomic<bool>* gate) {
   ::close(out);
   ::close(in);
   std::free(buf);
-  unlink(dest.c_str());
-  return s;
+  return s;  // the copy stays until RemoveCopies(), outside the window
 }
 
 // range(0): chunk KiB; range(1): gated on the writer's commits.
