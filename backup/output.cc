@@ -264,7 +264,9 @@ Status AtomicFile::commit() {
     s = FsyncParentDir(dest_);
   }
   // Until the directory is synced, a power loss may bring the replaced file
-  // back at dest_: drop our extra name for it, but free nothing.
+  // back at dest_: never write to it (no TrimAndRemove). Dropping our extra
+  // name for it is safe: a journaling file system cannot make that unlink
+  // (which frees the blocks) durable before the rename it follows.
   if (!replaced.empty()) {
     if (s.ok()) {
       TrimAndRemove(replaced);
