@@ -175,6 +175,7 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
   config.variant = params_.options.variant;
   config.max_rate_mb = params_.options.max_rate_mb;
   config.hot_first = params_.options.hot_first;
+  if (params_.options.yield_to_commits) config.yield_to = &hook->commits;
   CopyJob* job = new CopyJob(source_, volume_.get(), sink_.get(), config);
   {
     MutexLock lock(&mu_);

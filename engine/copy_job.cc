@@ -219,6 +219,7 @@ Progress CopyJob::progress() const {
   p.pages_preserved = pages_preserved_.load(std::memory_order_relaxed);
   p.bytes_written = sink_->bytes_written();
   p.max_write_wait_us = max_write_wait_ns_.load(std::memory_order_relaxed) / 1000;
+  p.yield_ms = yield_ns_.load(std::memory_order_relaxed) / 1000000;
   return p;
 }
 
@@ -351,6 +352,7 @@ void CopyJob::step_publish_segment(Segment* seg) {
 }
 
 Status CopyJob::step_emit_segment(Segment* seg) {
+  yield_to_commits();
   const size_t n = seg->from.size();
   for (size_t i = 0; i < n;) {
     if (seg->from[i] == Segment::From::kSkip) {
@@ -381,6 +383,23 @@ void CopyJob::throttle() {
   MutexLock lock(&mu_);
   while (!failed() && copier_cv_.WaitUntil(&mu_, due)) {
   }
+}
+
+// Holds the next sink write while the application is committing (polled:
+// a commit's I/O phase lasts about a millisecond, and waking the copier
+// from the commit path would put a futex call on it). Called with no page
+// busy, so no writer can be waiting for the copier meanwhile.
+void CopyJob::yield_to_commits() {
+  if (config_.yield_to == nullptr || !config_.yield_to->active()) return;
+  COWBACKUP_SYNC_POINT("CopyJob::yield:waiting");
+  const auto start = std::chrono::steady_clock::now();
+  const auto give_up = start + config_.max_yield;
+  while (config_.yield_to->active() && !failed() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  yield_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - start).count()),
+                      std::memory_order_relaxed);
 }
 
 // `preserved` is preserved_ as step_finish found it: every page settled and

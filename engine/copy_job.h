@@ -46,6 +46,7 @@
 #include "cowbackup/status.h"
 #include "engine/aligned_buffer.h"
 #include "engine/bitmap.h"
+#include "engine/commit_signal.h"
 #include "engine/mutex.h"
 #include "engine/page_range.h"
 #include "engine/sink.h"
@@ -61,6 +62,11 @@ struct JobConfig {
   Variant variant = Variant::kSnapshotFirst;
   double max_rate_mb = 0;  // destination throttle, MB/s; 0 = none
   bool hot_first = false;  // move segments writers hit to the queue front
+  // If set, each write to the sink waits while the application is
+  // committing (commit_signal.h), for at most max_yield at a time, so the
+  // copy always moves on. Not owned; must outlive the job.
+  const CommitSignal* yield_to = nullptr;
+  std::chrono::microseconds max_yield{10000};
   // The queue starts empty and stays open for enqueue() until seal();
   // otherwise it starts as [0, t0_pages) in segments, sealed.
   bool open_queue = false;
@@ -150,6 +156,7 @@ class CopyJob {
   Status read_live_run(Segment* seg, size_t first, size_t count);
   Status emit_overlays(const Bitmap& preserved);
   void throttle();
+  void yield_to_commits();
 
   Source* const source_;
   SnapshotVolume* const volume_;
@@ -177,6 +184,7 @@ class CopyJob {
   std::atomic<uint64_t> pages_done_{0};
   std::atomic<uint64_t> pages_preserved_{0};
   std::atomic<uint64_t> max_write_wait_ns_{0};
+  std::atomic<uint64_t> yield_ns_{0};
 };
 
 }  // namespace cowbackup

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "cowbackup/status.h"
+#include "engine/commit_signal.h"
 #include "engine/copy_job.h"
 
 namespace cowbackup {
@@ -49,6 +50,10 @@ class WriteHook {
   // Stops routing writes to the job and waits for writers inside it to
   // leave. After it returns the job may be destroyed.
   void disarm();
+
+  // The front end reports its application's commits here; a job armed with
+  // yield_to_commits waits out each one before a destination write.
+  CommitSignal commits;
 
  private:
   static constexpr uint64_t kArmed = 1;

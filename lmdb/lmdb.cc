@@ -240,7 +240,11 @@ void Txn::finish() {
 
 Status Txn::commit() {
   if (txn_ == nullptr) return Status::InvalidArgument("mdb_txn_commit: no active transaction");
+  // A write commit's flush and syncs: a yielding backup waits them out.
+  CommitSignal* commits = read_only_ ? nullptr : &env_->impl()->file.hook.commits;
+  if (commits) commits->begin();
   const int rc = mdb_txn_commit(txn_);  // frees the txn whatever rc is
+  if (commits) commits->end();
   finish();
   return FromMdb(rc, "mdb_txn_commit", env_->path());
 }

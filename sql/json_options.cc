@@ -89,10 +89,12 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
     if (!boolean(&o->overwrite)) return Fail(error, key, "must be true or false");
   } else if (key == "hot_first") {
     if (!boolean(&o->hot_first)) return Fail(error, key, "must be true or false");
+  } else if (key == "yield_to_commits") {
+    if (!boolean(&o->yield_to_commits)) return Fail(error, key, "must be true or false");
   } else {
     *error = "unknown option \"" + key +
              "\" (known: format, variant, segment_pages, max_rate_mb, snapshot_dir, overwrite, "
-             "busy_timeout_ms, hot_first)";
+             "busy_timeout_ms, hot_first, yield_to_commits)";
     return false;
   }
   return true;

@@ -7,7 +7,7 @@
 //   {"format": "archive"|"plain", "variant": "snapshot_first"|"overlay_at_end",
 //    "segment_pages": 1..1048576, "max_rate_mb": 0..1e6, "snapshot_dir": "...",
 //    "overwrite": true|false, "busy_timeout_ms": 0..86400000,
-//    "hot_first": true|false}
+//    "hot_first": true|false, "yield_to_commits": true|false}
 #pragma once
 
 #include <string>

@@ -14,7 +14,8 @@ namespace {
 struct ShimFile {
   sqlite3_file base;   // must come first
   FileState* state;    // null if the file could not be identified
-  void* pad;           // keeps the parent's object 8-byte aligned
+  bool exclusive;      // this connection holds EXCLUSIVE: counted in hook.commits
+  // (the parent's object follows, 8-byte aligned by the size check below)
 };
 static_assert(sizeof(ShimFile) % 8 == 0);
 
@@ -26,11 +27,27 @@ sqlite3_vfs* Parent() { return static_cast<sqlite3_vfs*>(g_vfs.pAppData); }
 sqlite3_file* ParentFile(sqlite3_file* f) { return reinterpret_cast<sqlite3_file*>(&reinterpret_cast<ShimFile*>(f)[1]); }
 ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
 
-// ---- io methods: all forward; xWrite and xTruncate report first ----
+// ---- io methods: all forward; xWrite and xTruncate report first, xLock and
+// xUnlock note EXCLUSIVE ----
+
+// In rollback mode a connection holds EXCLUSIVE exactly through a commit's
+// I/O: the journal's final writes and syncs, the page writes, the database
+// sync and the journal's removal. That is the phase a yielding backup waits
+// out (engine/commit_signal.h).
+void NoteExclusive(ShimFile* s, bool held) {
+  if (s->state == nullptr || s->exclusive == held) return;
+  s->exclusive = held;
+  if (held) {
+    s->state->hook.commits.begin();
+  } else {
+    s->state->hook.commits.end();
+  }
+}
 
 int ShimClose(sqlite3_file* f) {
   sqlite3_file* p = ParentFile(f);
   const int rc = p->pMethods->xClose(p);
+  NoteExclusive(Shim(f), false);
   if (Shim(f)->state != nullptr) FileState::Release(Shim(f)->state);
   Shim(f)->state = nullptr;
   return rc;
@@ -72,11 +89,14 @@ int ShimFileSize(sqlite3_file* f, sqlite3_int64* size) {
 
 int ShimLock(sqlite3_file* f, int lock) {
   sqlite3_file* p = ParentFile(f);
-  return p->pMethods->xLock(p, lock);
+  const int rc = p->pMethods->xLock(p, lock);
+  if (rc == SQLITE_OK && lock == SQLITE_LOCK_EXCLUSIVE) NoteExclusive(Shim(f), true);
+  return rc;
 }
 
 int ShimUnlock(sqlite3_file* f, int lock) {
   sqlite3_file* p = ParentFile(f);
+  if (lock < SQLITE_LOCK_EXCLUSIVE) NoteExclusive(Shim(f), false);
   return p->pMethods->xUnlock(p, lock);
 }
 
@@ -170,6 +190,7 @@ int ShimOpen(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* ou
   }
   ShimFile* shim = Shim(f);
   shim->state = nullptr;
+  shim->exclusive = false;
   sqlite3_file* p = ParentFile(f);
   const int rc = parent->xOpen(parent, name, p, flags, out_flags);
   if (rc != SQLITE_OK) {

@@ -452,15 +452,17 @@ std::vector<JobInfo> ListJobs() {
 }
 
 std::string SummaryJson(const Summary& s, uint64_t job_id) {
-  char buf[320];
+  char buf[352];
   snprintf(buf, sizeof buf,
            "{\"job_id\":%llu,\"state\":\"%s\",\"pages\":%llu,\"preserved_pages\":%llu,"
-           "\"bytes\":%llu,\"seconds\":%.6f,\"page_size\":%u,\"max_write_wait_us\":%llu",
+           "\"bytes\":%llu,\"seconds\":%.6f,\"page_size\":%u,\"max_write_wait_us\":%llu,"
+           "\"yield_ms\":%llu",
            (unsigned long long)job_id, JobStateName(s.state),
            (unsigned long long)s.progress.pages_done,
            (unsigned long long)s.progress.pages_preserved,
            (unsigned long long)s.progress.bytes_written, s.seconds, s.page_size,
-           (unsigned long long)s.progress.max_write_wait_us);
+           (unsigned long long)s.progress.max_write_wait_us,
+           (unsigned long long)s.progress.yield_ms);
   std::string out = buf;
   if (!s.error.empty()) {
     out += ",\"error\":";

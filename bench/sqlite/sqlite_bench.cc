@@ -210,13 +210,14 @@ double g_idle_plain = 0;  // BM_CowbackupIdle/0 sets it: the clean idle figure
 // (and, on a disk mounted with discard, trims) its blocks in the next
 // journal commit, which the writer's fsync would wait for inside the
 // measured window.
-CowResult Cowbackup(const std::string& format, int max_rate_mb = 0) {
+CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield = false) {
   sqlite3* db = Open(g_db);
   const std::string dest = g_dest_dir + "/out." + format;
   const auto t0 = Clock::now();
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, ("SELECT cowbackup('" + dest + "', 'main', '{\"format\":\"" + format +
-                          "\",\"max_rate_mb\":" + std::to_string(max_rate_mb) + "}')").c_str(),
+                          "\",\"max_rate_mb\":" + std::to_string(max_rate_mb) +
+                          (yield ? ",\"yield_to_commits\":true" : "") + "}')").c_str(),
                      -1, &st, nullptr);
   if (sqlite3_step(st) != SQLITE_ROW) {
     std::fprintf(stderr, "sqlite_bench: cowbackup: %s\n", sqlite3_errmsg(db));
@@ -312,11 +313,15 @@ UnderWriterResult UnderWriter(Copy copy) {
   return r;
 }
 
-// range(0): max_rate_mb (0 = unlimited). The throttled runs show what a
-// rate limit buys the writer on a disk the two share.
+// range(0): max_rate_mb (0 = unlimited); range(1): yield_to_commits. The
+// throttled and yielding runs show what each buys the writer on a disk the
+// two share.
 void BM_CowbackupUnderWriter(benchmark::State& state) {
   const int rate = int(state.range(0));
-  const std::string at = rate ? "  max_rate_mb=" + std::to_string(rate) + ": " : "  ";
+  const bool yield = state.range(1) != 0;
+  const std::string at = yield  ? "  yield_to_commits: "
+                         : rate ? "  max_rate_mb=" + std::to_string(rate) + ": "
+                                : "  ";
   for (auto _ : state) {
     // Against the idle time measured on a quiet file (BM_CowbackupIdle), not
     // one taken right after the writer's load, while writeback still runs.
@@ -325,13 +330,13 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
       g_idle_plain = Cowbackup("plain").seconds;
     }
     CowResult cow;
-    const UnderWriterResult r = UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate); });
+    const UnderWriterResult r = UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); });
     state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
     state.SetIterationTime(r.seconds);
     state.counters["vs_idle"] = r.seconds / g_idle_plain;
     state.counters["max_commit_ms"] = r.max_ms;
     state.counters["writer_tps_ratio"] = r.tps_ratio;
-    if (rate == 0) {
+    if (rate == 0 && !yield) {
       Buf(r.seconds, "%.3f s", &g_table["cowbackup under writer"]);
       Buf(cow.max_write_wait_ms, "%.2f ms", &g_table["  longest stall cowbackup added to a write"]);
       Buf(r.base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
@@ -482,7 +487,7 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
 
 BENCHMARK(BM_DdConvFsync)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CowbackupIdle)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CowbackupUnderWriter)->Arg(0)->Arg(500)->Arg(250)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CowbackupUnderWriter)->Args({0, 0})->Args({500, 0})->Args({250, 0})->Args({0, 1})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IdealCopyUnderWriter)
     ->Args({4096, 0})->Args({1024, 0})->Args({256, 0})->Args({64, 0})->Args({1024, 1})->Args({256, 1})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
@@ -507,6 +512,8 @@ int main(int argc, char** argv) {
       "  max_rate_mb=500: time vs idle", "  max_rate_mb=500: writer's longest commit",
       "  max_rate_mb=500: writer throughput vs no backup", "  max_rate_mb=250: time vs idle",
       "  max_rate_mb=250: writer's longest commit", "  max_rate_mb=250: writer throughput vs no backup",
+      "  yield_to_commits: time vs idle", "  yield_to_commits: writer's longest commit",
+      "  yield_to_commits: writer throughput vs no backup",
       "ideal O_DIRECT copy under writer (no consistency), by chunk:",
       "  4096 KiB: time vs cowbackup idle", "  4096 KiB: writer throughput",
       "  1024 KiB: time vs cowbackup idle", "  1024 KiB: writer throughput",

@@ -377,6 +377,67 @@ TEST(CopyJobTest, RateLimitHoldsTheCopierBack) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 190ms);
 }
 
+// A job told to yield writes nothing to the sink while the application is
+// committing, and goes on once the commit is over.
+TEST_F(OrderedTest, YieldHoldsSinkWritesWhileTheApplicationCommits) {
+  CommitSignal commits;
+  JobConfig c = Config();
+  c.segment_pages = 16;
+  c.yield_to = &commits;
+  c.max_yield = std::chrono::hours(1);
+  CopyJob job(&source_, &volume_, &sink_, c);
+  ParkAt park("CopyJob::yield:waiting");
+  commits.begin();
+  std::thread copier([&] { EXPECT_TRUE(job.run().ok()); });
+  park.WaitUntilParked();
+  EXPECT_EQ(sink_.bytes, 0u) << "a sink write went ahead of the commit";
+  commits.end();
+  park.Release();
+  copier.join();
+  EXPECT_TRUE(sink_.finished);
+  EXPECT_EQ(sink_.image, source_.bytes);
+}
+
+// While the copier yields it holds no page: writers anywhere in the file go
+// straight on (preserving what they must), and the copy is still T0's.
+TEST_F(OrderedTest, WritersDoNotWaitForAYieldingCopier) {
+  const std::vector<uint8_t> t0 = source_.bytes;
+  CommitSignal commits;
+  JobConfig c = Config();
+  c.segment_pages = 16;
+  c.yield_to = &commits;
+  c.max_yield = std::chrono::hours(1);
+  CopyJob job(&source_, &volume_, &sink_, c);
+  ParkAt park("CopyJob::yield:waiting");
+  commits.begin();
+  std::thread copier([&] { EXPECT_TRUE(job.run().ok()); });
+  park.WaitUntilParked();  // segment 0 is read and published, not yet emitted
+  const std::vector<uint8_t> page(kPageSize, 0xAB);
+  for (uint64_t pgno : {0, 5, 40, 63}) {
+    job.before_write(pgno * kPageSize, kPageSize);
+    source_.write(pgno * kPageSize, page.data(), page.size());
+  }
+  commits.end();
+  park.Release();
+  copier.join();
+  EXPECT_EQ(sink_.image, t0);
+}
+
+// An application that never leaves its commit cannot stop the copy:
+// each wait ends after max_yield.
+TEST_F(OrderedTest, YieldingNeverStopsTheCopy) {
+  CommitSignal commits;
+  commits.begin();  // never ends
+  JobConfig c = Config();
+  c.segment_pages = 8;
+  c.yield_to = &commits;
+  c.max_yield = std::chrono::microseconds(100);
+  CopyJob job(&source_, &volume_, &sink_, c);
+  ASSERT_TRUE(job.run().ok());
+  EXPECT_EQ(sink_.image, source_.bytes);
+  commits.end();
+}
+
 TEST(CopyJobTest, EmptySourceFinishes) {
   MemorySource source(4096, {});
   MemoryVolume volume(4096);

@@ -188,6 +188,7 @@ void ConcurrentBackups(unsigned flags) {
     // Slow enough for writers to hit uncopied pages; NoSync writers are
     // fast and grow the env quickly, so copy those faster.
     opts.max_rate_mb = (flags & kNoSync) ? 200 : 50;
+    opts.yield_to_commits = i % 4 == 1;  // waits out the writers' commits
     const std::string archive = dir.path() + "/b" + std::to_string(i) + ".cowbak";
     uint64_t k_before = 0, k_after = 0;
     ASSERT_OK(ReadCounter(*env, dbi, &k_before));

@@ -246,6 +246,40 @@ TEST(LmdbIntercept, OtherDescriptorsAreNotHooked) {
   EXPECT_EQ(counter.calls.load(), 0);
 }
 
+// Every write a commit makes to data.mdb (pages, then the meta page) lands
+// while the env's CommitSignal is up, and the signal is down between
+// commits: what a yield_to_commits backup waits out.
+TEST(LmdbIntercept, CommitsAreReportedToTheHook) {
+  ScratchDir dir;
+  std::unique_ptr<Env> env;
+  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
+  const CommitSignal& commits = env->impl()->file.hook.commits;
+  struct Check final : WriteObserver {
+    explicit Check(const CommitSignal* c) : commits(c) {}
+    const CommitSignal* commits;
+    std::atomic<int> writes{0}, outside{0};
+    void on_write(int, uint64_t, const struct iovec*, int) override {
+      writes++;
+      if (!commits->active()) outside++;
+    }
+    void on_truncate(int, uint64_t) override {}
+  } check(&commits);
+  env->impl()->file.observer.store(&check);
+  for (int i = 0; i < 3; i++) {
+    Txn txn;
+    ASSERT_OK(Txn::Begin(*env, &txn));
+    Dbi dbi;
+    ASSERT_OK(Dbi::Open(txn, nullptr, 0, &dbi));
+    ASSERT_OK(txn.put(dbi, "key" + std::to_string(i), std::string(3000, 'v')));
+    EXPECT_FALSE(commits.active());
+    ASSERT_OK(txn.commit());
+    EXPECT_FALSE(commits.active());
+  }
+  env->impl()->file.observer.store(nullptr);
+  EXPECT_GE(check.writes.load(), 6) << "each commit writes pages and a meta page";
+  EXPECT_EQ(check.outside.load(), 0);
+}
+
 class NoWriteEscapes : public ::testing::TestWithParam<unsigned> {};
 
 // The shadow file, built only from intercepted writes, equals data.mdb

@@ -7,6 +7,7 @@
 #include "cowbackup/sqlite.hpp"
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
+#include "vfs/file_state.h"
 
 namespace cowbackup::testing {
 namespace {
@@ -55,6 +56,37 @@ TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {
   EXPECT_TRUE(ReadFile(dir_ / "api.restored") == before);
   EXPECT_NE(cowbackup::sqlite::SummaryJson(summary, id).find("\"state\":\"done\""), std::string::npos);
   sqlite3_close(writer);
+  sqlite3_close(db);
+}
+
+// The shim reports a connection's EXCLUSIVE lock, which in rollback mode
+// spans a commit's I/O, to the file's hook: what a yield_to_commits backup
+// waits out. RESERVED (a write transaction still in memory) is not a commit.
+TEST_F(ApiTest, ExclusiveLockIsReportedAsACommit) {
+  const std::string path = dir_ / "commits.db";
+  sqlite3* db = Open(path);
+  ASSERT_EQ(MakeTable(db, 10), "");
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  using cowbackup::sqlite::FileState;
+  FileState* fs = FileState::Acquire(st.st_dev, st.st_ino, path, sqlite3_vfs_find("unix"));
+  const CommitSignal& commits = fs->hook.commits;
+  EXPECT_FALSE(commits.active());
+  ASSERT_EQ(Exec(db, "BEGIN IMMEDIATE; UPDATE t SET v = randomblob(10) WHERE id = 1"), "");
+  EXPECT_FALSE(commits.active());
+  ASSERT_EQ(Exec(db, "COMMIT"), "");
+  EXPECT_FALSE(commits.active());
+  ASSERT_EQ(Exec(db, "BEGIN EXCLUSIVE"), "");
+  EXPECT_TRUE(commits.active());
+  ASSERT_EQ(Exec(db, "ROLLBACK"), "");
+  EXPECT_FALSE(commits.active());
+  // A second connection holding EXCLUSIVE when it closes (rolled back).
+  sqlite3* other = Open(path);
+  ASSERT_EQ(Exec(other, "BEGIN EXCLUSIVE"), "");
+  EXPECT_TRUE(commits.active());
+  sqlite3_close(other);
+  EXPECT_FALSE(commits.active());
+  FileState::Release(fs);
   sqlite3_close(db);
 }
 

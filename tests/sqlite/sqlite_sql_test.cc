@@ -34,11 +34,12 @@ class SqlTest : public ::testing::Test {
   // runs, waits, and checks the restored copy equals the file as it was
   // before the start. Returns the pre-images preserved.
   int64_t BackupUnderWrites(sqlite3* db, const std::string& path, const std::string& dest,
-                            const std::string& variant, const std::string& format = "archive") {
+                            const std::string& variant, const std::string& format = "archive",
+                            const std::string& more_options = "") {
     const std::string before = ReadFile(path);
     const int64_t rows = QueryInt(db, "SELECT count(*) FROM t");
     const std::string options = "{\"variant\":\"" + variant + "\",\"format\":\"" + format +
-                                "\",\"segment_pages\":4,\"max_rate_mb\":8}";
+                                "\",\"segment_pages\":4,\"max_rate_mb\":8" + more_options + "}";
     std::string error;
     const int64_t id = std::stoll(
         "0" + Query(db, "SELECT cowbackup_start(" + Quote(dest) + ", 'main', " + Quote(options) + ")",
@@ -83,7 +84,8 @@ TEST_F(SqlTest, IdleDatabaseRestoresByteIdentical) {
 TEST_F(SqlTest, SummaryHasTheDocumentedFields) {
   sqlite3* db = MakeDb(dir_ / "s.db", 100);
   const std::string json = Query(db, "SELECT cowbackup(" + Quote(dir_ / "s.cowbak") + ")");
-  for (const char* key : {"\"pages\":", "\"preserved_pages\":", "\"bytes\":", "\"seconds\":"}) {
+  for (const char* key : {"\"pages\":", "\"preserved_pages\":", "\"bytes\":", "\"seconds\":",
+                          "\"max_write_wait_us\":", "\"yield_ms\":"}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
   }
   EXPECT_EQ(Query(db, "SELECT json_extract(" + Quote(json) + ", '$.pages') = " +
@@ -102,6 +104,20 @@ TEST_F(SqlTest, EveryRollbackJournalModeUnderWrites) {
     EXPECT_EQ(Query(db, "PRAGMA journal_mode"), lower);
     EXPECT_GT(BackupUnderWrites(db, path, dir_ / (std::string("jm-") + mode + ".cowbak"),
                                 "snapshot_first"),
+              0);
+    sqlite3_close(db);
+  }
+}
+
+// A backup that yields to the application's commits (another connection's
+// here, through the shim) still gives exactly the T0 image.
+TEST_F(SqlTest, YieldingToCommitsGivesTheT0ImageUnderWrites) {
+  for (const char* format : {"archive", "plain"}) {
+    SCOPED_TRACE(format);
+    const std::string path = dir_ / (std::string("yield-") + format + ".db");
+    sqlite3* db = MakeDb(path, 2000 / kScale);
+    EXPECT_GT(BackupUnderWrites(db, path, dir_ / (std::string("yield.") + format), "snapshot_first",
+                                format, ",\"yield_to_commits\":true"),
               0);
     sqlite3_close(db);
   }
@@ -248,6 +264,7 @@ TEST_F(SqlTest, BadArgumentsNameTheProblem) {
        "option segment_pages"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"segment_pages\":\"8\"}')", "option segment_pages"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":-1}')", "option max_rate_mb"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"yield_to_commits\":1}')", "option yield_to_commits"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":1e400}')", "option max_rate_mb"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"busy_timeout_ms\":1.5}')", "option busy_timeout_ms"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"overwrite\":1}')", "option overwrite"},

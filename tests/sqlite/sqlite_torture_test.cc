@@ -55,7 +55,8 @@ void Backups(Db* d, const ScratchDir* dir, const std::string& tag, int rounds,
                                 // loaded machine under sanitizers (an
                                 // unthrottled backup once finished first,
                                 // 3 times in 40 ASan runs).
-                                "\",\"max_rate_mb\":" + (kScale == 1 ? "60" : "8") + "}";
+                                "\",\"max_rate_mb\":" + (kScale == 1 ? "60" : "8") +
+                                (i % 3 == 1 ? ",\"yield_to_commits\":true" : "") + "}";
     r.lo = d->commits.finished.load();
     r.summary = Query(db, "SELECT cowbackup(" + Quote(r.dest) + ", 'main', " + Quote(options) + ")",
                       &r.error);
