@@ -377,49 +377,56 @@ TEST(CopyJobTest, RateLimitHoldsTheCopierBack) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 190ms);
 }
 
-// A job told to yield writes nothing to the sink while the application is
-// committing, and goes on once the commit is over.
-TEST_F(OrderedTest, YieldHoldsSinkWritesWhileTheApplicationCommits) {
-  CommitSignal commits;
-  JobConfig c = Config();
-  c.segment_pages = 16;
-  c.yield_to = &commits;
-  c.max_yield = std::chrono::hours(1);
-  CopyJob job(&source_, &volume_, &sink_, c);
-  ParkAt park("CopyJob::yield:waiting");
-  commits.begin();
-  std::thread copier([&] { EXPECT_TRUE(job.run().ok()); });
-  park.WaitUntilParked();
+// A job that yields to commits_, started while the application is inside
+// a commit and held at its first wait (segment 0 read and published, not
+// yet written to the sink).
+class YieldTest : public OrderedTest {
+ protected:
+  void StartWhileCommitting(CopyJob* job) {
+    commits_.begin();
+    copier_ = std::thread([job] { EXPECT_TRUE(job->run().ok()); });
+    park_.WaitUntilParked();
+  }
+  void EndCommitAndFinish() {
+    commits_.end();
+    park_.Release();
+    copier_.join();
+  }
+  JobConfig YieldConfig() {
+    JobConfig c = Config();
+    c.segment_pages = 16;
+    c.yield_to = &commits_;
+    c.max_yield = std::chrono::hours(1);
+    return c;
+  }
+  CommitSignal commits_;
+  ParkAt park_{"CopyJob::yield:waiting"};
+  std::thread copier_;
+};
+
+// Nothing reaches the sink while the application is committing; the copy
+// goes on once the commit is over.
+TEST_F(YieldTest, SinkWritesWaitForTheCommit) {
+  CopyJob job(&source_, &volume_, &sink_, YieldConfig());
+  StartWhileCommitting(&job);
   EXPECT_EQ(sink_.bytes, 0u) << "a sink write went ahead of the commit";
-  commits.end();
-  park.Release();
-  copier.join();
+  EndCommitAndFinish();
   EXPECT_TRUE(sink_.finished);
   EXPECT_EQ(sink_.image, source_.bytes);
 }
 
 // While the copier yields it holds no page: writers anywhere in the file go
 // straight on (preserving what they must), and the copy is still T0's.
-TEST_F(OrderedTest, WritersDoNotWaitForAYieldingCopier) {
+TEST_F(YieldTest, WritersDoNotWaitForAYieldingCopier) {
   const std::vector<uint8_t> t0 = source_.bytes;
-  CommitSignal commits;
-  JobConfig c = Config();
-  c.segment_pages = 16;
-  c.yield_to = &commits;
-  c.max_yield = std::chrono::hours(1);
-  CopyJob job(&source_, &volume_, &sink_, c);
-  ParkAt park("CopyJob::yield:waiting");
-  commits.begin();
-  std::thread copier([&] { EXPECT_TRUE(job.run().ok()); });
-  park.WaitUntilParked();  // segment 0 is read and published, not yet emitted
+  CopyJob job(&source_, &volume_, &sink_, YieldConfig());
+  StartWhileCommitting(&job);
   const std::vector<uint8_t> page(kPageSize, 0xAB);
   for (uint64_t pgno : {0, 5, 40, 63}) {
     job.before_write(pgno * kPageSize, kPageSize);
     source_.write(pgno * kPageSize, page.data(), page.size());
   }
-  commits.end();
-  park.Release();
-  copier.join();
+  EndCommitAndFinish();
   EXPECT_EQ(sink_.image, t0);
 }
 
