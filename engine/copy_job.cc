@@ -392,14 +392,13 @@ void CopyJob::throttle() {
 void CopyJob::yield_to_commits() {
   if (config_.yield_to == nullptr || !config_.yield_to->active()) return;
   COWBACKUP_SYNC_POINT("CopyJob::yield:waiting");
-  const auto start = std::chrono::steady_clock::now();
-  const auto give_up = start + config_.max_yield;
-  while (config_.yield_to->active() && !failed() && std::chrono::steady_clock::now() < give_up) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  while (config_.yield_to->active() && !failed() && Clock::now() - start < config_.max_yield) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
-  yield_ns_.fetch_add(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - start).count()),
-                      std::memory_order_relaxed);
+  const std::chrono::nanoseconds waited = Clock::now() - start;
+  yield_ns_.fetch_add(uint64_t(waited.count()), std::memory_order_relaxed);
 }
 
 // `preserved` is preserved_ as step_finish found it: every page settled and

@@ -37,11 +37,7 @@ ShimFile* Shim(sqlite3_file* f) { return reinterpret_cast<ShimFile*>(f); }
 void NoteExclusive(ShimFile* s, bool held) {
   if (s->state == nullptr || s->exclusive == held) return;
   s->exclusive = held;
-  if (held) {
-    s->state->hook.commits.begin();
-  } else {
-    s->state->hook.commits.end();
-  }
+  held ? s->state->hook.commits.begin() : s->state->hook.commits.end();
 }
 
 int ShimClose(sqlite3_file* f) {

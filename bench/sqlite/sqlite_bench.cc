@@ -36,7 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <map>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -49,7 +49,24 @@ constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle t
 
 std::string g_dir, g_db, g_ext, g_dest_dir;
 int g_rows = 0;
-std::map<std::string, std::string> g_table;  // figure name -> value, for the final table
+// The final table: figure name -> value, printed in the order each figure
+// was first set (a deque: Figure's references stay valid).
+std::deque<std::pair<std::string, std::string>> g_table;
+
+void Figure(const std::string& name, const std::string& value) {
+  for (auto& [n, v] : g_table) {
+    if (n == name) {
+      v = value;
+      return;
+    }
+  }
+  g_table.emplace_back(name, value);
+}
+void Figure(const std::string& name, double v, const char* fmt) {
+  char b[64];
+  snprintf(b, sizeof b, fmt, v);
+  Figure(name, std::string(b));
+}
 
 // Milliseconds the disk holding the database has had I/O in flight
 // (io_ticks, the 10th field of /sys/dev/block/M:m/stat); -1 if unknown.
@@ -246,11 +263,15 @@ void Quiesce() {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
 }
 
-char Buf(double v, const char* fmt, std::string* out) {
-  char b[64];
-  snprintf(b, sizeof b, fmt, v);
-  *out = b;
-  return 0;
+// cowbackup's idle plain-copy time, the "vs idle" reference: the clean
+// figure BM_CowbackupIdle/0 measured, or one taken now on a quiet disk when
+// a filter left that out.
+double IdlePlain() {
+  if (g_idle_plain == 0) {
+    Quiesce();
+    g_idle_plain = Cowbackup("plain").seconds;
+  }
+  return g_idle_plain;
 }
 
 void BM_DdConvFsync(benchmark::State& state) {
@@ -262,7 +283,7 @@ void BM_DdConvFsync(benchmark::State& state) {
     const double s = Seconds(t0);
     state.SetIterationTime(s);
     unlink(dest.c_str());
-    Buf(s, "%.3f s", &g_table["dd conv=fsync"]);
+    Figure("dd conv=fsync", s, "%.3f s");
   }
 }
 
@@ -281,12 +302,12 @@ void BM_CowbackupIdle(benchmark::State& state) {
         busy_s = (DiskBusyMs() - busy0) / 1000;
       }
     }
+    state.SetIterationTime(s);
+    Figure("cowbackup idle (" + format + ")", s, "%.3f s");
     if (format == "plain") {
       g_idle_plain = s;
-      Buf(busy_s, "%.2f s", &g_table["  disk busy, idle backup (plain, io_ticks)"]);
+      Figure("  disk busy, idle backup (plain, io_ticks)", busy_s, "%.2f s");
     }
-    state.SetIterationTime(s);
-    Buf(s, "%.3f s", &g_table["cowbackup idle (" + format + ")"]);
   }
 }
 
@@ -323,29 +344,26 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
                          : rate ? "  max_rate_mb=" + std::to_string(rate) + ": "
                                 : "  ";
   for (auto _ : state) {
-    // Against the idle time measured on a quiet file (BM_CowbackupIdle), not
-    // one taken right after the writer's load, while writeback still runs.
-    if (g_idle_plain == 0) {
-      Quiesce();
-      g_idle_plain = Cowbackup("plain").seconds;
-    }
+    // Against the idle time measured on a quiet file, not one taken right
+    // after the writer's load, while writeback still runs.
+    const double idle = IdlePlain();
     CowResult cow;
     const UnderWriterResult r = UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); });
     state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
     state.SetIterationTime(r.seconds);
-    state.counters["vs_idle"] = r.seconds / g_idle_plain;
+    state.counters["vs_idle"] = r.seconds / idle;
     state.counters["max_commit_ms"] = r.max_ms;
     state.counters["writer_tps_ratio"] = r.tps_ratio;
     if (rate == 0 && !yield) {
-      Buf(r.seconds, "%.3f s", &g_table["cowbackup under writer"]);
-      Buf(cow.max_write_wait_ms, "%.2f ms", &g_table["  longest stall cowbackup added to a write"]);
-      Buf(r.base_ms, "%.1f ms", &g_table["  writer's longest commit, no backup (3 s)"]);
-      Buf(r.base_tps, "%.1f commits/s", &g_table["  writer throughput, no backup"]);
-      Buf(100 * r.base_disk_busy, "%.0f %% of the time", &g_table["  disk busy, writer alone (io_ticks)"]);
+      Figure("cowbackup under writer", r.seconds, "%.3f s");
+      Figure("  longest stall cowbackup added to a write", cow.max_write_wait_ms, "%.2f ms");
+      Figure("  writer's longest commit, no backup (3 s)", r.base_ms, "%.1f ms");
+      Figure("  writer throughput, no backup", r.base_tps, "%.1f commits/s");
+      Figure("  disk busy, writer alone (io_ticks)", 100 * r.base_disk_busy, "%.0f %% of the time");
     }
-    Buf(r.seconds / g_idle_plain, "%.2fx", &g_table[at + "time vs idle"]);
-    Buf(r.max_ms, "%.1f ms", &g_table[at + "writer's longest commit"]);
-    Buf(100 * r.tps_ratio, "%.0f %%", &g_table[at + "writer throughput vs no backup"]);
+    Figure(at + "time vs idle", r.seconds / idle, "%.2fx");
+    Figure(at + "writer's longest commit", r.max_ms, "%.1f ms");
+    Figure(at + "writer throughput vs no backup", 100 * r.tps_ratio, "%.0f %%");
   }
 }
 
@@ -386,19 +404,16 @@ void BM_IdealCopyUnderWriter(benchmark::State& state) {
   const size_t chunk = size_t(state.range(0)) << 10;
   const bool gated = state.range(1) != 0;
   for (auto _ : state) {
-    if (g_idle_plain == 0) {
-      Quiesce();
-      g_idle_plain = Cowbackup("plain").seconds;
-    }
+    const double idle = IdlePlain();
     double s = 0;
     const UnderWriterResult r = UnderWriter([&](Writer* w) { s = IdealCopy(chunk, gated ? &w->in_commit : nullptr); });
     state.SetIterationTime(s);
-    state.counters["vs_idle"] = s / g_idle_plain;
+    state.counters["vs_idle"] = s / idle;
     state.counters["writer_tps_ratio"] = r.tps_ratio;
-    g_table["ideal O_DIRECT copy under writer (no consistency), by chunk:"] = "";
+    Figure("ideal O_DIRECT copy under writer (no consistency), by chunk:", "");
     const std::string at = "  " + std::to_string(state.range(0)) + " KiB" + (gated ? ", gated" : "") + ": ";
-    Buf(s / g_idle_plain, "%.2fx", &g_table[at + "time vs cowbackup idle"]);
-    Buf(100 * r.tps_ratio, "%.0f %%", &g_table[at + "writer throughput"]);
+    Figure(at + "time vs cowbackup idle", s / idle, "%.2fx");
+    Figure(at + "writer throughput", 100 * r.tps_ratio, "%.0f %%");
   }
 }
 
@@ -424,16 +439,16 @@ void BM_ShimOverhead(benchmark::State& state) {
     const double median = (ratios[kPairs / 2 - 1] + ratios[kPairs / 2]) / 2;
     state.SetIterationTime(2 * kPairs);
     state.counters["shim_vs_plain"] = median;
-    Buf(plain, "%.0f commits/s", &g_table["writer, default VFS (sync=OFF)"]);
-    Buf(shim, "%.0f commits/s", &g_table["writer, shim, no backup (sync=OFF)"]);
-    Buf(100 * (1 - median), "%.1f %% (median of 6 pairs)", &g_table["  shim overhead"]);
+    Figure("writer, default VFS (sync=OFF)", plain, "%.0f commits/s");
+    Figure("writer, shim, no backup (sync=OFF)", shim, "%.0f commits/s");
+    Figure("  shim overhead", 100 * (1 - median), "%.1f %% (median of 6 pairs)");
   }
 }
 
 void BM_DotBackupUnderWriter(benchmark::State& state) {
   for (auto _ : state) {
     Quiesce();
-    const double idle = g_idle_plain > 0 ? g_idle_plain : Cowbackup("plain").seconds;
+    const double idle = IdlePlain();
     const double cutoff = std::max(5.0, kCutoff * idle);
     Writer w(nullptr);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -458,8 +473,9 @@ void BM_DotBackupUnderWriter(benchmark::State& state) {
     state.SetIterationTime(s);
     state.counters["finished"] = finished;
     state.counters["max_commit_ms"] = max_ms;
-    g_table[".backup under writer"] = finished ? std::to_string(s) + " s" : "never finished (cut at " + std::to_string(int(s)) + " s)";
-    Buf(max_ms, "%.1f ms", &g_table["  .backup: writer's longest commit"]);
+    Figure(".backup under writer",
+           finished ? std::to_string(s) + " s" : "never finished (cut at " + std::to_string(int(s)) + " s)");
+    Figure("  .backup: writer's longest commit", max_ms, "%.1f ms");
   }
 }
 
@@ -480,8 +496,8 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
     unlink(dest.c_str());
     state.SetIterationTime(s);
     state.counters["max_commit_ms"] = max_ms;
-    Buf(s, "%.3f s", &g_table["VACUUM INTO under writer"]);
-    Buf(max_ms, "%.1f ms", &g_table["  VACUUM INTO: writer's longest commit"]);
+    Figure("VACUUM INTO under writer", s, "%.3f s");
+    Figure("  VACUUM INTO: writer's longest commit", max_ms, "%.1f ms");
   }
 }
 
@@ -503,31 +519,7 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   std::printf("\nSQLite hot backup, %d MB database, 4 KiB pages, warm page cache\n", g_rows / 256);
-  const char* order[] = {
-      "dd conv=fsync", "cowbackup idle (plain)", "  disk busy, idle backup (plain, io_ticks)",
-      "cowbackup idle (archive)", "cowbackup under writer",
-      "  time vs idle", "  writer's longest commit", "  longest stall cowbackup added to a write", "  writer's longest commit, no backup (3 s)",
-      "  writer throughput vs no backup", "  writer throughput, no backup",
-      "  disk busy, writer alone (io_ticks)",
-      "  max_rate_mb=500: time vs idle", "  max_rate_mb=500: writer's longest commit",
-      "  max_rate_mb=500: writer throughput vs no backup", "  max_rate_mb=250: time vs idle",
-      "  max_rate_mb=250: writer's longest commit", "  max_rate_mb=250: writer throughput vs no backup",
-      "  yield_to_commits: time vs idle", "  yield_to_commits: writer's longest commit",
-      "  yield_to_commits: writer throughput vs no backup",
-      "ideal O_DIRECT copy under writer (no consistency), by chunk:",
-      "  4096 KiB: time vs cowbackup idle", "  4096 KiB: writer throughput",
-      "  1024 KiB: time vs cowbackup idle", "  1024 KiB: writer throughput",
-      "  256 KiB: time vs cowbackup idle", "  256 KiB: writer throughput",
-      "  64 KiB: time vs cowbackup idle", "  64 KiB: writer throughput",
-      "  1024 KiB, gated: time vs cowbackup idle", "  1024 KiB, gated: writer throughput",
-      "  256 KiB, gated: time vs cowbackup idle", "  256 KiB, gated: writer throughput",
-      "writer, default VFS (sync=OFF)", "writer, shim, no backup (sync=OFF)", "  shim overhead",
-      ".backup under writer", "  .backup: writer's longest commit", "VACUUM INTO under writer",
-      "  VACUUM INTO: writer's longest commit"};
-  for (const char* key : order) {
-    auto it = g_table.find(key);
-    if (it != g_table.end()) std::printf("  %-48s %s\n", key, it->second.c_str());
-  }
+  for (const auto& [name, value] : g_table) std::printf("  %-48s %s\n", name.c_str(), value.c_str());
   (void)!system(("rm -rf '" + g_dir + "'").c_str());
   return 0;
 }
