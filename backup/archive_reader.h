@@ -45,6 +45,7 @@ class ArchiveReader {
   Status Next(Record* rec, bool* done);
   const format::Trailer& trailer() const { return trailer_; }
   uint64_t offset() const { return offset_; }  // bytes consumed
+  const std::string& name() const { return name_; }
 
  private:
   enum class State { kHeader, kRecords, kDone, kError };

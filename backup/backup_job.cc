@@ -12,8 +12,6 @@
 namespace cowbackup {
 
 namespace {
-std::atomic<uint64_t> g_volume_counter{0};
-
 uint64_t NowUnixMicros() {
   return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
@@ -66,6 +64,10 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
       continue;
     }
     const std::string path = dir + "/" + name;
+    // Only a regular file of ours is ever opened or removed: a FIFO or a
+    // device planted under a stale-looking name is left alone.
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
     FileSnapshotVolume::Info info;
     if (FileSnapshotVolume::ReadInfo(path, &info).ok()) {
       if (info.source_name != source_name) continue;
@@ -74,8 +76,7 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
       // writing the header. The name <base>.<pid>-<n>.cowsnap still names
       // the owner, and the file's mtime bounds when it was made.
       const size_t dot = name.rfind('.', name.size() - suffix.size() - 1);
-      struct stat st;
-      if (dot == std::string::npos || ::stat(path.c_str(), &st) != 0) continue;
+      if (dot == std::string::npos) continue;
       info.pid = strtoll(name.c_str() + dot + 1, nullptr, 10);
       if (info.pid <= 0) continue;
       info.created_unix_us = uint64_t(st.st_mtime) * 1000000;
@@ -131,10 +132,9 @@ Status BackupJob::PrepareOutputs() {
   }
   for (const std::string& p : RemoveStaleVolumes(dir, params_.source_name)) stale_removed_.push_back(p);
   const std::string base = streaming ? BaseName(params_.source_name) : BaseName(params_.dest);
-  volume_path_ = dir + "/" + base + "." + std::to_string(::getpid()) + "-" +
-                 std::to_string(g_volume_counter.fetch_add(1)) + kVolumeSuffix;
   std::unique_ptr<FileSnapshotVolume> volume;
-  Status s = FileSnapshotVolume::Create(volume_path_, source_->page_size(), params_.source_name, &volume);
+  Status s = FileSnapshotVolume::CreateUnique(dir + "/" + base + ".", source_->page_size(),
+                                              params_.source_name, &volume);
   if (!s.ok()) {
     if (file_) file_->abandon();
     return s;
@@ -165,8 +165,10 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
                                             : std::move(stream_);
     sink_.reset(new ArchiveWriter(h, std::move(out)));
   }
-  if (params_.before_publish) {
-    sink_.reset(new CheckedSink(std::move(sink_), params_.before_publish));
+  // The front end's check runs first (outermost), then the caller's
+  // (BackupOptions::before_publish).
+  for (const std::function<Status()>* check : {&params_.options.before_publish, &params_.before_publish}) {
+    if (*check) sink_.reset(new CheckedSink(std::move(sink_), *check));
   }
   JobConfig config;
   config.page_size = page_size;

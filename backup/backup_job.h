@@ -78,7 +78,6 @@ class BackupJob {
   uint64_t reserve_bytes_ = 0;            // what Run() reserves there
   std::unique_ptr<ByteOutput> stream_;    // archive to a descriptor
   std::unique_ptr<SnapshotVolume> volume_;
-  std::string volume_path_;
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<CopyJob> job_ GUARDED_BY(mu_);  // set once, by Begin()
   WriteHook* hook_ = nullptr;

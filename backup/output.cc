@@ -13,12 +13,11 @@
 #include <cstdlib>
 
 #include "engine/posix_file.h"
+#include "engine/sync_point.h"
 
 namespace cowbackup {
 
 namespace {
-std::atomic<uint64_t> g_temp_counter{0};
-
 // rename() that refuses to replace an existing file when !overwrite, so a
 // file created at the destination while we worked is never clobbered.
 int PublishRename(const char* from, const char* to, bool overwrite) {
@@ -30,6 +29,17 @@ int PublishRename(const char* from, const char* to, bool overwrite) {
   ::unlink(from);
   return 0;
 }
+
+// True if the regular file open at `fd` begins with a database's header
+// (SQLite's, or an LMDB meta page's magic at offset 16 + 0).
+bool LooksLikeDatabase(int fd) {
+  uint8_t head[24] = {};
+  if (::pread(fd, head, sizeof head, 0) != ssize_t(sizeof head)) return false;
+  static const uint32_t kLmdbMagic = 0xBEEFC0DE;
+  uint32_t magic;
+  memcpy(&magic, head + 16, sizeof magic);
+  return memcmp(head, "SQLite format 3", 16) == 0 || magic == kLmdbMagic;
+}
 }  // namespace
 
 bool PathExists(const std::string& path) {
@@ -37,8 +47,60 @@ bool PathExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-std::string TempName(const std::string& dest) {
-  return dest + kTempInfix + std::to_string(::getpid()) + "-" + std::to_string(g_temp_counter.fetch_add(1));
+int MakeTemp(const std::string& dest, int (*make)(const char*), std::string* path) {
+  return MakeUnique(dest + kTempInfix, "", make, path);
+}
+
+Status CheckOutputPath(const std::string& dest, bool overwrite, const char* option,
+                       const char* noun) {
+  const std::string what = noun;
+  if (dest.empty()) return Status::InvalidArgument(what + " path is empty");
+  // SQLite takes "<db>-journal" for <db>'s hot journal (and replays or
+  // deletes it), "<db>-wal" for its log: never put a copy there.
+  for (const char* suffix : {"-journal", "-wal", "-shm"}) {
+    const size_t n = strlen(suffix);
+    if (dest.size() > n && dest.compare(dest.size() - n, n, suffix) == 0 && dest[dest.size() - n - 1] != '/') {
+      return Status::InvalidArgument(what + " is named like a SQLite database's " + (suffix + 1) +
+                                         " file, which SQLite would take for that database's own "
+                                         "and replay or delete; choose another name",
+                                     dest);
+    }
+  }
+  struct stat st;
+  if (::lstat(dest.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status::FromErrno(what, dest, errno);
+    const std::string dir = ParentDir(dest);
+    if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno(what + " directory", dir, errno);
+    return Status::OK();
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return Status::InvalidArgument(
+        what + " is a symbolic link; cowbackup never writes through or replaces one: give "
+        "the path it points to",
+        dest);
+  }
+  if (S_ISDIR(st.st_mode)) return Status::InvalidArgument(what + " is a directory", dest);
+  if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument(what + " is " + FileKind(st.st_mode) +
+                                       "; only a regular file is ever replaced",
+                                   dest);
+  }
+  if (!overwrite) {
+    return Status::InvalidArgument(what + " exists (use " + option +
+                                       " to replace it)",
+                                   dest);
+  }
+  const int fd = OpenRegular(dest, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return Status::OK();  // unreadable here: nothing to learn from it
+  const bool live = LooksLikeDatabase(fd) && FileSharing(fd) == Sharing::kOpenElsewhere;
+  ::close(fd);
+  if (live) {
+    return Status::InvalidArgument(
+        what + " is a database that is open (in this or another process); cowbackup never "
+        "replaces a live database",
+        dest);
+  }
+  return Status::OK();
 }
 
 Status PublishDirectory(const std::string& temp_dir, const std::string& dest) {
@@ -47,8 +109,14 @@ Status PublishDirectory(const std::string& temp_dir, const std::string& dest) {
     if (::renameat2(AT_FDCWD, temp_dir.c_str(), AT_FDCWD, dest.c_str(), RENAME_EXCHANGE) == 0) {
       old = temp_dir;
     } else if (errno == EINVAL || errno == ENOSYS) {
-      old = TempName(dest);
-      if (::rename(dest.c_str(), old.c_str()) != 0) old.clear();
+      // Reserve a fresh name, then move the old directory over it.
+      if (MakeTemp(dest, CreatePrivateDir, &old) != 0 ||
+          ::rename(dest.c_str(), old.c_str()) != 0) {
+        const int err = errno;
+        if (!old.empty()) ::rmdir(old.c_str());
+        errno = err;
+        old.clear();
+      }
     }
     if (old.empty()) {
       const Status s = Status::FromErrno("rename", dest, errno);
@@ -83,19 +151,14 @@ AtomicFile::~AtomicFile() {
 
 Status AtomicFile::Create(const std::string& dest, bool overwrite,
                           std::unique_ptr<AtomicFile>* out) {
-  if (dest.empty()) return Status::InvalidArgument("destination path is empty");
-  struct stat st;
-  if (::stat(dest.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) return Status::InvalidArgument("destination is a directory", dest);
-    if (!overwrite) {
-      return Status::InvalidArgument("destination exists (use overwrite to replace it)", dest);
-    }
-  }
-  const std::string temp = TempName(dest);
-  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  Status s = CheckOutputPath(dest, overwrite);
+  if (!s.ok()) return s;
+  std::string temp;
+  const int fd = MakeTemp(dest, CreateExclusiveFile, &temp);
   if (fd < 0) return Status::FromErrno("create", temp, errno);
+  COWBACKUP_SYNC_POINT("AtomicFile::Create:created");
   // -1 where the filesystem has no O_DIRECT (EINVAL): buffered writes only.
-  const int direct_fd = ::open(temp.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+  const int direct_fd = ReopenFd(fd, O_WRONLY | O_DIRECT);
   out->reset(new AtomicFile(dest, temp, fd, direct_fd, overwrite));
   return Status::OK();
 }
@@ -242,19 +305,22 @@ Status AtomicFile::commit() {
     s = Status::FromErrno("truncate", temp_, errno);
   }
   if (s.ok()) s = FsyncFd(fd_, temp_);
-  // The file being replaced keeps a temporary name (left to RemoveStale if
-  // we die) so the rename does not free it all at once; see TrimAndRemove.
-  std::string replaced;
+  // The file being replaced stays open (pinned: a regular file only) so it
+  // can be freed a step at a time after the rename; see TrimAndClose. What
+  // is there now must still be a regular file: anything else that appeared
+  // since Create is refused, never replaced.
+  int replaced = -1;
   if (s.ok() && overwrite_) {
-    replaced = TempName(dest_);
-    if (::link(dest_.c_str(), replaced.c_str()) != 0) replaced.clear();
+    replaced = OpenRegular(dest_, O_WRONLY | O_NONBLOCK);
+    if (replaced < 0 && (errno == ELOOP || errno == EINVAL)) {
+      s = CheckOutputPath(dest_, true);
+      if (s.ok()) s = Status::InvalidArgument("destination changed while writing; not replaced", dest_);
+    }
   }
   if (s.ok() && PublishRename(temp_.c_str(), dest_.c_str(), overwrite_) != 0) {
     s = errno == EEXIST
             ? Status::InvalidArgument("destination appeared while writing; not replaced", dest_)
             : Status::FromErrno("rename", dest_, errno);
-    if (!replaced.empty()) ::unlink(replaced.c_str());
-    replaced.clear();
   }
   if (s.ok()) {
     done_ = true;
@@ -264,14 +330,12 @@ Status AtomicFile::commit() {
     s = FsyncParentDir(dest_);
   }
   // Until the directory is synced, a power loss may bring the replaced file
-  // back at dest_: never write to it (no TrimAndRemove). Dropping our extra
-  // name for it is safe: a journaling file system cannot make that unlink
-  // (which frees the blocks) durable before the rename it follows.
-  if (!replaced.empty()) {
+  // back at dest_: never write to it then, only let it go.
+  if (replaced >= 0) {
     if (s.ok()) {
-      TrimAndRemove(replaced);
+      TrimAndClose(replaced);
     } else {
-      ::unlink(replaced.c_str());
+      ::close(replaced);
     }
   }
   return s;
@@ -282,20 +346,20 @@ Status AtomicFile::commit() {
 // copy stalled a commit ~130 ms on this machine class (more with the
 // discard mount option). Shrinking it kTrimStep at a time, each step
 // committed, spreads that out, as RocksDB's DeleteScheduler does with
-// bytes_max_delete_chunk. Only a regular file with no other name is
-// shrunk; anything else is just unlinked. Best effort: errors only mean
+// bytes_max_delete_chunk. Only a file with no name left and open nowhere
+// else is shrunk (another hard link, or a reader of the old copy, keeps
+// it whole); the last close frees the rest. Best effort: errors only mean
 // the old copy is freed in one piece.
-void AtomicFile::TrimAndRemove(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+void AtomicFile::TrimAndClose(int fd) {
   struct stat st;
-  if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1) {
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 0 &&
+      FileSharing(fd) == Sharing::kOnlyHere) {
     for (off_t size = st.st_size; size > off_t(kTrimStep);) {
       size -= off_t(kTrimStep);
       if (::ftruncate(fd, size) != 0 || ::fsync(fd) != 0) break;
     }
   }
-  if (fd >= 0) ::close(fd);
-  ::unlink(path.c_str());
+  ::close(fd);
 }
 
 void AtomicFile::abandon() noexcept {
@@ -317,7 +381,10 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
     if (pid <= 0 || pid == ::getpid()) continue;
     const std::string path = dir + "/" + name;
     struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || OwnerMayBeAlive(pid, st.st_mtime)) continue;
+    if (::lstat(path.c_str(), &st) != 0 || st.st_uid != ::geteuid() ||
+        !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) || OwnerMayBeAlive(pid, st.st_mtime)) {
+      continue;
+    }
     if (S_ISDIR(st.st_mode)) {
       RemoveFlatDir(path);  // a restore's temporary LMDB environment
       if (!PathExists(path)) removed.push_back(path);

@@ -1,9 +1,11 @@
 // Destinations that never look complete unless they are.
 //
 // AtomicFile writes under a temporary name beside the destination
-// ("<dest>.cowtmp-<pid>-<n>", mode 0600) and publishes with fsync, rename,
+// ("<dest>.cowtmp-<pid>-<random>", mode 0600, created O_EXCL|O_NOFOLLOW,
+// a fresh name tried while one is taken) and publishes with fsync, rename,
 // fsync of the directory, as checkpoint_impl.cc does. abandon() unlinks the
-// temporary. It writes with direct I/O where the filesystem allows it (see
+// temporary. Every write goes through the descriptor that created the
+// temporary, or one reopened from it (ReopenFd), never through its name. It writes with direct I/O where the filesystem allows it (see
 // kDirectChunk). A StreamOutput writes to an already open descriptor (a pipe,
 // stdout): it cannot be taken back, so an unfinished stream simply has no
 // trailer and every reader calls it incomplete.
@@ -32,14 +34,25 @@ class ByteOutput {
 
 inline constexpr const char* kTempInfix = ".cowtmp-";
 
-// A fresh temporary name beside `dest`: "<dest>.cowtmp-<pid>-<n>", which
-// RemoveStale recognises once this process is gone.
-std::string TempName(const std::string& dest);
+// Makes a new temporary beside `dest` with `make` (posix_file.h's
+// CreateExclusiveFile or CreatePrivateDir): "<dest>.cowtmp-<pid>-<random>",
+// which RemoveStale recognises once this process is gone. Returns make's
+// result; *path is the name.
+int MakeTemp(const std::string& dest, int (*make)(const char*), std::string* path);
+
+// Whether `dest` may be written: absent, or (only with `overwrite`) a
+// regular file that is not a database open elsewhere. A symlink (dangling
+// or not), a directory, a FIFO, a device or a socket is refused, never
+// followed or replaced. `option` names the overwrite option as the user
+// gave it ("overwrite", "--force") in the message; `noun` what dest is to
+// the user ("destination", "output").
+Status CheckOutputPath(const std::string& dest, bool overwrite, const char* option = "overwrite",
+                       const char* noun = "destination");
 
 class AtomicFile final : public ByteOutput {
  public:
-  // Refuses an existing destination unless `overwrite`. Fails early on an
-  // unwritable directory, so a job never starts when it could not finish.
+  // Refuses what CheckOutputPath refuses. Fails early on an unwritable
+  // directory, so a job never starts when it could not finish.
   static Status Create(const std::string& dest, bool overwrite, std::unique_ptr<AtomicFile>* out);
   ~AtomicFile() override;  // abandons unless committed
 
@@ -58,7 +71,8 @@ class AtomicFile final : public ByteOutput {
 
   // Removes temporaries of `dest` left by processes that no longer run
   // (files, and a restore's temporary LMDB environment directories);
-  // returns their paths.
+  // returns their paths. Looks with lstat only, and skips anything that
+  // is not a regular file or directory owned by this user.
   static std::vector<std::string> RemoveStale(const std::string& dest);
 
   // Writes are staged in an aligned buffer and go to the device with
@@ -89,7 +103,7 @@ class AtomicFile final : public ByteOutput {
   Status Drain(bool all);
   Status WriteBuffered(const uint8_t* data, size_t len, uint64_t offset);
   Status WriteDirect(const uint8_t* data, size_t len, uint64_t offset);
-  static void TrimAndRemove(const std::string& path);
+  static void TrimAndClose(int fd);
   const std::string dest_;
   const std::string temp_;
   int fd_;
@@ -124,7 +138,8 @@ class StreamOutput final : public ByteOutput {
 // True if `path` exists (any type).
 bool PathExists(const std::string& path);
 
-// Renames `temp_dir`, whose entries are already durable, to `dest`, as
+// Renames `temp_dir`, whose entries are already durable, to `dest` (absent,
+// or a real directory: never a symlink), as
 // AtomicFile::commit does for a file: a directory at `dest` is swapped out
 // in one step where the file system can (RENAME_EXCHANGE), else moved aside
 // first; the parent directory is fsynced; only then is the replaced

@@ -1,11 +1,17 @@
 #include "backup/restore.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
+#include <cstring>
 #include <memory>
+#include <vector>
 
 #include "backup/archive_reader.h"
+#include "backup/archive_writer.h"
+#include "backup/db_image.h"
 #include "backup/output.h"
 #include "engine/posix_file.h"
 
@@ -16,10 +22,14 @@ namespace {
 constexpr uint64_t kProgressEvery = 8 << 20;
 
 // Reads every record after the header; `apply` (may be null) receives
-// pages and overlays.
+// pages and overlays. At the end the image's first two pages, as the
+// records leave them, must be the kind the header names (CheckImageKind):
+// verify and restore refuse the same archives.
 Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress& progress,
                const std::function<Status(const ArchiveReader::Record&)>& apply) {
   report->header = reader->header();
+  const uint32_t page_size = report->header.page_size;
+  std::vector<uint8_t> first(size_t(page_size) * 2);
   Status s;
   uint64_t next_progress = kProgressEvery;
   for (;;) {
@@ -28,6 +38,7 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
     s = reader->Next(&rec, &done);
     if (!s.ok()) return s;
     if (done) break;
+    if (rec.pgno < 2) memcpy(first.data() + rec.pgno * page_size, rec.payload, page_size);
     if (apply) {
       s = apply(rec);
       if (!s.ok()) return s;
@@ -37,6 +48,9 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
       next_progress = reader->offset() + kProgressEvery;
     }
   }
+  s = CheckImageKind(report->header.source_kind, page_size, report->header.page_count,
+                     first.data(), first.data() + page_size, reader->name());
+  if (!s.ok()) return s;
   report->trailer = reader->trailer();
   report->complete = true;
   report->archive_bytes = reader->offset();
@@ -44,14 +58,56 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
   return Status::OK();
 }
 
-Status CheckOut(const std::string& out, bool want_dir, bool force) {
+// An LMDB environment directory `out` may be replaced only if it is a real
+// directory (not a symlink) holding nothing but an environment's regular
+// files, none of them in use: a mistyped OUT never empties an unrelated
+// directory, and a live environment is never swapped out from under its
+// processes.
+Status CheckEnvDir(const std::string& out, bool force) {
   struct stat st;
-  if (::stat(out.c_str(), &st) != 0) return Status::OK();
-  if (!want_dir && S_ISDIR(st.st_mode)) return Status::InvalidArgument("output is a directory", out);
-  if (want_dir && !S_ISDIR(st.st_mode)) {
+  if (::lstat(out.c_str(), &st) != 0) return Status::OK();
+  if (!S_ISDIR(st.st_mode)) {
     return Status::InvalidArgument("output exists and is not a directory", out);
   }
   if (!force) return Status::InvalidArgument("output exists (use --force to replace it)", out);
+  for (const std::string& name : ListDir(out)) {
+    const std::string path = out + "/" + name;
+    if (name != "data.mdb" && name != "lock.mdb") {
+      return Status::InvalidArgument("output directory holds '" + name +
+                                         "', not only an LMDB environment; not replacing it",
+                                     out);
+    }
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument(std::string("output's ") + name + " is " + FileKind(st.st_mode) +
+                                         "; only an environment of regular files is replaced",
+                                     out);
+    }
+    const int fd = OpenRegular(path, O_RDONLY | O_NONBLOCK);
+    const bool live = fd >= 0 && FileSharing(fd) == Sharing::kOpenElsewhere;
+    if (fd >= 0) ::close(fd);
+    if (live) {
+      return Status::InvalidArgument("output's " + name + " is open in a process: the environment is "
+                                         "in use, and cowbackup never replaces a live database",
+                                     out);
+    }
+  }
+  return Status::OK();
+}
+
+// OUT as the user may type it: "env/" names the directory "env". Refuses
+// what no restore can write.
+Status NormalizeOut(const std::string& given, bool lmdb, std::string* out) {
+  if (given == "-") {
+    return Status::InvalidArgument(
+        "output \"-\" (standard output) is not supported: a restore writes a database file (an "
+        "LMDB environment directory), give its path");
+  }
+  *out = given;
+  while (out->size() > 1 && out->back() == '/') out->pop_back();
+  if (!lmdb && *out != given) {
+    return Status::InvalidArgument("output ends with '/', but this archive restores to a file", given);
+  }
+  if (out->empty()) return Status::InvalidArgument("output path is empty");
   return Status::OK();
 }
 
@@ -71,7 +127,7 @@ Status VerifyArchive(const std::string& archive, ArchiveReport* report,
   return s;
 }
 
-Status RestoreArchive(const std::string& archive, const std::string& out, bool force,
+Status RestoreArchive(const std::string& archive, const std::string& out_given, bool force,
                       ArchiveReport* report, const ReadProgress& progress) {
   ArchiveReport local;
   if (!report) report = &local;
@@ -81,7 +137,9 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   if (!s.ok()) return s;
   const format::Header& h = reader->header();
   const bool lmdb = h.source_kind == format::SourceKind::kLmdb;
-  s = CheckOut(out, lmdb, force);
+  std::string out;
+  s = NormalizeOut(out_given, lmdb, &out);
+  if (s.ok()) s = lmdb ? CheckEnvDir(out, force) : CheckOutputPath(out, force, "--force", "output");
   if (!s.ok()) return s;
   // What a killed restore to `out` left (its temporary file, or its
   // temporary environment directory) goes now, as backups do for theirs.
@@ -91,22 +149,21 @@ Status RestoreArchive(const std::string& archive, const std::string& out, bool f
   // temporary directory name and renamed into place.
   std::string image_path = out, temp_dir;
   if (lmdb) {
-    temp_dir = TempName(out);
-    if (::mkdir(temp_dir.c_str(), 0700) != 0) return Status::FromErrno("mkdir", temp_dir, errno);
+    if (MakeTemp(out, CreatePrivateDir, &temp_dir) != 0) return Status::FromErrno("mkdir", temp_dir, errno);
     image_path = temp_dir + "/data.mdb";
   }
   std::unique_ptr<AtomicFile> file;
   s = AtomicFile::Create(image_path, !lmdb && force, &file);
   if (s.ok()) s = file->Reserve(h.page_count * h.page_size);
   if (s.ok()) {
-    AtomicFile* f = file.get();
-    const uint64_t page_size = h.page_size;
+    // The same sink a plain-format backup writes through.
+    ImageWriter image(h.page_size, h.page_count, std::move(file));
     s = ReadAll(reader.get(), report, progress, [&](const ArchiveReader::Record& rec) {
-      return f->pwrite(rec.payload, rec.payload_len, rec.pgno * page_size);
+      return rec.type == format::RecordType::kOverlay ? image.put_overlay(rec.pgno, rec.payload)
+                                                      : image.put_run(rec.pgno, rec.payload, 1);
     });
-    if (s.ok()) s = f->truncate(h.page_count * page_size);
-    if (s.ok()) s = f->commit();
-    if (!s.ok()) f->abandon();
+    if (s.ok()) s = image.finish(Progress{});
+    if (!s.ok()) image.abandon();
   }
   if (lmdb) {
     // AtomicFile::commit synced temp_dir, so its data.mdb entry is durable.

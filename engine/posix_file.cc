@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,32 +155,141 @@ Status FsyncParentDir(const std::string& path) {
   return s;
 }
 
-std::vector<std::string> ListDir(const std::string& dir) {
+namespace {
+// Names in the directory open at `dirfd` (which stays open).
+std::vector<std::string> ListDirFd(int dirfd) {
   std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    ::closedir(d);
+  const int fd = ::dup(dirfd);  // closedir closes its descriptor
+  DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
+  if (d == nullptr) {
+    if (fd >= 0) ::close(fd);
+    return names;
   }
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  return names;
+}
+
+int OpenDirNoFollow(int at, const char* name) {
+  return ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+// Removes `name` in the directory `dirfd`: recursively if it is a directory
+// (entered only through O_NOFOLLOW), else unlinkat, which never follows.
+void RemoveAt(int dirfd, const std::string& name) {
+  const int fd = OpenDirNoFollow(dirfd, name.c_str());
+  if (fd < 0) {
+    ::unlinkat(dirfd, name.c_str(), 0);  // not a directory (or a symlink to one)
+    return;
+  }
+  for (const std::string& child : ListDirFd(fd)) RemoveAt(fd, child);
+  ::close(fd);
+  ::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR);
+}
+}  // namespace
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  const int fd = OpenDirNoFollow(AT_FDCWD, dir.c_str());
+  if (fd < 0) return {};
+  std::vector<std::string> names = ListDirFd(fd);
+  ::close(fd);
   return names;
 }
 
 void RemoveTree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (!S_ISDIR(st.st_mode)) {
-    ::unlink(path.c_str());
-    return;
-  }
-  for (const std::string& name : ListDir(path)) RemoveTree(path + "/" + name);
-  ::rmdir(path.c_str());
+  const std::string parent = ParentDir(path);
+  const int dirfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return;
+  RemoveAt(dirfd, BaseName(path));
+  ::close(dirfd);
 }
 
 void RemoveFlatDir(const std::string& dir) {
-  for (const std::string& name : ListDir(dir)) ::unlink((dir + "/" + name).c_str());
+  const int fd = OpenDirNoFollow(AT_FDCWD, dir.c_str());
+  if (fd < 0) return;
+  for (const std::string& name : ListDirFd(fd)) ::unlinkat(fd, name.c_str(), 0);
+  ::close(fd);
   ::rmdir(dir.c_str());
+}
+
+int ReopenFd(int fd, int flags) {
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  const int fd2 = ::open(proc, flags | O_CLOEXEC);
+  if (fd2 < 0) return -1;
+  struct stat a, b;
+  if (::fstat(fd, &a) != 0 || ::fstat(fd2, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+    ::close(fd2);
+    errno = EXDEV;  // not the same file: never use it
+    return -1;
+  }
+  return fd2;
+}
+
+int OpenRegular(const std::string& path, int flags) {
+  const int pinned = ::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pinned < 0) return -1;
+  struct stat st;
+  int fd = -1;
+  if (::fstat(pinned, &st) != 0) {
+    // errno from fstat
+  } else if (S_ISLNK(st.st_mode)) {
+    errno = ELOOP;
+  } else if (!S_ISREG(st.st_mode)) {
+    errno = EINVAL;
+  } else {
+    fd = ReopenFd(pinned, flags);
+  }
+  const int err = errno;
+  ::close(pinned);
+  errno = err;
+  return fd;
+}
+
+const char* FileKind(unsigned mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFLNK: return "a symbolic link";
+    case S_IFIFO: return "a FIFO";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
+int MakeUnique(const std::string& prefix, const std::string& suffix,
+               int (*make)(const char* path), std::string* path) {
+  for (int attempt = 0;; attempt++) {
+    uint64_t r = 0;
+    if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r) {
+      r = uint64_t(::getpid()) * 0x9e3779b97f4a7c15ull ^ uint64_t(attempt) ^
+          uint64_t(reinterpret_cast<uintptr_t>(&r));
+    }
+    char tail[48];
+    snprintf(tail, sizeof tail, "%d-%016llx", int(::getpid()), (unsigned long long)r);
+    *path = prefix + tail + suffix;
+    const int rc = make(path->c_str());
+    if (rc >= 0 || errno != EEXIST || attempt == 63) return rc;
+  }
+}
+
+int CreateExclusiveFile(const char* path) {
+  return ::open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+int CreatePrivateDir(const char* path) { return ::mkdir(path, 0700); }
+
+Sharing FileSharing(int fd) {
+  if (::fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+    ::fcntl(fd, F_SETLEASE, F_UNLCK);
+    return Sharing::kOnlyHere;
+  }
+  return errno == EAGAIN ? Sharing::kOpenElsewhere : Sharing::kUnknown;
 }
 
 }  // namespace cowbackup

@@ -42,8 +42,23 @@ FileSnapshotVolume::~FileSnapshotVolume() {
 Status FileSnapshotVolume::Create(const std::string& path, uint32_t page_size,
                                   const std::string& source_name,
                                   std::unique_ptr<FileSnapshotVolume>* out) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const int fd = CreateExclusiveFile(path.c_str());
   if (fd < 0) return Status::FromErrno("create snapshot volume", path, errno);
+  return Init(path, fd, page_size, source_name, out);
+}
+
+Status FileSnapshotVolume::CreateUnique(const std::string& prefix, uint32_t page_size,
+                                        const std::string& source_name,
+                                        std::unique_ptr<FileSnapshotVolume>* out) {
+  std::string path;
+  const int fd = MakeUnique(prefix, kVolumeSuffix, CreateExclusiveFile, &path);
+  if (fd < 0) return Status::FromErrno("create snapshot volume", path, errno);
+  return Init(path, fd, page_size, source_name, out);
+}
+
+Status FileSnapshotVolume::Init(std::string path, int fd, uint32_t page_size,
+                                const std::string& source_name,
+                                std::unique_ptr<FileSnapshotVolume>* out) {
   COWBACKUP_SYNC_POINT("FileSnapshotVolume::Create:before_header");
   uint8_t header[kVolumeHeaderSize] = {};
   memcpy(header + kOffMagic, kVolumeMagic, sizeof(kVolumeMagic));
@@ -61,12 +76,12 @@ Status FileSnapshotVolume::Create(const std::string& path, uint32_t page_size,
     ::unlink(path.c_str());
     return s;
   }
-  out->reset(new FileSnapshotVolume(path, fd, page_size));
+  out->reset(new FileSnapshotVolume(std::move(path), fd, page_size));
   return Status::OK();
 }
 
 Status FileSnapshotVolume::ReadInfo(const std::string& path, Info* info) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = OpenRegular(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return Status::FromErrno("open snapshot volume", path, errno);
   uint8_t header[kVolumeHeaderSize];
   Status s = PreadFull(fd, header, sizeof(header), 0, path);

@@ -43,10 +43,15 @@ inline constexpr const char* kVolumeSuffix = ".cowsnap";
 
 class FileSnapshotVolume final : public SnapshotVolume {
  public:
-  // Creates `path` (O_EXCL, mode 0600) and writes its header.
+  // Creates `path` (O_EXCL|O_NOFOLLOW, mode 0600) and writes its header.
   static Status Create(const std::string& path, uint32_t page_size,
                        const std::string& source_name,
                        std::unique_ptr<FileSnapshotVolume>* out);
+  // The same at a fresh name "<prefix><pid>-<random>.cowsnap" (MakeUnique:
+  // a name already taken is never reused).
+  static Status CreateUnique(const std::string& prefix, uint32_t page_size,
+                             const std::string& source_name,
+                             std::unique_ptr<FileSnapshotVolume>* out);
   ~FileSnapshotVolume() override;
 
   Status put(uint64_t pgno, const uint8_t* page) override;
@@ -62,10 +67,14 @@ class FileSnapshotVolume final : public SnapshotVolume {
     std::string source_name;
   };
   // Reads the header of an existing volume; Corruption if it is not one.
+  // Opens only a regular file (OpenRegular: never a FIFO, device or link).
   static Status ReadInfo(const std::string& path, Info* info);
 
  private:
   FileSnapshotVolume(std::string path, int fd, uint32_t page_size);
+  // Writes the header through `fd` (just created at `path`).
+  static Status Init(std::string path, int fd, uint32_t page_size, const std::string& source_name,
+                     std::unique_ptr<FileSnapshotVolume>* out);
   uint64_t slot_offset(uint64_t pgno) const {
     return kVolumeHeaderSize + pgno * (page_size_ + kVolumeFrameOverhead);
   }

@@ -256,6 +256,8 @@ BackupTask::~BackupTask() {
 Progress BackupTask::progress() const { return impl_->run->job->progress(); }
 Summary BackupTask::summary() const { return impl_->run->job->summary(); }
 void BackupTask::cancel() { impl_->run->job->cancel(); }
+// Set by TakeT0 before the run's thread started; nothing writes it after.
+uint64_t BackupTask::t0_txnid() const { return impl_->run->result.txnid; }
 
 bool BackupTask::done() const {
   BackupRun* run = impl_->run.get();

@@ -27,32 +27,13 @@ Status EnvSource::read(uint64_t offset, uint8_t* buf, size_t len) {
   return Status::OK();
 }
 
-void DecodeMetaPage(const uint8_t* page, MetaPage* meta) {
-  meta->magic = DecodeFixed32(page + kMetaMagicOffset);
-  meta->version = DecodeFixed32(page + kMetaVersionOffset);
-  meta->map_size = DecodeFixed64(page + kMetaMapSizeOffset);
-  meta->page_size = DecodeFixed32(page + kMetaPageSizeOffset);
-  meta->last_pgno = DecodeFixed64(page + kMetaLastPgnoOffset);
-  meta->txnid = DecodeFixed64(page + kMetaTxnidOffset);
-}
-
 Status ReadNewestMeta(Source* source, MetaPage* newest, int* which) {
   const uint32_t psize = source->page_size();
   if (psize < kMetaEnd) return Status::InvalidArgument("lmdb: page size too small for a meta page");
   std::vector<uint8_t> buf(size_t(psize) * 2);
   Status s = source->read(0, buf.data(), buf.size());
   if (!s.ok()) return s;
-  MetaPage m[2];
-  DecodeMetaPage(buf.data(), &m[0]);
-  DecodeMetaPage(buf.data() + psize, &m[1]);
-  int pick = -1;
-  for (int i = 0; i < 2; ++i) {
-    if (m[i].valid() && (pick < 0 || m[i].txnid > m[pick].txnid)) pick = i;
-  }
-  if (pick < 0) return Status::Corruption("lmdb: no valid meta page", source->name());
-  *newest = m[pick];
-  if (which) *which = pick;
-  return Status::OK();
+  return NewestMeta(buf.data(), psize, source->name(), newest, which);
 }
 
 }  // namespace cowbackup::lmdb

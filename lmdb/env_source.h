@@ -18,6 +18,7 @@
 #include <string>
 
 #include "cowbackup/status.h"
+#include "backup/db_image.h"
 #include "engine/source.h"
 
 namespace cowbackup::lmdb {
@@ -37,31 +38,7 @@ class EnvSource final : public Source {
   const std::string path_;
 };
 
-// One meta page as LMDB 0.9.24 lays it out (mdb.c, MDB_meta after the
-// 16-byte page header; x86-64 sizes):
-//
-//   page offset  0  MDB_page header (pgno 8, pad 2, flags 2, lower/upper 4)
-//               16  mm_magic u32 (0xBEEFC0DE)   20 mm_version u32 (1)
-//               24  mm_address                  32 mm_mapsize
-//               40  mm_dbs[2], 48 bytes each (FREE_DBI then MAIN_DBI;
-//                   mm_psize is mm_dbs[0].md_pad)
-//              136  mm_last_pg                 144 mm_txnid
-//
-// mdb_env_write_meta rewrites [32, 152) of the page with the older txnid.
-struct MetaPage {
-  uint32_t magic = 0;
-  uint32_t version = 0;
-  uint64_t map_size = 0;
-  uint32_t page_size = 0;
-  uint64_t last_pgno = 0;
-  uint64_t txnid = 0;
-  bool valid() const { return magic == 0xBEEFC0DEu && version == 1; }
-};
-inline constexpr size_t kMetaMagicOffset = 16, kMetaVersionOffset = 20, kMetaMapSizeOffset = 32,
-                        kMetaPageSizeOffset = 40, kMetaLastPgnoOffset = 136,
-                        kMetaTxnidOffset = 144, kMetaEnd = 152;
-
-void DecodeMetaPage(const uint8_t* page, MetaPage* meta);
+// MetaPage and DecodeMetaPage: backup/db_image.h.
 // Reads meta pages 0 and 1 through `source` and returns the one with the
 // higher txnid (the one LMDB opens with). Corruption if neither is valid.
 Status ReadNewestMeta(Source* source, MetaPage* newest, int* which = nullptr);

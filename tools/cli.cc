@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -154,21 +155,32 @@ namespace {
 std::mutex g_interrupt_mu;
 std::function<bool()> g_interrupt_action;  // GUARDED_BY(g_interrupt_mu)
 int g_signals_seen = 0;                    // GUARDED_BY(g_interrupt_mu)
+std::atomic<bool> g_interrupted{false};
 
 void InterruptThread(sigset_t set) {
+  bool winding_down = false;  // the first signal's action left main to clean up
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
+    g_interrupted.store(true);
     std::function<bool()> action;
     {
       std::lock_guard<std::mutex> lock(g_interrupt_mu);
       if (++g_signals_seen == 1) action = g_interrupt_action;
     }
-    // The action (removing temporaries) runs unlocked and at most once.
-    if (!action || action()) {
-      fprintf(stderr, "\ncowbackup: interrupted (%s)\n", strsignal(sig));
-      _exit(128 + sig);
+    if (winding_down) {
+      fprintf(stderr, "\ncowbackup: still removing what the interrupted operation made "
+                      "(SIGKILL stops at once and leaves it to the next run)\n");
+      continue;
     }
+    // The action (cancelling, removing temporaries) runs unlocked and at
+    // most once; signals that arrive meanwhile wait in the set.
+    if (action && !action()) {
+      winding_down = true;
+      continue;
+    }
+    fprintf(stderr, "\ncowbackup: interrupted (%s)\n", strsignal(sig));
+    _exit(128 + sig);
   }
 }
 
@@ -197,7 +209,11 @@ OnInterrupt::~OnInterrupt() {
   g_interrupt_action = std::move(previous_);
 }
 
-void RemoveOwnTemporaries(const std::string& dest) {
+bool Interrupted() { return g_interrupted.load(); }
+
+void RemoveOwnTemporaries(const std::string& dest_given) {
+  std::string dest = dest_given;
+  while (dest.size() > 1 && dest.back() == '/') dest.pop_back();
   const std::string dir = ParentDir(dest);
   const std::string prefix = BaseName(dest) + kTempInfix + std::to_string(::getpid()) + "-";
   for (const std::string& name : ListDir(dir)) {

@@ -76,11 +76,15 @@ uint64_t RegularFileSize(const std::string& path);
 std::string FormatUnixMicros(uint64_t unix_us);
 
 // Interrupts (SIGINT, SIGTERM, SIGHUP) are taken on a thread of their own.
-// While an OnInterrupt is alive its action (the innermost one's) runs there first; if the action
-// returns true the process exits with 128+signal, else the main thread is
-// expected to wind down (a cancelled backup). A second signal always exits.
+// While an OnInterrupt is alive its action (the innermost one's) runs there
+// on the first signal; if it returns true the process exits with
+// 128+signal, else the main thread is expected to wind down (a cancelled
+// backup removing what it made) and later signals do not cut that short.
+// With no OnInterrupt alive, a signal exits at once.
 // Call once at the start of main(), before any thread exists.
 void InstallInterruptHandling();
+// True once an interrupt arrived (for loops that should stop early).
+bool Interrupted();
 class OnInterrupt {
  public:
   explicit OnInterrupt(std::function<bool()> action);
@@ -92,7 +96,8 @@ class OnInterrupt {
   std::function<bool()> previous_;  // restored on destruction: guards nest
 };
 // Removes what this process left under a temporary name for `dest`
-// ("<dest>.cowtmp-<pid>-..."; files, or directories of files).
+// ("<dest>.cowtmp-<pid>-..."; files, or directories of files; `dest` may
+// end in '/').
 void RemoveOwnTemporaries(const std::string& dest);
 
 }  // namespace cowbackup::cli

@@ -19,11 +19,16 @@
 // a busy database, back up from inside the writing application instead
 // (the SQLite extension or the LMDB wrapper).
 //
-// Publishing. The archive is written under "<ARCHIVE>.cowtmp-<pid>-..." and
-// only renamed into place once every check passed. ARCHIVE "-" streams to
-// standard output: the archive is built in a temporary directory
-// (--snapshot-dir, else $TMPDIR) and copied out after the checks, because
-// a stream cannot be taken back once sent.
+// Publishing. The front end writes the archive as every backup does
+// (backup/output.h: "<ARCHIVE>.cowtmp-<pid>-...", renamed into place once
+// every check passed, stale temporaries of dead processes swept first).
+// ARCHIVE "-" streams to standard output: the archive is built in a private
+// temporary directory (--snapshot-dir, else $TMPDIR) and copied out after
+// the checks, because a stream cannot be taken back once sent.
+//
+// Interrupts. The first SIGINT/SIGTERM/SIGHUP cancels the backup and lets
+// it remove what it made (temporary archive, snapshot volume) by the usual
+// path; further signals do not cut that cleanup short.
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -34,6 +39,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -85,26 +91,6 @@ Status DetectKind(const std::string& source, Kind* kind) {
                                  source);
 }
 
-// Moves the finished temporary archive to `dest`: a rename (refusing to
-// replace an existing file unless `overwrite`) and a directory fsync.
-Status Publish(const std::string& temp, const std::string& dest, bool overwrite) {
-  int rc = overwrite ? ::rename(temp.c_str(), dest.c_str())
-                     : ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE);
-  if (rc != 0 && !overwrite && (errno == EINVAL || errno == ENOSYS)) {
-    rc = ::link(temp.c_str(), dest.c_str());  // no RENAME_NOREPLACE here
-    if (rc == 0) ::unlink(temp.c_str());
-  }
-  if (rc != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    if (err == EEXIST) {
-      return Status::InvalidArgument("destination appeared while writing; not replaced", dest);
-    }
-    return Status::FromErrno("rename", dest, err);
-  }
-  return FsyncParentDir(dest);
-}
-
 // Copies the finished temporary archive to standard output.
 Status StreamOut(const std::string& temp) {
   int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
@@ -112,6 +98,10 @@ Status StreamOut(const std::string& temp) {
   std::vector<uint8_t> buf(1 << 20);
   Status s;
   for (;;) {
+    if (Interrupted()) {
+      s = Status::Cancelled("backup cancelled");
+      break;
+    }
     size_t got = 0;
     s = ReadUpTo(fd, buf.data(), buf.size(), &got, temp);
     if (!s.ok() || got == 0) break;
@@ -137,7 +127,7 @@ void Show(ProgressBar* bar, const Progress& p, uint32_t page_size) {
   bar->update(p.pages_done * page_size);
 }
 
-Status BackupSqlite(const std::string& source, const std::string& temp, const BackupOptions& options,
+Status BackupSqlite(const std::string& source, const std::string& dest, const BackupOptions& options,
                     ProgressBar* bar, Outcome* out) {
   Status s = sqlite::RegisterVfs(/*make_default=*/false);
   if (!s.ok()) return s;
@@ -151,12 +141,13 @@ Status BackupSqlite(const std::string& source, const std::string& temp, const Ba
     return s;
   }
   uint64_t id = 0;
-  s = sqlite::StartBackup(db, "main", temp, options, &id);
+  s = sqlite::StartBackup(db, "main", dest, options, &id);
   if (s.ok()) {
     OnInterrupt cancel([id] {
       (void)sqlite::CancelBackup(id);
       return false;  // the job removes its own temporaries; main reports
     });
+    if (Interrupted()) (void)sqlite::CancelBackup(id);  // while it started
     for (;;) {
       sqlite::JobInfo info;
       if (!sqlite::GetJob(id, &info).ok() || info.summary.state != JobState::kRunning) break;
@@ -169,16 +160,37 @@ Status BackupSqlite(const std::string& source, const std::string& temp, const Ba
   return s;
 }
 
-Status BackupLmdb(const std::string& source, const std::string& temp, const BackupOptions& options,
+Status BackupLmdb(const std::string& source, const std::string& dest, const BackupOptions& options,
                   ProgressBar* bar, Outcome* out) {
   std::unique_ptr<lmdb::Env> env;
   // LMDB refuses backups of read-only envs (their writers are elsewhere),
   // so the env is opened read-write; this process still writes nothing.
   Status s = lmdb::Env::Open(source, lmdb::EnvOptions{}, &env);
   if (!s.ok()) return s;
+  // This process makes no commit, so a newer meta page at the end means
+  // another process wrote pages the hook never saw: checked on the copier
+  // thread before the archive is published. T0's txnid is known once
+  // start_backup returns, which may be after the copier got there.
+  lmdb::Env* e = env.get();
+  auto t0 = std::make_shared<std::promise<uint64_t>>();
+  BackupOptions checked = options;
+  checked.before_publish = [e, source, t0_txnid = t0->get_future().share()] {
+    lmdb::EnvInfo info;
+    Status s = e->info(&info);
+    if (s.ok() && info.last_txnid != t0_txnid.get()) {
+      s = Status::Corruption(
+          "another process committed to the environment during the backup (txnid " +
+              std::to_string(t0_txnid.get()) + " at T0, " + std::to_string(info.last_txnid) +
+              " at the end); writes from other processes are not intercepted, so the copy was "
+              "discarded: back up from inside the writing application, or retry when it is idle",
+          source);
+    }
+    return s;
+  };
   std::unique_ptr<lmdb::BackupTask> task;
-  s = env->start_backup(temp, options, &task);
+  s = env->start_backup(dest, checked, &task);
   if (!s.ok()) return s;
+  t0->set_value(task->t0_txnid());
   lmdb::BackupResult result;
   {
     lmdb::BackupTask* t = task.get();
@@ -186,6 +198,7 @@ Status BackupLmdb(const std::string& source, const std::string& temp, const Back
       t->cancel();
       return false;
     });
+    if (Interrupted()) t->cancel();
     while (!task->done()) {
       Show(bar, task->progress(), task->summary().page_size);
       std::this_thread::sleep_for(kPollInterval);
@@ -194,20 +207,6 @@ Status BackupLmdb(const std::string& source, const std::string& temp, const Back
   }
   out->summary = result.summary;
   out->lmdb_txnid = result.txnid;
-  if (!s.ok()) return s;
-  // This process made no commit, so a newer meta page means another
-  // process wrote pages the hook never saw.
-  lmdb::EnvInfo info;
-  s = env->info(&info);
-  if (s.ok() && info.last_txnid != result.txnid) {
-    s = Status::Corruption(
-        "another process committed to the environment during the backup (txnid " +
-            std::to_string(result.txnid) + " at T0, " + std::to_string(info.last_txnid) +
-            " at the end); writes from other processes are not intercepted, so the copy was "
-            "discarded: back up from inside the writing application, or retry when it is idle",
-        source);
-  }
-  if (!s.ok()) ::unlink(temp.c_str());
   return s;
 }
 
@@ -289,28 +288,17 @@ int RunBackup(const std::vector<std::string>& args) {
   options.max_rate_mb = max_rate_mb;
   options.snapshot_dir = snapshot_dir;
   options.busy_timeout_ms = busy_timeout_ms;
-  options.overwrite = false;  // the temporary name is always new; Publish decides
+  options.overwrite = force;
 
   const auto start = std::chrono::steady_clock::now();
   Kind kind = Kind::kSqlite;
   Outcome outcome;
   Status s = DetectKind(source, &kind);
-  // Where the archive is built before it is published or streamed.
-  std::string temp, temp_dir;
+  // Where the front end writes: ARCHIVE itself, or, when streaming, a file
+  // in a private directory that is copied out once every check passed.
+  std::string dest = archive, temp_dir;
   if (s.ok() && !streaming) {
-    struct stat st;
-    if (::stat(archive.c_str(), &st) == 0) {
-      if (S_ISDIR(st.st_mode)) {
-        s = Status::InvalidArgument("destination is a directory", archive);
-      } else if (!force) {
-        s = Status::InvalidArgument("destination exists (use --force to replace it)", archive);
-      }
-    }
-    const std::string dir = ParentDir(archive);
-    if (s.ok() && ::stat(dir.c_str(), &st) != 0) {
-      s = Status::FromErrno("destination directory", dir, errno);
-    }
-    temp = TempName(archive);
+    s = CheckOutputPath(archive, force, "--force");
   } else if (s.ok()) {
     const char* t = getenv("TMPDIR");
     std::string tmpl = (snapshot_dir.empty() ? std::string(t && *t ? t : "/tmp") : snapshot_dir) +
@@ -319,21 +307,19 @@ int RunBackup(const std::vector<std::string>& args) {
       s = Status::FromErrno("create temporary directory", ParentDir(tmpl), errno);
     } else {
       temp_dir = tmpl;
-      temp = temp_dir + "/stream.cbk";
+      dest = temp_dir + "/stream.cbk";
     }
   }
   if (s.ok()) {
-    OnInterrupt cleanup([&temp, &temp_dir] {
-      if (!temp_dir.empty()) RemoveTree(temp_dir);
-      return true;
-    });
+    // Until the front end's own cancel takes over: note the interrupt, and
+    // wind down (the backup is cancelled as soon as it has started).
+    OnInterrupt wind_down([] { return false; });
     ProgressBar bar("backup", ProgressBar::Enabled(flags.progress, flags.quiet));
     bar.start(0);
-    s = kind == Kind::kSqlite ? BackupSqlite(source, temp, options, &bar, &outcome)
-                              : BackupLmdb(source, temp, options, &bar, &outcome);
+    s = kind == Kind::kSqlite ? BackupSqlite(source, dest, options, &bar, &outcome)
+                              : BackupLmdb(source, dest, options, &bar, &outcome);
     bar.finish(s.ok());
-    if (s.ok()) s = streaming ? StreamOut(temp) : Publish(temp, archive, force);
-    if (!s.ok() && !streaming) RemoveOwnTemporaries(archive);
+    if (s.ok() && streaming) s = StreamOut(dest);
     if (!temp_dir.empty()) RemoveTree(temp_dir);
   }
   const double seconds =

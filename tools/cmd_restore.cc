@@ -4,9 +4,10 @@
 // as it is applied, the image is built under a temporary name, fsynced and
 // renamed, so OUT never holds a partial database. This file adds what an
 // operator needs around it: --force, refusing to replace the archive
-// itself or a directory that is not an LMDB environment, removal of the
-// temporary on interrupt, progress and a report.
-#include <dirent.h>
+// itself, removal of the temporary on interrupt, progress and a report.
+// What OUT may be (never a
+// symlink, device or FIFO, never a live database, an LMDB directory only
+// if it holds just an environment) is RestoreArchive's to decide.
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -23,32 +24,13 @@ namespace cowbackup::cli {
 
 namespace {
 
-// Checks RestoreArchive does not make, because they are about the command
-// line rather than the archive.
-Status CheckDestination(const std::string& archive, const std::string& out, bool force) {
+// The one check RestoreArchive does not make, because it is about the
+// command line rather than the archive (what OUT may be is the library's).
+Status CheckNotArchive(const std::string& archive, const std::string& out) {
   struct stat out_st, in_st;
-  if (::stat(out.c_str(), &out_st) != 0) return Status::OK();
-  if (archive != "-" && ::stat(archive.c_str(), &in_st) == 0 && in_st.st_dev == out_st.st_dev &&
-      in_st.st_ino == out_st.st_ino) {
+  if (archive != "-" && ::stat(out.c_str(), &out_st) == 0 && ::stat(archive.c_str(), &in_st) == 0 &&
+      in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino) {
     return Status::InvalidArgument("output is the archive itself", out);
-  }
-  // --force replaces an LMDB environment directory wholesale: refuse one that
-  // holds anything but an environment's files, so a mistyped OUT never
-  // empties an unrelated directory.
-  if (force && S_ISDIR(out_st.st_mode)) {
-    DIR* d = ::opendir(out.c_str());
-    if (d == nullptr) return Status::FromErrno("open directory", out, errno);
-    std::string stranger;
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name != "." && name != ".." && name != "data.mdb" && name != "lock.mdb") stranger = name;
-    }
-    ::closedir(d);
-    if (!stranger.empty()) {
-      return Status::InvalidArgument("output directory holds '" + stranger +
-                                         "', not only an LMDB environment; not replacing it",
-                                     out);
-    }
   }
   return Status::OK();
 }
@@ -80,7 +62,7 @@ int RunRestore(const std::vector<std::string>& args) {
   if (!cl.Parse(args, &exit_code)) return exit_code;
 
   const auto start = std::chrono::steady_clock::now();
-  Status s = CheckDestination(archive, out, force);
+  Status s = CheckNotArchive(archive, out);
   ArchiveReport report;
   if (s.ok()) {
     OnInterrupt cleanup([out] {

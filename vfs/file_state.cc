@@ -24,8 +24,6 @@ std::map<std::pair<dev_t, ino_t>, FileState*>& Registry() {
 }
 
 constexpr uint8_t kJournalMagic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
-constexpr char kHeaderString[16] = "SQLite format 3";  // with its NUL: 16 bytes
-
 uint32_t Be32(const uint8_t* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
@@ -36,24 +34,6 @@ std::string SqliteError(const char* what, int rc, const std::string& path) {
 
 }  // namespace
 
-Status ParseDbHeader(const uint8_t* buf, size_t len, const std::string& path, DbHeader* h) {
-  if (len < 100 || memcmp(buf, kHeaderString, 16) != 0) {
-    return Status::Corruption("not a SQLite database (bad header)", path);
-  }
-  uint32_t ps = (uint32_t(buf[16]) << 8) | buf[17];
-  if (ps == 1) ps = 65536;
-  if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0) {
-    return Status::Corruption("bad page size " + std::to_string(ps) + " in the database header", path);
-  }
-  h->page_size = ps;
-  h->write_version = buf[18];
-  h->read_version = buf[19];
-  h->change_counter = Be32(buf + 24);
-  h->header_pages = Be32(buf + 28);
-  h->schema_cookie = Be32(buf + 40);
-  return Status::OK();
-}
-
 // ---------------------------------------------------------------------------
 // Registry
 
@@ -63,6 +43,11 @@ FileState* FileState::Acquire(dev_t dev, ino_t ino, const std::string& path, sql
   if (slot == nullptr) slot = new FileState(dev, ino, path, parent);
   slot->refs_++;
   return slot;
+}
+
+bool FileState::IsOpen(dev_t dev, ino_t ino) {
+  std::lock_guard<std::mutex> lock(g_registry_mu);
+  return Registry().count({dev, ino}) != 0;
 }
 
 void FileState::Release(FileState* state) {

@@ -47,6 +47,7 @@
 #include <string>
 
 #include "cowbackup/status.h"
+#include "backup/db_image.h"
 #include "engine/mutex.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
@@ -54,17 +55,7 @@
 namespace cowbackup::sqlite {
 
 // Facts read from the database header (the first 100 bytes).
-struct DbHeader {
-  uint32_t page_size = 0;       // 0 if the file is empty
-  uint32_t change_counter = 0;  // offset 24
-  uint32_t schema_cookie = 0;   // offset 40
-  uint32_t header_pages = 0;    // offset 28, "in-header database size"
-  uint8_t write_version = 0;    // offset 18: 1 rollback, 2 WAL
-  uint8_t read_version = 0;     // offset 19
-  bool wal() const { return write_version == 2 || read_version == 2; }
-};
-// Parses the header; Corruption if it is not a SQLite database header.
-Status ParseDbHeader(const uint8_t* buf, size_t len, const std::string& path, DbHeader* h);
+// DbHeader and ParseDbHeader: backup/db_image.h.
 
 class FileState {
  public:
@@ -72,6 +63,8 @@ class FileState {
   static FileState* Acquire(dev_t dev, ino_t ino, const std::string& path, sqlite3_vfs* parent);
   // Drops a reference; the last one closes the reader and frees the state.
   static void Release(FileState* state);
+  // True if (dev, ino) is a database file open in this process through the shim.
+  static bool IsOpen(dev_t dev, ino_t ino);
 
   FileState(const FileState&) = delete;
   FileState& operator=(const FileState&) = delete;

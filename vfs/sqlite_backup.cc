@@ -14,7 +14,6 @@
 // End (before the destination is published, on the copier thread): SHARED
 // again, compare the change counter with the commits the shim saw.
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -84,33 +83,23 @@ std::map<uint64_t, std::shared_ptr<Job>>& Jobs() REQUIRES(g_jobs_mu) {
   return *jobs;
 }
 
-std::string RealPath(const std::string& path) {
-  char buf[PATH_MAX];
-  if (::realpath(path.c_str(), buf) == nullptr) return {};
-  return buf;
-}
-
-// The destination may not be the database, its journal, WAL or shm file:
-// compared by canonical path and, when it exists, by inode.
+// The destination may not be the database itself, nor any database open in
+// this process through the shim (another schema or connection: the
+// per-inode registry knows), whatever path names it. What no destination
+// may be (a symlink, a device, a name SQLite would take for a journal, a
+// database open elsewhere) is CheckOutputPath's, run by AtomicFile.
 Status CheckDestination(const std::string& dest, const FileState& st) {
   if (dest.empty()) return Status::InvalidArgument("destination path is empty");
   if (dest == "-") return Status::InvalidArgument("destination \"-\" (standard output) is not supported here");
   struct stat sb;
-  if (::stat(dest.c_str(), &sb) == 0 && sb.st_dev == st.dev() && sb.st_ino == st.ino()) {
+  if (::stat(dest.c_str(), &sb) != 0) return Status::OK();
+  if (sb.st_dev == st.dev() && sb.st_ino == st.ino()) {
     return Status::InvalidArgument("destination is the database file itself", dest);
   }
-  const std::string db = RealPath(st.path());
-  const std::string dir = RealPath(ParentDir(dest));
-  if (db.empty() || dir.empty()) return Status::OK();  // AtomicFile::Create reports a bad directory
-  std::string canon = (dir == "/" ? "" : dir) + "/" + BaseName(dest);
-  const std::string resolved = RealPath(dest);  // follows a symlink at dest
-  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
-    const std::string forbidden = db + suffix;
-    if (canon == forbidden || resolved == forbidden) {
-      return Status::InvalidArgument(std::string("destination is the database's own ") +
-                                         (*suffix ? suffix + 1 : "file"),
-                                     dest);
-    }
+  if (FileState::IsOpen(sb.st_dev, sb.st_ino)) {
+    return Status::InvalidArgument("destination is a database open in this process; cowbackup "
+                                   "never replaces a live database",
+                                   dest);
   }
   return Status::OK();
 }

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "cowbackup/status.h"
 
 namespace cowbackup {
 
@@ -39,6 +42,11 @@ struct BackupOptions {
   // keeps more of its throughput on a disk it shares with the destination,
   // for a longer backup. Writers in other processes are not seen.
   bool yield_to_commits = false;
+  // Called on the copier thread once every page is copied, just before the
+  // destination is published; a non-OK status fails the backup instead and
+  // nothing is published. The command-line tool checks there that no other
+  // process committed to an LMDB environment while it copied. May be empty.
+  std::function<Status()> before_publish;
 };
 
 // Counters a front end shows while a job runs. A consistent-enough snapshot

@@ -180,6 +180,8 @@ class BackupTask {
 
   Progress progress() const;
   Summary summary() const;
+  // The txnid of the T0 meta page (fixed once start_backup has returned).
+  uint64_t t0_txnid() const;
   void cancel();
   bool done() const;
   // Waits for the end; the backup's final status.

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "image_kind.h"
 #include "backup/archive_reader.h"
 #include "backup/archive_writer.h"
 #include "backup/backup_job.h"
@@ -36,6 +37,16 @@ std::vector<uint8_t> Pages(uint32_t page_size, uint64_t count, uint64_t seed) {
   std::vector<uint8_t> v(page_size * count);
   std::mt19937_64 rng(seed);
   for (auto& b : v) b = uint8_t(rng());
+  return v;
+}
+
+// Pages whose first two are LMDB meta pages naming `page_size`, as
+// restore requires of an LMDB archive's image (backup/db_image.h).
+std::vector<uint8_t> LmdbPages(uint32_t page_size, uint64_t count, uint64_t seed) {
+  std::vector<uint8_t> v = Pages(page_size, count, seed);
+  for (uint64_t m = 0; m < 2; m++) {
+    test::StampImageKind(format::SourceKind::kLmdb, page_size, m, v.data() + m * page_size);
+  }
   return v;
 }
 
@@ -167,14 +178,30 @@ TEST(AtomicFileTest, OverwriteRemovesTheOldCopyButNeverAnotherNameOfIt) {
   ASSERT_EQ(::link(dir.file("b").c_str(), dir.file("b.link").c_str()), 0);
   overwrite(dir.file("b"));
   EXPECT_TRUE(ReadFile(dir.file("b.link")) == old_bytes) << "another name of the old file was cut";
-  // A symlink at the destination is replaced; its target is not touched.
+  // A symlink at the destination is refused, not replaced nor followed:
+  // cowbackup replaces only regular files (README, promise 5).
   WriteFile(dir.file("target"), old_bytes);
   ASSERT_EQ(::symlink(dir.file("target").c_str(), dir.file("c").c_str()), 0);
-  overwrite(dir.file("c"));
+  std::unique_ptr<AtomicFile> f;
+  Status s = AtomicFile::Create(dir.file("c"), true, &f);
+  EXPECT_NE(s.ToString().find("symbolic link"), std::string::npos) << s.ToString();
   EXPECT_TRUE(ReadFile(dir.file("target")) == old_bytes) << "the symlink's target was cut";
+  struct stat lst;
+  ASSERT_EQ(::lstat(dir.file("c").c_str(), &lst), 0);
+  EXPECT_TRUE(S_ISLNK(lst.st_mode));
+  // A reader of the old copy (an open descriptor, no name left) keeps it
+  // whole: the old file is shrunk only when nobody else has it open.
+  WriteFile(dir.file("d"), old_bytes);
+  const int reader = ::open(dir.file("d").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(reader, 0);
+  overwrite(dir.file("d"));
+  struct stat rst;
+  ASSERT_EQ(::fstat(reader, &rst), 0);
+  EXPECT_EQ(uint64_t(rst.st_size), old_bytes.size()) << "a reader's copy was cut";
+  ::close(reader);
   auto names = dir.list();
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "b.link", "c", "target"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "b", "b.link", "c", "d", "target"}));
 }
 
 // ---- The spec and the header agree -----------------------------------------
@@ -268,7 +295,7 @@ TEST_F(ArchiveTest, OverlaysReplaceEarlierPages) {
 }
 
 TEST_F(ArchiveTest, LmdbArchiveRestoresToADirectoryWithDataMdb) {
-  const auto image = Pages(4096, 5, 4);
+  const auto image = LmdbPages(4096, 5, 4);
   WriteFile(path_, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));
   ASSERT_TRUE(RestoreArchive(path_, dir_.file("env"), false).ok());
   EXPECT_EQ(ReadFile(dir_.file("env/data.mdb")), image);
@@ -286,7 +313,7 @@ TEST_F(ArchiveTest, LmdbArchiveRestoresToADirectoryWithDataMdb) {
 TEST_F(ArchiveTest, RestoreRemovesWhatAKilledRestoreLeft) {
   const std::string dead = std::to_string(DeadPid());
   const std::string live = std::to_string(getppid());
-  const auto image = Pages(4096, 5, 4);
+  const auto image = LmdbPages(4096, 5, 4);
   const std::string lmdb_archive = dir_.file("env.cbk");
   WriteFile(path_, MakeArchive(image, 4096));
   WriteFile(lmdb_archive, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));

@@ -210,14 +210,18 @@ TEST_F(ArchiveCliTest, VerifyDeepOnTheWrongKindFailsClearly) {
   WriteArchive(Path("junk.cbk"), std::string(8192, 'j'));
   r = Cow("verify --deep --temp-dir " + Sh(dir_) + " " + Sh(Path("junk.cbk")));
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("file is not a database"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the archive says SQLite, but its page 1 is not a SQLite database"),
+            std::string::npos)
+      << r.err;
   // An archive labelled lmdb holding a SQLite database.
   ArchiveSpec lmdb;
   lmdb.kind = format::SourceKind::kLmdb;
   WriteArchive(Path("sqlite-as-lmdb.cbk"), image_, lmdb);
   r = Cow("verify --deep --temp-dir " + Sh(dir_) + " " + Sh(Path("sqlite-as-lmdb.cbk")));
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("cowbackup: verify: lmdb mdb_env_open"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cowbackup: verify: the archive says LMDB, but neither page 0 nor page 1"),
+            std::string::npos)
+      << r.err;
   EXPECT_EQ(r.err_lines(), 1u);
 }
 

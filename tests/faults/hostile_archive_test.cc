@@ -16,6 +16,7 @@
 #include <cstring>
 #include <thread>
 
+#include "image_kind.h"
 #include "backup/archive_reader.h"
 #include "backup/archive_writer.h"
 #include "backup/restore.h"
@@ -43,10 +44,12 @@ std::vector<uint8_t> MakeArchive(uint64_t pages, bool overlays, format::SourceKi
   std::vector<uint8_t> page(page_size);
   for (uint64_t p = 0; p < pages; p++) {
     for (uint32_t b = 0; b < page_size; b++) page[b] = uint8_t(p * 7 + b);
+    test::StampImageKind(kind, page_size, p, page.data());
     EXPECT_TRUE(w.put_run(p, page.data(), 1).ok());
   }
   if (overlays) {
     page.assign(page_size, 0x5a);
+    test::StampImageKind(kind, page_size, 0, page.data());
     EXPECT_TRUE(w.put_overlay(0, page.data()).ok());
   }
   EXPECT_TRUE(w.finish(Progress{}).ok());

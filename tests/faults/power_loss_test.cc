@@ -4,7 +4,7 @@
 //
 // This binary is linked with --wrap for the calls the library makes to
 // create, write, sync, rename and remove files (open, mkdir, write, pwrite,
-// pwritev, ftruncate, fsync, rename, renameat2, link, unlink); the shared
+// pwritev, ftruncate, fsync, rename, renameat2, link, unlink, unlinkat); the shared
 // libsqlite3's calls are not wrapped. A model follows them:
 //   - an inode is dirty from a write or truncate until an fsync of it;
 //   - a directory's entries are pending from a create, rename, link or
@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "image_kind.h"
 #include "backup/archive_writer.h"
 #include "backup/output.h"
 #include "backup/restore.h"
@@ -189,6 +190,7 @@ int __real_rename(const char*, const char*);
 int __real_renameat2(int, const char*, int, const char*, unsigned);
 int __real_link(const char*, const char*);
 int __real_unlink(const char*);
+int __real_unlinkat(int, const char*, int);
 
 int __wrap_open(const char* path, int flags, ...) {
   mode_t mode = 0;
@@ -263,6 +265,13 @@ int __wrap_link(const char* from, const char* to) {
 }
 int __wrap_unlink(const char* path) {
   const int rc = __real_unlink(path);
+  if (rc == 0 && g_on) g_model.Bound(path, cowbackup::faults::kAbsent);
+  return rc;
+}
+// RemoveTree and RemoveFlatDir remove by directory descriptor.
+int __wrap_unlinkat(int dir, const char* name, int flags) {
+  const std::string path = dir == AT_FDCWD ? name : cowbackup::faults::FdPath(dir) + "/" + name;
+  const int rc = __real_unlinkat(dir, name, flags);
   if (rc == 0 && g_on) g_model.Bound(path, cowbackup::faults::kAbsent);
   return rc;
 }
@@ -342,6 +351,7 @@ void WriteArchive(const std::string& path, format::SourceKind kind, uint64_t pag
   ArchiveWriter w(h, std::move(out));
   IoBuffer image(size_t(pages) * 4096);
   for (size_t i = 0; i < image.size(); i++) image.data()[i] = uint8_t(i * 7 + i / 4096);
+  for (uint64_t p = 0; p < 2; p++) test::StampImageKind(kind, 4096, p, image.data() + p * 4096);
   ASSERT_TRUE(w.put_run(0, image.data(), pages).ok());
   ASSERT_TRUE(w.finish(Progress{}).ok());
 }
@@ -357,7 +367,7 @@ TEST_F(PowerLossTest, RestoresPublishOnlyDurableCompleteCopies) {
       return Status::OK();
     });
     Scenario(what + ", new", out, false, [&] { return RestoreArchive(archive, out, false); });
-    // A large file being replaced is freed in steps (AtomicFile::TrimAndRemove).
+    // A large file being replaced is freed in steps (AtomicFile::TrimAndClose).
     const auto large_old_file = [&] {
       if (lmdb) return;
       ::unlink(out.c_str());

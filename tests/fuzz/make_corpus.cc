@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "image_kind.h"
 #include "backup/archive_writer.h"
 #include "backup/output.h"
 #include "engine/posix_file.h"
@@ -44,12 +45,14 @@ std::vector<uint8_t> Archive(uint32_t page_size, uint64_t pages, bool overlays,
   for (uint64_t i = 0; i < pages; i++) {
     const uint64_t p = overlays ? i : pages - 1 - i;
     for (uint32_t b = 0; b < page_size; b++) page[b] = uint8_t(p * 31 + b);
+    test::StampImageKind(kind, page_size, p, page.data());
     if (!writer.put_run(p, page.data(), 1).ok()) abort();
   }
   Progress final;
   if (overlays) {
     for (uint64_t p = 0; p < pages; p += 2) {
       page.assign(page_size, uint8_t(0xa0 + p));
+      test::StampImageKind(kind, page_size, p, page.data());
       if (!writer.put_overlay(p, page.data()).ok()) abort();
       final.pages_preserved++;
     }

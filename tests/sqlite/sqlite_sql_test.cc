@@ -209,10 +209,17 @@ TEST_F(SqlTest, DestinationMayNotBeTheDatabaseOrItsJournals) {
   ASSERT_EQ(link(path.c_str(), (dir_ / "hard.db").c_str()), 0);
   const std::string opts = "{\"overwrite\":true}";
   for (const std::string& dest :
-       {path, dir_.path() + "/./self.db", dir_ / "link.db", dir_ / "hard.db", path + "-journal",
-        path + "-wal", path + "-shm"}) {
+       {path, dir_.path() + "/./self.db", dir_ / "link.db", dir_ / "hard.db"}) {
     const std::string error = Backup(db, dest, "main", opts);
     EXPECT_NE(error.find("destination is the database"), std::string::npos) << dest << ": " << error;
+  }
+  // Any database's journal, WAL or shm name: SQLite would take a copy
+  // there for that database's own (a hot journal is replayed).
+  for (const std::string& dest : {path + "-journal", path + "-wal", path + "-shm",
+                                  dir_ / "other.db-journal", dir_ / "other.db-wal"}) {
+    const std::string error = Backup(db, dest, "main", opts);
+    EXPECT_NE(error.find("is named like a SQLite database's"), std::string::npos) << dest << ": " << error;
+    EXPECT_FALSE(Exists(dest)) << dest;
   }
   EXPECT_EQ(Query(db, "PRAGMA integrity_check"), "ok");
   sqlite3_close(db);
