@@ -1,0 +1,277 @@
+// The command-line tool against what a hostile local user or an unlucky
+// operator leaves in its way (issue 10): FIFOs, devices and sockets under
+// destination or stale-looking names, symlinks, a kill -9 mid-backup, a
+// second interrupt during cleanup, and paths as people type them. Every
+// command runs under `timeout`, so a tool that blocks on a FIFO fails the
+// test instead of hanging it.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+
+#include <thread>
+
+#include "tests/cli/cli_harness.h"
+
+namespace cowbackup::clitest {
+namespace {
+
+// A pid no process has: a reaped child's.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+class HostileCliTest : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    db_ = Path("app.db");
+    MakeSqliteDb(db_, 200);
+  }
+  // `cowbackup ARGS`, killed after 60 s: a blocked tool fails, never hangs.
+  Result Run(const std::string& args) { return Shell("timeout 60 " + Sh(Binary()) + " " + args); }
+
+  // Special files, each made in the test directory (never a system path).
+  void MakeFifo(const std::string& path) { ASSERT_EQ(mkfifo(path.c_str(), 0600), 0) << path; }
+  bool MakeDevice(const std::string& path) {  // a null device; needs CAP_MKNOD
+    return mknod(path.c_str(), S_IFCHR | 0600, makedev(1, 3)) == 0;
+  }
+  void MakeSocket(const std::string& path) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << path;
+    close(fd);  // the socket file stays
+  }
+  mode_t TypeOf(const std::string& path) {
+    struct stat st;
+    return lstat(path.c_str(), &st) == 0 ? st.st_mode & S_IFMT : 0;
+  }
+  // The special files a test can make here: name -> type.
+  std::vector<std::pair<std::string, mode_t>> MakeSpecials(const std::string& prefix) {
+    std::vector<std::pair<std::string, mode_t>> made;
+    MakeFifo(Path(prefix + "fifo"));
+    made.push_back({Path(prefix + "fifo"), S_IFIFO});
+    MakeSocket(Path(prefix + "sock"));
+    made.push_back({Path(prefix + "sock"), S_IFSOCK});
+    if (MakeDevice(Path(prefix + "dev"))) made.push_back({Path(prefix + "dev"), S_IFCHR});
+    return made;
+  }
+  bool AnyNamed(const std::string& needle) {
+    for (const std::string& name : Entries()) {
+      if (name.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  std::string db_;
+};
+
+// Item 2: a FIFO (or device, or socket) planted under the names the stale
+// sweeps look at is neither opened nor removed; the backup goes on.
+TEST_F(HostileCliTest, StaleSweepsSkipWhatIsNotARegularFileOfOurs) {
+  const std::string dead = std::to_string(DeadPid());
+  const std::vector<std::string> planted = {
+      Path("x.cbk.cowtmp-" + dead + "-0"),          // a temporary of x.cbk
+      Path("x.cbk." + dead + "-1.cowsnap"),         // a snapshot volume of x.cbk
+      Path("restored.db.cowtmp-" + dead + "-7")};   // a restore's temporary
+  for (const std::string& p : planted) MakeFifo(p);
+  const std::string dev = Path("x.cbk." + dead + "-2.cowsnap");
+  const bool have_dev = MakeDevice(dev);
+  Result r = Run("backup " + Sh(db_) + " " + Sh(Path("x.cbk")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Run("restore " + Sh(Path("x.cbk")) + " " + Sh(Path("restored.db")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(SqliteCount(Path("restored.db")), 200);
+  for (const std::string& p : planted) EXPECT_EQ(TypeOf(p), S_IFIFO) << p;
+  if (have_dev) EXPECT_EQ(TypeOf(dev), S_IFCHR);
+}
+
+// Item 2: --force onto a FIFO, a device or a socket is refused by name, and
+// the node is left as it was; for backup and restore, file and plain.
+TEST_F(HostileCliTest, ForceNeverReplacesASpecialFile) {
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  for (const auto& [path, type] : MakeSpecials("target-")) {
+    for (const std::string& cmd :
+         {"backup --force " + Sh(db_) + " " + Sh(path),
+          "backup --force --format plain " + Sh(db_) + " " + Sh(path),
+          "restore --force " + Sh(Path("a.cbk")) + " " + Sh(path)}) {
+      Result r = Run(cmd);
+      EXPECT_EQ(r.code, 1) << cmd << "\n" << r.err;
+      EXPECT_NE(r.err.find("only a regular file is ever replaced"), std::string::npos) << cmd << "\n" << r.err;
+      EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+      EXPECT_EQ(TypeOf(path), type) << cmd;
+    }
+  }
+  EXPECT_FALSE(AnyNamed(".cowtmp-"));
+  EXPECT_FALSE(AnyNamed(".cowsnap"));
+}
+
+// Item 2: an LMDB environment directory is replaced only if its data.mdb
+// (and lock.mdb) are regular files; nothing is left behind otherwise.
+TEST_F(HostileCliTest, RestoreNeverReplacesAnEnvironmentWhoseFilesAreSpecial) {
+  MakeLmdbEnv(Path("env"), 50, 20);
+  ASSERT_EQ(Run("backup " + Sh(Path("env")) + " " + Sh(Path("env.cbk"))).code, 0);
+  ASSERT_EQ(mkdir(Path("target").c_str(), 0700), 0);
+  MakeFifo(Path("target/data.mdb"));
+  Result r = Run("restore --force " + Sh(Path("env.cbk")) + " " + Sh(Path("target")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("data.mdb is a FIFO"), std::string::npos) << r.err;
+  EXPECT_EQ(TypeOf(Path("target/data.mdb")), S_IFIFO);
+  // A symlink as the directory itself: refused, its target untouched.
+  ASSERT_EQ(mkdir(Path("elsewhere").c_str(), 0700), 0);
+  WriteFile(Path("elsewhere/data.mdb"), "precious");
+  ASSERT_EQ(symlink(Path("elsewhere").c_str(), Path("link").c_str()), 0);
+  r = Run("restore --force " + Sh(Path("env.cbk")) + " " + Sh(Path("link")));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(ReadFile(Path("elsewhere/data.mdb")), "precious");
+  EXPECT_EQ(TypeOf(Path("link")), S_IFLNK);
+  EXPECT_FALSE(AnyNamed(".cowtmp-"));
+}
+
+// Item 1 (through the tool) and item 7: a symlink destination, dangling or
+// not, is refused before anything is copied; the target is never written.
+TEST_F(HostileCliTest, SymlinkDestinationsAreRefusedBeforeTheCopy) {
+  WriteFile(Path("victim"), "precious");
+  ASSERT_EQ(symlink(Path("victim").c_str(), Path("to-victim").c_str()), 0);
+  ASSERT_EQ(symlink(Path("nowhere").c_str(), Path("dangling").c_str()), 0);
+  for (const std::string& dest : {Path("to-victim"), Path("dangling")}) {
+    for (const std::string& force : {std::string(""), std::string("--force ")}) {
+      Result r = Run("backup " + force + Sh(db_) + " " + Sh(dest));
+      EXPECT_EQ(r.code, 1) << dest;
+      EXPECT_EQ(r.err, "cowbackup: backup: destination is a symbolic link; cowbackup never writes "
+                       "through or replaces one: give the path it points to: " + dest + "\n");
+    }
+  }
+  EXPECT_EQ(ReadFile(Path("victim")), "precious");
+  EXPECT_FALSE(Exists(Path("nowhere")));
+  EXPECT_FALSE(AnyNamed(".cowtmp-"));
+  EXPECT_FALSE(AnyNamed(".cowsnap"));
+}
+
+// Item 3 for the tool: a database open in another process is never the
+// destination of --force (a live database is never replaced).
+TEST_F(HostileCliTest, ForceNeverReplacesALiveDatabase) {
+  MakeSqliteDb(Path("live.db"), 10);
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  const pid_t holder = fork();
+  if (holder == 0) {
+    sqlite3* h = nullptr;
+    sqlite3_open(Path("live.db").c_str(), &h);
+    sqlite3_exec(h, "SELECT count(*) FROM t", nullptr, nullptr, nullptr);  // opens the file
+    pause();
+    _exit(0);
+  }
+  // The holder has the file open once its read ran; poll for that.
+  const std::string fd_dir = "/proc/" + std::to_string(holder) + "/fd";
+  for (int i = 0; i < 500; i++) {
+    Result ls = Shell("ls -l " + Sh(fd_dir));
+    if (ls.out.find("live.db") != std::string::npos) break;
+    usleep(10000);
+  }
+  for (const std::string& cmd : {"backup --force --format plain " + Sh(db_) + " " + Sh(Path("live.db")),
+                                 "restore --force " + Sh(Path("a.cbk")) + " " + Sh(Path("live.db"))}) {
+    Result r = Run(cmd);
+    EXPECT_EQ(r.code, 1) << cmd;
+    EXPECT_NE(r.err.find("never replaces a live database"), std::string::npos) << cmd << "\n" << r.err;
+  }
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+  EXPECT_EQ(SqliteCount(Path("live.db")), 10);
+  // Nobody has it open now: --force replaces it.
+  Result r = Run("restore --force " + Sh(Path("a.cbk")) + " " + Sh(Path("live.db")));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(SqliteCount(Path("live.db")), 200);
+}
+
+// Item 4: after kill -9 of a backup, the next backup to the same
+// destination removes the dead process's temporary archive and volume.
+TEST_F(HostileCliTest, TheNextBackupRemovesWhatAKilledOneLeft) {
+  MakeSqliteDb(Path("big.db"), 6000);  // ~2.5 s at 1 MB/s
+  for (const std::string& format : {"archive", "plain"}) {
+    const std::string dest = Path("big." + format);
+    Result r = Shell(Sh(Binary()) + " backup --max-rate-mb 1 --format " + format + " " +
+                     Sh(Path("big.db")) + " " + Sh(dest) +
+                     " & pid=$!; for i in $(seq 200); do ls " + Sh(dir_) +
+                     " | grep -q cowsnap && break; sleep 0.05; done; sleep 0.3; kill -KILL $pid; wait $pid");
+    EXPECT_EQ(r.code, 128 + SIGKILL) << r.err;
+    ASSERT_TRUE(AnyNamed("big." + format + ".cowtmp-")) << "the kill came too late to test anything";
+    ASSERT_TRUE(AnyNamed(".cowsnap"));
+    r = Run("backup --force --format " + format + " " + Sh(Path("big.db")) + " " + Sh(dest));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_FALSE(AnyNamed(".cowtmp-")) << format;
+    EXPECT_FALSE(AnyNamed(".cowsnap")) << format;
+  }
+}
+
+// Item 4: a second SIGTERM while the first one's cleanup runs does not cut
+// it short: neither the temporary archive nor the snapshot volume stays.
+TEST_F(HostileCliTest, ASecondInterruptDoesNotCutTheCleanupShort) {
+  MakeSqliteDb(Path("big.db"), 6000);
+  for (int round = 0; round < 3; round++) {
+    Result r = Shell(Sh(Binary()) + " backup --max-rate-mb 1 " + Sh(Path("big.db")) + " " +
+                     Sh(Path("big.cbk")) +
+                     " & pid=$!; for i in $(seq 200); do ls " + Sh(dir_) +
+                     " | grep -q cowsnap && break; sleep 0.05; done; sleep 0.2;"
+                     " kill -TERM $pid; kill -TERM $pid; kill -TERM $pid; wait $pid");
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("backup cancelled"), std::string::npos) << r.err;
+    EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "big.db"})) << "round " << round;
+  }
+}
+
+// Item 7: OUT as people type it.
+TEST_F(HostileCliTest, RestorePathsAsUsersTypeThem) {
+  MakeLmdbEnv(Path("env"), 50, 20);
+  ASSERT_EQ(Run("backup " + Sh(Path("env")) + " " + Sh(Path("env.cbk"))).code, 0);
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  // A trailing slash names the environment directory (the help's example).
+  Result r = Run("restore " + Sh(Path("env.cbk")) + " " + Sh(Path("restored-env/")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Exists(Path("restored-env/data.mdb")));
+  r = Run("restore --force " + Sh(Path("env.cbk")) + " " + Sh(Path("restored-env/")));
+  EXPECT_EQ(r.code, 0) << r.err;
+  // ...but not a SQLite database file.
+  r = Run("restore " + Sh(Path("a.cbk")) + " " + Sh(Path("db/")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("ends with '/', but this archive restores to a file"), std::string::npos) << r.err;
+  // '-' is refused clearly, and no file named '-' appears.
+  r = Shell("cd " + Sh(dir_) + " && timeout 60 " + Sh(Binary()) + " restore a.cbk -");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("standard output) is not supported"), std::string::npos) << r.err;
+  EXPECT_FALSE(Exists(Path("-")));
+  // Errors name the option the user has: --force.
+  r = Run("restore " + Sh(Path("a.cbk")) + " " + Sh(db_));
+  EXPECT_NE(r.err.find("use --force"), std::string::npos) << r.err;
+  r = Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk")));
+  EXPECT_NE(r.err.find("use --force"), std::string::npos) << r.err;
+  EXPECT_FALSE(AnyNamed(".cowtmp-"));
+}
+
+// Item 7: an archive whose pages contradict its kind is refused, not
+// restored as a non-database with exit 0.
+TEST_F(HostileCliTest, RestoreRefusesAnImageOfTheWrongKind) {
+  ArchiveSpec sqlite_spec;
+  WriteArchive(Path("junk.cbk"), std::string(8192, 'j'), sqlite_spec);
+  Result r = Run("restore " + Sh(Path("junk.cbk")) + " " + Sh(Path("out.db")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("the archive says SQLite, but its page 1 is not a SQLite database"),
+            std::string::npos)
+      << r.err;
+  ArchiveSpec lmdb_spec;
+  lmdb_spec.kind = format::SourceKind::kLmdb;
+  WriteArchive(Path("junk-env.cbk"), std::string(8192, 'j'), lmdb_spec);
+  r = Run("restore " + Sh(Path("junk-env.cbk")) + " " + Sh(Path("env")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("the archive says LMDB, but neither page 0 nor page 1"), std::string::npos) << r.err;
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "junk-env.cbk", "junk.cbk"}));
+}
+
+}  // namespace
+}  // namespace cowbackup::clitest
