@@ -305,6 +305,15 @@ Status AtomicFile::commit() {
     s = Status::FromErrno("truncate", temp_, errno);
   }
   if (s.ok()) s = FsyncFd(fd_, temp_);
+  // The rename below goes by name: make sure the name is still our file
+  // (in a directory others can write, it may have been swapped for a
+  // symlink; what we wrote went to our descriptor all the same).
+  struct stat ours, named;
+  if (s.ok() && (::fstat(fd_, &ours) != 0 || ::lstat(temp_.c_str(), &named) != 0 ||
+                 ours.st_dev != named.st_dev || ours.st_ino != named.st_ino)) {
+    s = Status::IOError("the temporary was replaced by another file while writing; not published",
+                        temp_);
+  }
   // The file being replaced stays open (pinned: a regular file only) so it
   // can be freed a step at a time after the rename; see TrimAndClose. What
   // is there now must still be a regular file: anything else that appeared

@@ -225,6 +225,38 @@ TEST_F(SqlTest, DestinationMayNotBeTheDatabaseOrItsJournals) {
   sqlite3_close(db);
 }
 
+// Issue 10, item 3: overwrite never replaces a database that is open, in
+// this process (attached to the calling connection, or open on another
+// connection, through the shim or not): the application's next write would
+// otherwise go to a file that no longer has a name.
+TEST_F(SqlTest, OverwriteNeverReplacesALiveDatabase) {
+  sqlite3* db = MakeDb(dir_ / "a.db", 10);
+  sqlite3* other = MakeDb(dir_ / "other.db", 7);
+  sqlite3_close(other);
+  const std::string opts = "{\"overwrite\":true}";
+  const auto expect_refused = [&](const char* how) {
+    const std::string error = Backup(db, dir_ / "other.db", "main", opts);
+    EXPECT_NE(error.find("live database"), std::string::npos) << how << ": " << error;
+  };
+  ASSERT_EQ(Exec(db, "ATTACH " + Quote(dir_ / "other.db") + " AS o"), "");
+  expect_refused("attached");
+  EXPECT_EQ(Exec(db, "INSERT INTO o.t(v) VALUES ('still here')"), "");
+  EXPECT_EQ(Query(db, "SELECT count(*) FROM o.t"), "8");
+  ASSERT_EQ(Exec(db, "DETACH o"), "");
+  other = Open(dir_ / "other.db");  // another connection, through the shim
+  EXPECT_EQ(Query(other, "SELECT count(*) FROM t"), "8");
+  expect_refused("another connection");
+  sqlite3_close(other);
+  other = Open(dir_ / "other.db", "unix");  // not through the shim
+  EXPECT_EQ(Query(other, "SELECT count(*) FROM t"), "8");
+  expect_refused("another connection, plain unix VFS");
+  EXPECT_EQ(Query(other, "PRAGMA integrity_check"), "ok");
+  sqlite3_close(other);
+  // Closed everywhere: replaced.
+  EXPECT_EQ(Backup(db, dir_ / "other.db", "main", "{\"overwrite\":true,\"format\":\"plain\"}"), "");
+  sqlite3_close(db);
+}
+
 TEST_F(SqlTest, OutputsAreMode0600) {
   sqlite3* db = MakeDb(dir_ / "m.db", 10);
   const mode_t old = umask(0);

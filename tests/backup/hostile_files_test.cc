@@ -1,0 +1,190 @@
+// Files a hostile local user can touch (issue 10, items 1 and 2), at the
+// library level: a temporary or a snapshot volume swapped for a symlink
+// between its creation and its first write (a sync point makes the race
+// an ordinary test), names planted in advance, and the sweeps' rule that
+// only regular files of this user are ever opened or removed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "backup/output.h"
+#include "engine/aligned_buffer.h"
+#include "engine/posix_file.h"
+#include "engine/snapshot_volume.h"
+#include "engine/sync_point.h"
+#include "../engine/test_files.h"
+
+namespace cowbackup::test {
+namespace {
+
+struct SyncPointGuard {
+  ~SyncPointGuard() { sync::SetCallback(nullptr); }
+};
+
+// The name in `dir` that contains `infix`, or "".
+std::string Find(const TempDir& dir, const std::string& infix) {
+  for (const std::string& name : dir.list()) {
+    if (name.find(infix) != std::string::npos) return dir.file(name);
+  }
+  return "";
+}
+
+// At `point`, moves the file named like `infix` aside and puts a symlink to
+// `victim` under its name: what another user who can write the directory
+// could do between our create and our first write.
+void SwapForSymlinkAt(const char* point, const TempDir& dir, const std::string& infix,
+                      const std::string& victim, bool* swapped) {
+  sync::SetCallback([&dir, infix, victim, point, swapped](const char* name) {
+    if (strcmp(name, point) != 0 || *swapped) return;
+    const std::string path = Find(dir, infix);
+    if (path.empty()) return;
+    ASSERT_EQ(::rename(path.c_str(), dir.file("stolen").c_str()), 0);
+    ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
+    *swapped = true;
+  });
+}
+
+TEST(HostileFilesTest, ATemporarySwappedForASymlinkIsNeverWrittenThrough) {
+  for (const bool direct : {true, false}) {
+    TempDir dir;
+    const std::vector<uint8_t> precious(100, 'p');
+    WriteFile(dir.file("victim"), precious);
+    SyncPointGuard guard;
+    bool swapped = false;
+    SwapForSymlinkAt("AtomicFile::Create:created", dir, ".cowtmp-", dir.file("victim"), &swapped);
+    std::unique_ptr<AtomicFile> f;
+    ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
+    sync::SetCallback(nullptr);
+    ASSERT_TRUE(swapped);
+    if (!direct) f->DisableDirect();
+    IoBuffer block(2 * AtomicFile::kDirectChunk);  // aligned: the O_DIRECT path when it is on
+    memset(block.data(), 'x', block.size());
+    ASSERT_TRUE(f->append(block.data(), block.size()).ok());
+    ASSERT_TRUE(f->append(block.data(), 1000).ok());  // and a buffered tail
+    Status s = f->commit();
+    EXPECT_FALSE(s.ok()) << "a swapped temporary was published";
+    EXPECT_NE(s.ToString().find("replaced by another file"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(ReadFile(dir.file("victim")) == precious) << "root's write went through the symlink";
+    EXPECT_FALSE(PathExists(dir.file("out")));
+    // Everything went to the file we created.
+    EXPECT_EQ(ReadFile(dir.file("stolen")).size(), block.size() + 1000);
+  }
+}
+
+TEST(HostileFilesTest, ASnapshotVolumeSwappedForASymlinkIsNeverWrittenThrough) {
+  TempDir dir;
+  const std::vector<uint8_t> precious(100, 'p');
+  WriteFile(dir.file("victim"), precious);
+  SyncPointGuard guard;
+  bool swapped = false;
+  SwapForSymlinkAt("FileSnapshotVolume::Create:before_header", dir, ".cowsnap", dir.file("victim"),
+                   &swapped);
+  std::unique_ptr<FileSnapshotVolume> volume;
+  ASSERT_TRUE(FileSnapshotVolume::CreateUnique(dir.file("db."), 4096, "db", &volume).ok());
+  sync::SetCallback(nullptr);
+  ASSERT_TRUE(swapped);
+  std::vector<uint8_t> page(4096, 'v'), back(4096);
+  ASSERT_TRUE(volume->put(3, page.data()).ok());
+  ASSERT_TRUE(volume->get(3, back.data()).ok());
+  EXPECT_TRUE(back == page);
+  EXPECT_TRUE(ReadFile(dir.file("victim")) == precious);
+}
+
+// A name taken in advance (planted, or left behind) is never reused: the
+// next name is tried.
+TEST(HostileFilesTest, ANameTakenInAdvanceIsSkipped) {
+  static int calls;
+  calls = 0;
+  const auto taken_three_times = [](const char* path) {
+    if (++calls <= 3) {
+      errno = EEXIST;
+      return -1;
+    }
+    return CreateExclusiveFile(path);
+  };
+  TempDir dir;
+  std::string path;
+  const int fd = MakeUnique(dir.file("x."), ".tmp", taken_three_times, &path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(dir.list(), std::vector<std::string>{BaseName(path)});
+  // A planted file under the name AtomicFile would pick is never opened:
+  // names are random, and O_EXCL|O_NOFOLLOW refuses an existing one.
+  WriteFile(dir.file("out.cowtmp-1-0"), {1});
+  std::unique_ptr<AtomicFile> f;
+  ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
+  EXPECT_NE(f->temp_path(), dir.file("out.cowtmp-1-0"));
+  EXPECT_TRUE(ReadFile(dir.file("out.cowtmp-1-0")) == std::vector<uint8_t>{1});
+}
+
+// OpenRegular opens nothing but a regular file, and never blocks on a FIFO.
+TEST(HostileFilesTest, OpenRegularRefusesFifosAndSymlinks) {
+  TempDir dir;
+  ASSERT_EQ(mkfifo(dir.file("fifo").c_str(), 0600), 0);
+  WriteFile(dir.file("file"), {1, 2});
+  ASSERT_EQ(symlink(dir.file("file").c_str(), dir.file("link").c_str()), 0);
+  EXPECT_EQ(OpenRegular(dir.file("fifo"), O_RDONLY), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(OpenRegular(dir.file("link"), O_RDONLY), -1);
+  EXPECT_EQ(errno, ELOOP);
+  const int fd = OpenRegular(dir.file("file"), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+}
+
+// RemoveTree removes a symlink inside the tree; it never walks into (and
+// empties) the directory the link points to.
+TEST(HostileFilesTest, RemoveTreeNeverFollowsALink) {
+  TempDir dir;
+  ASSERT_EQ(mkdir(dir.file("tree").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(dir.file("tree/sub").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir(dir.file("outside").c_str(), 0700), 0);
+  WriteFile(dir.file("outside/precious"), {7});
+  ASSERT_EQ(symlink(dir.file("outside").c_str(), dir.file("tree/sub/link").c_str()), 0);
+  RemoveTree(dir.file("tree"));
+  EXPECT_FALSE(PathExists(dir.file("tree")));
+  EXPECT_TRUE(ReadFile(dir.file("outside/precious")) == std::vector<uint8_t>{7});
+}
+
+// The sweeps remove only what this user owns: run as root, a stale-looking
+// file of another user (nobody) stays; run as nobody in a directory both
+// can write, root's stale-looking file stays.
+TEST(HostileFilesTest, SweepsTouchOnlyThisUsersFiles) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to make files of another user";
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0777), 0);  // writable by all, no sticky bit
+  const pid_t dead = [] {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+    return pid;
+  }();
+  const std::string nobodys = dir.file("out.cowtmp-" + std::to_string(dead) + "-0");
+  const std::string roots = dir.file("out.cowtmp-" + std::to_string(dead) + "-1");
+  const auto plant = [&] {
+    WriteFile(nobodys, {1});
+    WriteFile(roots, {2});
+    ASSERT_EQ(chown(nobodys.c_str(), 65534, 65534), 0);
+  };
+  plant();
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(2);
+    const auto removed = AtomicFile::RemoveStale(dir.file("out"));
+    _exit(removed == std::vector<std::string>{nobodys} ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "nobody's sweep: status " << status;
+  EXPECT_TRUE(PathExists(roots)) << "nobody's sweep removed root's file";
+  plant();
+  EXPECT_EQ(AtomicFile::RemoveStale(dir.file("out")), std::vector<std::string>{roots});
+  EXPECT_TRUE(PathExists(nobodys)) << "root's sweep removed nobody's file";
+}
+
+}  // namespace
+}  // namespace cowbackup::test
