@@ -9,6 +9,8 @@
 #include <cstring>
 #include <map>
 #include <thread>
+
+#include "engine/posix_file.h"
 #include <utility>
 
 
@@ -187,7 +189,8 @@ bool FileState::HotJournal() {
   // Only under SHARED: a journal with a valid header that nobody holds a
   // RESERVED lock for was left by a crashed writer.
   const std::string journal = path_ + "-journal";
-  const int fd = ::open(journal.c_str(), O_RDONLY | O_CLOEXEC);
+  // A regular file only: a FIFO planted there must not block the backup.
+  const int fd = OpenRegular(journal, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return false;
   uint8_t magic[8] = {};
   const bool has_header = ::pread(fd, magic, sizeof magic, 0) == ssize_t(sizeof magic) &&
