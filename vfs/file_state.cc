@@ -9,10 +9,9 @@
 #include <cstring>
 #include <map>
 #include <thread>
-
-#include "engine/posix_file.h"
 #include <utility>
 
+#include "engine/posix_file.h"
 
 namespace cowbackup::sqlite {
 
