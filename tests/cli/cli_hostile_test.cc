@@ -90,7 +90,9 @@ TEST_F(HostileCliTest, StaleSweepsSkipWhatIsNotARegularFileOfOurs) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(SqliteCount(Path("restored.db")), 200);
   for (const std::string& p : planted) EXPECT_EQ(TypeOf(p), S_IFIFO) << p;
-  if (have_dev) EXPECT_EQ(TypeOf(dev), S_IFCHR);
+  if (have_dev) {
+    EXPECT_EQ(TypeOf(dev), S_IFCHR);
+  }
 }
 
 // Item 2: --force onto a FIFO, a device or a socket is refused by name, and
@@ -194,7 +196,7 @@ TEST_F(HostileCliTest, ForceNeverReplacesALiveDatabase) {
 // destination removes the dead process's temporary archive and volume.
 TEST_F(HostileCliTest, TheNextBackupRemovesWhatAKilledOneLeft) {
   MakeSqliteDb(Path("big.db"), 6000);  // ~2.5 s at 1 MB/s
-  for (const std::string& format : {"archive", "plain"}) {
+  for (const std::string format : {"archive", "plain"}) {
     const std::string dest = Path("big." + format);
     Result r = Shell(Sh(Binary()) + " backup --max-rate-mb 1 --format " + format + " " +
                      Sh(Path("big.db")) + " " + Sh(dest) +
