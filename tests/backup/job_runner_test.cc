@@ -4,7 +4,6 @@
 // its copy so that "cancel while running" and "destroy while running" are
 // states a test can stand in, not timings.
 #include <gtest/gtest.h>
-#include <pthread.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -16,6 +15,7 @@
 
 #include "backup/backup_job.h"
 #include "backup/job_runner.h"
+#include "backup/no_new_threads.h"
 #include "backup/restore.h"
 #include "engine/memory_parts.h"
 #include "engine/sync_point.h"
@@ -326,27 +326,6 @@ TEST_F(JobRunnerTest, DestroyingAnUnstartedRunnerRemovesItsOutputs) {
   std::lock_guard<std::mutex> lock(ending_.mu);
   EXPECT_EQ(ending_.calls, 0);
 }
-
-// Makes every thread created without attributes (std::thread's) ask for a
-// stack larger than the address space, so that pthread_create fails.
-class NoNewThreads {
- public:
-  NoNewThreads() {
-    EXPECT_EQ(pthread_getattr_default_np(&saved_), 0);
-    pthread_attr_t huge;
-    pthread_attr_init(&huge);
-    pthread_attr_setstacksize(&huge, size_t(1) << 47);
-    EXPECT_EQ(pthread_setattr_default_np(&huge), 0);
-    pthread_attr_destroy(&huge);
-  }
-  ~NoNewThreads() {
-    pthread_setattr_default_np(&saved_);
-    pthread_attr_destroy(&saved_);
-  }
-
- private:
-  pthread_attr_t saved_;
-};
 
 TEST_F(JobRunnerTest, WithoutAThreadTheJobEndsCancelledOnTheCaller) {
   auto runner = MakeRunner();
