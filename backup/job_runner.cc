@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <system_error>
+#include <thread>
 
 #include "engine/sync_point.h"
 
@@ -10,10 +11,7 @@ namespace cowbackup {
 JobRunner::JobRunner(std::unique_ptr<BackupJob> job, OnFinished on_finished)
     : on_finished_(std::move(on_finished)), job_(std::move(job)) {}
 
-JobRunner::~JobRunner() {
-  Cancel();
-  Join();
-}
+JobRunner::~JobRunner() { CancelAndWait(); }
 
 Status JobRunner::Start() {
   {
@@ -23,8 +21,7 @@ Status JobRunner::Start() {
   }
   int err = 0;
   try {
-    MutexLock lock(&join_mu_);
-    thread_ = std::thread([this] { RunToEnd(); });
+    std::thread([this] { RunToEnd(); }).detach();
     return Status::OK();
   } catch (const std::system_error& e) {
     err = e.code().value();
@@ -47,7 +44,11 @@ Status JobRunner::RunHere() {
   return status_;
 }
 
-// Steps 1-4 of the header comment.
+// Steps 1-4 of the header comment. Step 4 is the thread's last use of the
+// runner: once a waiter sees done_ it may destroy the runner while this
+// thread is still returning from the unlock of mu_, which POSIX allows (the
+// rationale of pthread_mutex_destroy: a mutex may be destroyed as soon as
+// it is unlocked, by whichever thread locked it last).
 void JobRunner::RunToEnd() {
   BackupJob* job;
   {
@@ -87,15 +88,14 @@ Status JobRunner::Wait(Summary* summary) {
   return status_;
 }
 
-void JobRunner::Join() {
+void JobRunner::CancelAndWait() {
+  Cancel();
   {
     MutexLock lock(&mu_);
     if (!started_) return;
   }
-  COWBACKUP_SYNC_POINT("JobRunner::Join:waiting");
+  COWBACKUP_SYNC_POINT("JobRunner::CancelAndWait:waiting");
   (void)Wait();
-  MutexLock lock(&join_mu_);
-  if (thread_.joinable()) thread_.join();
 }
 
 Progress JobRunner::progress() const {

@@ -23,16 +23,21 @@
 // summary().state is kRunning until step 4, then final; progress() and the
 // rest of summary() are live until step 1, then final.
 //
+// The thread is detached, and marking the job done is the last thing it
+// does with the runner: so CancelAndWait() (and the destructor) are a join
+// as far as the runner is concerned, and a job nobody waits for (the SQL
+// functions' cowbackup_start) leaves no thread to join behind, however many
+// finished jobs a front end keeps.
+//
 // Thread-safety: Start() or RunHere() once, by the owner; everything else
-// from any thread. The destructor cancels a running job and joins its
-// thread, so it must not run on that thread (on_finished must not destroy
-// its own runner). Lock order: a front end's lock, then mu_, then the
-// BackupJob's own.
+// from any thread. The destructor cancels a running job and waits for its
+// end, so it must not run on the job's thread inside on_finished (which
+// must not destroy its own runner). Lock order: a front end's lock, then
+// mu_, then the BackupJob's own.
 #pragma once
 
 #include <functional>
 #include <memory>
-#include <thread>
 
 #include "backup/backup_job.h"
 #include "cowbackup/job.h"
@@ -49,8 +54,8 @@ class JobRunner {
   // `job` has taken T0 (BackupJob::Begin succeeded). `on_finished` may be
   // empty; it runs only for a job that was started.
   explicit JobRunner(std::unique_ptr<BackupJob> job, OnFinished on_finished = nullptr);
-  // Cancels the job if it runs and waits for its thread to end. A job
-  // never started is destroyed here (the hook disarmed, outputs removed).
+  // CancelAndWait(). A job never started is destroyed here (the hook
+  // disarmed, the outputs removed), without on_finished.
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
@@ -68,9 +73,9 @@ class JobRunner {
   bool done() const;
   // Blocks until done(); the final status and, if `summary`, the summary.
   Status Wait(Summary* summary = nullptr);
-  // Wait() and, if the job ran on its own thread, join that thread. Returns
-  // at once for a job never started.
-  void Join();
+  // Cancel(), then Wait() for a started job; returns at once for a job
+  // never started. Afterwards no thread uses the runner.
+  void CancelAndWait();
 
   Progress progress() const;
   Summary summary() const;
@@ -88,10 +93,6 @@ class JobRunner {
   bool done_ GUARDED_BY(mu_) = false;
   Status status_ GUARDED_BY(mu_);
   Summary summary_ GUARDED_BY(mu_);
-
-  // Separate from mu_: joining must not block Cancel() or progress().
-  Mutex join_mu_;
-  std::thread thread_ GUARDED_BY(join_mu_);
 };
 
 }  // namespace cowbackup

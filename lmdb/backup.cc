@@ -198,11 +198,10 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
   if (!s.ok()) return s;
   {
     MutexLock lock(&impl_->runs_mu);
-    // Forget finished runs (joining them), keep the running ones.
+    // Forget finished runs, keep the running ones.
     auto& runs = impl_->runs;
     for (auto it = runs.begin(); it != runs.end();) {
       if ((*it)->runner->done()) {
-        (*it)->runner->Join();
         it = runs.erase(it);
       } else {
         ++it;
@@ -224,10 +223,7 @@ void StopBackups(Env::Impl* e) {
     MutexLock lock(&e->runs_mu);
     runs.swap(e->runs);
   }
-  for (auto& run : runs) {
-    run->runner->Cancel();
-    run->runner->Join();
-  }
+  for (auto& run : runs) run->runner->CancelAndWait();
 }
 
 // ---------------------------------------------------------------------------
@@ -235,10 +231,7 @@ void StopBackups(Env::Impl* e) {
 
 BackupTask::BackupTask(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-BackupTask::~BackupTask() {
-  impl_->run->runner->Cancel();
-  impl_->run->runner->Join();
-}
+BackupTask::~BackupTask() { impl_->run->runner->CancelAndWait(); }
 
 Progress BackupTask::progress() const { return impl_->run->runner->progress(); }
 Summary BackupTask::summary() const { return impl_->run->runner->summary(); }

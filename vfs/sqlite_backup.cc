@@ -67,7 +67,7 @@ struct Job {
   int64_t finished_ms GUARDED_BY(g_jobs_mu) = 0;  // set before runner is done
 
   ~Job() {
-    runner.reset();  // joins the copier thread; destroys the BackupJob
+    runner.reset();  // waits for the copier thread; destroys the BackupJob
     backup.reset();
     source.reset();
     if (state != nullptr) {
@@ -204,8 +204,8 @@ Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, 
 }
 
 // Forgets the oldest finished jobs beyond kMaxFinishedJobs, counting
-// `ending` (kept) among the finished. Returns them: the caller drops them
-// after unlocking, since destroying a job joins its copier thread.
+// `ending` (kept) among the finished. Returns them, for the caller to drop
+// after unlocking (a job's destructor takes locks of its own).
 std::vector<std::shared_ptr<Job>> PruneFinishedLocked(const Job* ending) REQUIRES(g_jobs_mu) {
   std::vector<std::shared_ptr<Job>> pruned;
   size_t finished = 1;

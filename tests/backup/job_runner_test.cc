@@ -164,7 +164,6 @@ TEST_F(JobRunnerTest, RunHereEndsOnTheCallingThread) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(runner->done());
   EXPECT_EQ(runner->summary().state, JobState::kDone);
-  runner->Join();  // no thread to join: returns at once
   std::lock_guard<std::mutex> lock(ending_.mu);
   EXPECT_EQ(ending_.calls, 1);
   EXPECT_EQ(ending_.thread, std::this_thread::get_id());
@@ -218,11 +217,10 @@ TEST_F(JobRunnerTest, AFailedJobEndsFailedWithItsError) {
 TEST_F(JobRunnerTest, WaitAfterDoneAndASecondWaitGiveTheSameOutcome) {
   auto runner = MakeRunner();
   ASSERT_TRUE(runner->Start().ok());
-  runner->Join();
-  ASSERT_TRUE(runner->done());
   Summary first, second;
   EXPECT_TRUE(runner->Wait(&first).ok());
-  EXPECT_TRUE(runner->Wait(&second).ok());
+  ASSERT_TRUE(runner->done());
+  EXPECT_TRUE(runner->Wait(&second).ok());  // after the end: at once
   EXPECT_EQ(first.state, JobState::kDone);
   EXPECT_EQ(second.state, JobState::kDone);
   EXPECT_EQ(first.seconds, second.seconds);
@@ -291,6 +289,7 @@ TEST_F(JobRunnerTest, CancelAfterDoneChangesNothing) {
   ASSERT_TRUE(runner->Start().ok());
   ASSERT_TRUE(runner->Wait().ok());
   runner->Cancel();
+  runner->CancelAndWait();
   Summary summary;
   EXPECT_TRUE(runner->Wait(&summary).ok());
   EXPECT_EQ(summary.state, JobState::kDone);
@@ -300,11 +299,11 @@ TEST_F(JobRunnerTest, CancelAfterDoneChangesNothing) {
   EXPECT_EQ(ending_.calls, 1);
 }
 
-// The copier stays parked inside its copy until the destructor reaches
-// Join(): the destructor must cancel, then wait for the thread to end.
-TEST_F(JobRunnerTest, DestroyingARunningRunnerCancelsAndJoins) {
+// The copier stays parked inside its copy until the destructor has
+// cancelled: the destructor must then wait for the copier to end.
+TEST_F(JobRunnerTest, DestroyingARunningRunnerCancelsAndWaitsForItsThread) {
   auto runner = MakeRunner();
-  ParkAt park("CopyJob::copy:claimed", "JobRunner::Join:waiting");
+  ParkAt park("CopyJob::copy:claimed", "JobRunner::CancelAndWait:waiting");
   ASSERT_TRUE(runner->Start().ok());
   park.WaitUntilParked();
   runner.reset();
@@ -319,7 +318,8 @@ TEST_F(JobRunnerTest, DestroyingAnUnstartedRunnerRemovesItsOutputs) {
   auto runner = MakeRunner();
   EXPECT_TRUE(hook_.armed());
   EXPECT_FALSE(Files().empty());  // the temporary archive and the volume
-  runner->Join();  // never started: returns at once
+  runner->CancelAndWait();  // never started: returns at once
+  EXPECT_TRUE(hook_.armed());
   runner.reset();
   EXPECT_FALSE(hook_.armed());
   EXPECT_EQ(Files(), std::vector<std::string>{});
