@@ -33,9 +33,9 @@
 
 namespace cowbackup::lmdb {
 
-// One backup, shared by its BackupTask and the env (which cancels and
-// joins it on close). Its life after T0 (thread, wait, cancel, outcome) is
-// its JobRunner's.
+// One backup, shared by its BackupTask and the env (which cancels it and
+// waits for its end on close). Its life after T0 (thread, wait, cancel,
+// outcome) is its JobRunner's.
 struct BackupRun {
   Env::Impl* env = nullptr;
   std::unique_ptr<EnvSource> source;
