@@ -26,31 +26,32 @@
 
 #include "backup/backup_job.h"
 #include "backup/format.h"
+#include "backup/job_runner.h"
 #include "lmdb/backup_internal.h"
 #include "lmdb/env_impl.h"
 #include "lmdb/env_source.h"
 
 namespace cowbackup::lmdb {
 
-// One backup, shared by the thread that runs it, its BackupTask and the env
-// (which cancels and joins it on close).
+// One backup, shared by its BackupTask and the env (which cancels it and
+// waits for its end on close). Its life after T0 (thread, wait, cancel,
+// outcome) is its JobRunner's.
 struct BackupRun {
   Env::Impl* env = nullptr;
   std::unique_ptr<EnvSource> source;
-  std::unique_ptr<BackupJob> job;
-  BackupResult result;  // T0 fields set before Run; summary after
+  std::unique_ptr<BackupJob> job;  // until T0, then the runner's
+  BackupResult result;  // T0 fields, set before the job runs; summary unused
+  std::unique_ptr<JobRunner> runner;  // set once T0 is taken; destroyed before source
 
-  mutable Mutex mu;
-  CondVar cv;  // signalled when done
-  bool done GUARDED_BY(mu) = false;
-  Status status GUARDED_BY(mu);
-
-  Mutex join_mu;
-  std::thread thread GUARDED_BY(join_mu);
-
-  void Join() {
-    MutexLock lock(&join_mu);
-    if (thread.joinable()) thread.join();
+  // `result` with the job's final summary.
+  Status Wait(BackupResult* out) {
+    Summary summary;
+    Status s = runner->Wait(&summary);
+    if (out != nullptr) {
+      *out = result;
+      out->summary = summary;
+    }
+    return s;
   }
 };
 
@@ -158,18 +159,9 @@ Status StartRun(Env& env, const std::string& dest, int dest_fd, const BackupOpti
     run->job->Abort(s);
     return s;
   }
+  run->runner = std::make_unique<JobRunner>(std::move(run->job));
   *out = std::move(run);
   return Status::OK();
-}
-
-Status RunToEnd(BackupRun* run) {
-  Status s = run->job->Run();
-  MutexLock lock(&run->mu);
-  run->result.summary = run->job->summary();
-  run->status = s;
-  run->done = true;
-  run->cv.SignalAll();
-  return s;
 }
 
 }  // namespace
@@ -178,13 +170,16 @@ Status BackupWithHooks(Env& env, const std::string& dest, int dest_fd, const Bac
                        const BackupHooks& hooks, BackupResult* result) {
   std::shared_ptr<BackupRun> run;
   Status s = StartRun(env, dest, dest_fd, options, &hooks, &run);
-  if (s.ok()) s = RunToEnd(run.get());
-  if (result) *result = run ? run->result : BackupResult{};
-  if (result && !run) {
-    result->summary.state = JobState::kFailed;
-    result->summary.error = s.ToString();
+  if (!s.ok()) {
+    if (result) {
+      *result = BackupResult{};
+      result->summary.state = JobState::kFailed;
+      result->summary.error = s.ToString();
+    }
+    return s;
   }
-  return s;
+  (void)run->runner->RunHere();
+  return run->Wait(result);
 }
 
 Status Env::backup(const std::string& dest, const BackupOptions& options, BackupResult* result) {
@@ -203,17 +198,10 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
   if (!s.ok()) return s;
   {
     MutexLock lock(&impl_->runs_mu);
-    // Forget finished runs (joining them), keep the running ones.
+    // Forget finished runs, keep the running ones.
     auto& runs = impl_->runs;
     for (auto it = runs.begin(); it != runs.end();) {
-      bool finished;
-      {
-        BackupRun* r = it->get();
-        MutexLock l(&r->mu);
-        finished = r->done;
-      }
-      if (finished) {
-        (*it)->Join();
+      if ((*it)->runner->done()) {
         it = runs.erase(it);
       } else {
         ++it;
@@ -221,10 +209,8 @@ Status Env::start_backup(const std::string& dest, const BackupOptions& options,
     }
     runs.push_back(run);
   }
-  {
-    MutexLock lock(&run->join_mu);
-    run->thread = std::thread([r = run.get()] { (void)RunToEnd(r); });
-  }
+  s = run->runner->Start();  // on failure the job ended, cancelled
+  if (!s.ok()) return s;
   auto impl = std::make_unique<BackupTask::Impl>();
   impl->run = std::move(run);
   task->reset(new BackupTask(std::move(impl)));
@@ -237,10 +223,7 @@ void StopBackups(Env::Impl* e) {
     MutexLock lock(&e->runs_mu);
     runs.swap(e->runs);
   }
-  for (auto& run : runs) {
-    run->job->cancel();
-    run->Join();
-  }
+  for (auto& run : runs) run->runner->CancelAndWait();
 }
 
 // ---------------------------------------------------------------------------
@@ -248,29 +231,14 @@ void StopBackups(Env::Impl* e) {
 
 BackupTask::BackupTask(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-BackupTask::~BackupTask() {
-  impl_->run->job->cancel();
-  impl_->run->Join();
-}
+BackupTask::~BackupTask() { impl_->run->runner->CancelAndWait(); }
 
-Progress BackupTask::progress() const { return impl_->run->job->progress(); }
-Summary BackupTask::summary() const { return impl_->run->job->summary(); }
-void BackupTask::cancel() { impl_->run->job->cancel(); }
+Progress BackupTask::progress() const { return impl_->run->runner->progress(); }
+Summary BackupTask::summary() const { return impl_->run->runner->summary(); }
+void BackupTask::cancel() { impl_->run->runner->Cancel(); }
 // Set by TakeT0 before the run's thread started; nothing writes it after.
 uint64_t BackupTask::t0_txnid() const { return impl_->run->result.txnid; }
-
-bool BackupTask::done() const {
-  BackupRun* run = impl_->run.get();
-  MutexLock lock(&run->mu);
-  return run->done;
-}
-
-Status BackupTask::wait(BackupResult* result) {
-  BackupRun* run = impl_->run.get();
-  MutexLock lock(&run->mu);
-  while (!run->done) run->cv.Wait(&run->mu);
-  if (result) *result = run->result;
-  return run->status;
-}
+bool BackupTask::done() const { return impl_->run->runner->done(); }
+Status BackupTask::wait(BackupResult* result) { return impl_->run->Wait(result); }
 
 }  // namespace cowbackup::lmdb

@@ -22,10 +22,11 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <thread>
+#include <vector>
 
 #include "backup/backup_job.h"
 #include "backup/format.h"
+#include "backup/job_runner.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/mutex.h"
 #include "engine/posix_file.h"
@@ -45,26 +46,27 @@ int64_t NowUnixMs() {
       .count();
 }
 
-// The registry of jobs (below) and each job's outcome.
+// The registry of jobs (below).
 Mutex g_jobs_mu;
 
 // One backup of the process. Created by BeginJob, kept in the registry.
+// Its life after T0 (thread, wait, cancel, outcome) is its JobRunner's;
+// state, claimed and source are the copier thread's from then on, until
+// ReleaseFile() (the runner's on_finished) lets them go.
 struct Job {
   uint64_t id = 0;
   std::string schema, database, destination;
   FileState* state = nullptr;  // a reference, released in the destructor
   bool claimed = false;        // holds state's one-job claim
   std::unique_ptr<ShimSource> source;
-  std::unique_ptr<BackupJob> backup;  // destroyed before source
+  std::unique_ptr<BackupJob> backup;  // until T0, then the runner's
   int64_t started_ms = 0;
+  std::unique_ptr<JobRunner> runner;  // set once T0 is taken
 
-  bool finished GUARDED_BY(g_jobs_mu) = false;
-  Status final_status GUARDED_BY(g_jobs_mu);
-  Summary final_summary GUARDED_BY(g_jobs_mu);
-  int64_t finished_ms GUARDED_BY(g_jobs_mu) = 0;
-  CondVar cv;  // signalled when finished
+  int64_t finished_ms GUARDED_BY(g_jobs_mu) = 0;  // set before runner is done
 
   ~Job() {
+    runner.reset();  // waits for the copier thread; destroys the BackupJob
     backup.reset();
     source.reset();
     if (state != nullptr) {
@@ -190,6 +192,42 @@ Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, 
   return s;
 }
 
+// Forgets the oldest finished jobs beyond kMaxFinishedJobs, counting
+// `ending` (kept) among the finished. Returns them, for the caller to drop
+// after unlocking (a job's destructor takes locks of its own).
+std::vector<std::shared_ptr<Job>> PruneFinishedLocked(const Job* ending) REQUIRES(g_jobs_mu) {
+  std::vector<std::shared_ptr<Job>> pruned;
+  size_t finished = 1;
+  for (auto& [id, job] : Jobs()) finished += job.get() != ending && job->runner->done() ? 1 : 0;
+  for (auto it = Jobs().begin(); finished > kMaxFinishedJobs && it != Jobs().end();) {
+    if (it->second.get() != ending && it->second->runner->done()) {
+      pruned.push_back(std::move(it->second));
+      it = Jobs().erase(it);
+      finished--;
+    } else {
+      ++it;
+    }
+  }
+  return pruned;
+}
+
+// The runner's on_finished, on the copier thread right after the copy
+// (the BackupJob is gone): free the file for the next job before anyone
+// hears this one ended (WaitBackup, cowbackup_jobs).
+void ReleaseFile(Job* job) {
+  job->state->EndTracking();
+  job->state->UnclaimJob();
+  job->claimed = false;
+  // A finished job keeps no descriptor of the database open.
+  job->source.reset();
+  FileState::Release(job->state);
+  job->state = nullptr;
+  std::vector<std::shared_ptr<Job>> pruned;  // dropped after the unlock
+  MutexLock lock(&g_jobs_mu);
+  job->finished_ms = NowUnixMs();
+  pruned = PruneFinishedLocked(job);
+}
+
 Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& dest,
                 const BackupOptions& options, bool synchronous, std::shared_ptr<Job>* out) {
   if (db == nullptr) return Status::InvalidArgument("no database connection");
@@ -273,6 +311,9 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     job->backup->Abort(s);
     if (!retry || attempt >= 3) return s;
   }
+  Job* raw = job.get();  // the runner is the job's: no reference cycle
+  job->runner = std::make_unique<JobRunner>(
+      std::move(job->backup), [raw](const Status&, const Summary&) { ReleaseFile(raw); });
   {
     MutexLock lock(&g_jobs_mu);
     job->id = g_next_id++;
@@ -280,47 +321,6 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
   }
   *out = std::move(job);
   return Status::OK();
-}
-
-void PruneFinishedLocked() REQUIRES(g_jobs_mu) {
-  size_t finished = 0;
-  for (auto& [id, job] : Jobs()) finished += job->finished ? 1 : 0;
-  for (auto it = Jobs().begin(); finished > kMaxFinishedJobs && it != Jobs().end();) {
-    if (it->second->finished) {
-      it = Jobs().erase(it);
-      finished--;
-    } else {
-      ++it;
-    }
-  }
-}
-
-Status RunJob(const std::shared_ptr<Job>& job) {
-  Status s = job->backup->Run();  // disarms the hook before it returns
-  const Summary summary = job->backup->summary();
-  // Free the file for the next job before anyone hears this one ended.
-  job->state->EndTracking();
-  job->state->UnclaimJob();
-  job->claimed = false;
-  std::unique_ptr<BackupJob> backup;
-  std::unique_ptr<ShimSource> source;
-  {
-    MutexLock lock(&g_jobs_mu);
-    job->finished = true;
-    job->final_status = s;
-    job->final_summary = summary;
-    job->finished_ms = NowUnixMs();
-    backup = std::move(job->backup);
-    source = std::move(job->source);
-    job->cv.SignalAll();
-    PruneFinishedLocked();
-  }
-  // A finished job keeps no descriptor of the database open.
-  backup.reset();
-  source.reset();
-  FileState::Release(job->state);
-  job->state = nullptr;
-  return s;
 }
 
 std::shared_ptr<Job> FindJob(uint64_t id) {
@@ -335,9 +335,9 @@ JobInfo InfoLocked(const Job& job) REQUIRES(g_jobs_mu) {
   info.schema = job.schema;
   info.database = job.database;
   info.destination = job.destination;
-  info.summary = job.finished ? job.final_summary : job.backup->summary();
+  info.summary = job.runner->summary();
   info.started_unix_ms = job.started_ms;
-  info.finished_unix_ms = job.finished ? job.finished_ms : 0;
+  info.finished_unix_ms = info.summary.state != JobState::kRunning ? job.finished_ms : 0;
   return info;
 }
 
@@ -385,14 +385,7 @@ Status StartBackup(sqlite3* db, const std::string& schema, const std::string& de
   Status s = BeginJob(db, schema, dest, options, /*synchronous=*/false, &job);
   if (!s.ok()) return s;
   *job_id = job->id;
-  try {
-    std::thread([job] { (void)RunJob(job); }).detach();
-  } catch (const std::system_error& e) {
-    job->backup->cancel();  // still ours: no thread saw the job
-    (void)RunJob(job);
-    return Status::FromErrno("start backup thread", e.what(), EAGAIN);
-  }
-  return Status::OK();
+  return job->runner->Start();  // on failure the job ended, cancelled
 }
 
 Status Backup(sqlite3* db, const std::string& schema, const std::string& dest,
@@ -401,26 +394,20 @@ Status Backup(sqlite3* db, const std::string& schema, const std::string& dest,
   Status s = BeginJob(db, schema, dest, options, /*synchronous=*/true, &job);
   if (!s.ok()) return s;
   if (job_id != nullptr) *job_id = job->id;
-  s = RunJob(job);
-  MutexLock lock(&g_jobs_mu);
-  if (summary != nullptr) *summary = job->final_summary;
-  return s;
+  (void)job->runner->RunHere();
+  return job->runner->Wait(summary);
 }
 
 Status WaitBackup(uint64_t job_id, Summary* summary) {
   std::shared_ptr<Job> job = FindJob(job_id);
   if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
-  MutexLock lock(&g_jobs_mu);
-  while (!job->finished) job->cv.Wait(&g_jobs_mu);
-  if (summary != nullptr) *summary = job->final_summary;
-  return job->final_status;
+  return job->runner->Wait(summary);
 }
 
 Status CancelBackup(uint64_t job_id) {
   std::shared_ptr<Job> job = FindJob(job_id);
   if (!job) return Status::NotFound("no such backup job: " + std::to_string(job_id));
-  MutexLock lock(&g_jobs_mu);
-  if (!job->finished) job->backup->cancel();
+  job->runner->Cancel();
   return Status::OK();
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backup/format.h"
+#include "backup/no_new_threads.h"
 #include "lmdb/backup_internal.h"
 #include "engine/sync_point.h"
 #include "lmdb_test_util.h"
@@ -380,6 +381,31 @@ TEST(LmdbBackup, CancelledBackgroundBackupLeavesNothing) {
   env.reset();
   EXPECT_TRUE(task->done());
   EXPECT_TRUE(task->wait().IsCancelled());
+}
+
+// start_backup when no thread can be created: an error, not an exception,
+// and nothing left behind: no temporary or volume, and the hook disarmed
+// (the env backs up again).
+TEST(LmdbBackup, StartWithoutAThreadFailsAndLeavesNothing) {
+  ScratchDir dir;
+  auto env = OpenEnv(dir.Sub("env"), kNoSync, 16 << 20);
+  const Dbi dbi = MainDbi(*env);
+  uint64_t k = 0;
+  while (k < 200) ASSERT_OK(CommitNext(*env, dbi, 200, 0, &k));
+  const std::string archive = dir.path() + "/a.cowbak";
+  std::unique_ptr<BackupTask> task;
+  Status s;
+  {
+    cowbackup::test::NoNewThreads no_threads;
+    EXPECT_NO_THROW(s = env->start_backup(archive, BackupOptions{}, &task));
+  }
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("start backup thread"), std::string::npos) << s.ToString();
+  EXPECT_EQ(task, nullptr);
+  std::string listing;
+  ASSERT_EQ(Shell("ls -A '" + dir.path() + "'", &listing), 0);
+  EXPECT_EQ(listing, "env\n");
+  EXPECT_OK(env->backup(archive, BackupOptions{}));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <thread>
 
+#include "backup/no_new_threads.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
@@ -158,6 +159,31 @@ TEST_F(ApiTest, DatabaseOpenedWithAnotherVfsIsRefused) {
   Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "o.cowbak", {}, &id);
   EXPECT_TRUE(s.IsInvalidArgument());
   EXPECT_NE(s.ToString().find("not opened through the cowbackup VFS"), std::string::npos);
+  sqlite3_close(db);
+}
+
+// StartBackup when no thread can be created: the error, and a job that
+// ended cancelled with nothing at its destination and the file free for
+// the next backup.
+TEST_F(ApiTest, StartWithoutAThreadEndsTheJobCancelled) {
+  const std::string path = dir_ / "nothread.db";
+  sqlite3* db = Open(path);
+  ASSERT_EQ(MakeTable(db, 100), "");
+  uint64_t id = 0;
+  Status s;
+  {
+    cowbackup::test::NoNewThreads no_threads;
+    s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "nothread.cowbak", {}, &id);
+  }
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("start backup thread"), std::string::npos) << s.ToString();
+  ASSERT_GT(id, 0u);
+  Summary summary;
+  EXPECT_TRUE(cowbackup::sqlite::WaitBackup(id, &summary).IsCancelled());
+  EXPECT_EQ(summary.state, JobState::kCancelled);
+  EXPECT_FALSE(Exists(dir_ / "nothread.cowbak"));
+  s = cowbackup::sqlite::Backup(db, "main", dir_ / "nothread.cowbak", {}, &summary);
+  EXPECT_TRUE(s.ok()) << s.ToString();
   sqlite3_close(db);
 }
 
