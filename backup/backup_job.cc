@@ -158,8 +158,8 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
     h.page_size = page_size;
     h.page_count = t0_pages;
     h.created_unix_us = NowUnixMicros();
-    h.metadata = metadata.substr(0, format::kMaxMetaLen);
-    Status s = h.Validate();
+    Status s = format::FitMetadata(metadata, &h.metadata);
+    if (s.ok()) s = h.Validate();
     if (!s.ok()) return s;
     std::unique_ptr<ByteOutput> out = file_ ? std::unique_ptr<ByteOutput>(std::move(file_))
                                             : std::move(stream_);

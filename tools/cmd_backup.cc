@@ -361,13 +361,14 @@ int RunBackup(const std::vector<std::string>& args) {
     return kExitFailure;
   }
   if (!flags.json && !flags.quiet) {
-    fprintf(report,
-            "backed up %s %s to %s: %llu pages of %u bytes, %llu pre-images preserved, "
-            "%s written in %.2f s\n",
-            kind_name, source.c_str(), streaming ? "standard output" : archive.c_str(),
-            static_cast<unsigned long long>(p.pages_done), outcome.summary.page_size,
-            static_cast<unsigned long long>(p.pages_preserved),
-            ProgressBar::Bytes(double(p.bytes_written)).c_str(), seconds);
+    char counts[160];
+    snprintf(counts, sizeof counts,
+             ": %llu pages of %u bytes, %llu pre-images preserved, %s written in %.2f s",
+             static_cast<unsigned long long>(p.pages_done), outcome.summary.page_size,
+             static_cast<unsigned long long>(p.pages_preserved),
+             ProgressBar::Bytes(double(p.bytes_written)).c_str(), seconds);
+    PrintLine(report, std::string("backed up ") + kind_name + " " + source + " to " +
+                          (streaming ? "standard output" : archive) + counts);
   }
   return kExitOk;
 }

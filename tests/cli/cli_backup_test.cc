@@ -4,6 +4,7 @@
 // during the copy fails the backup and publishes nothing.
 #include <signal.h>
 
+#include "tests/backup/inert_text.h"
 #include "tests/cli/cli_harness.h"
 
 namespace cowbackup::clitest {
@@ -174,6 +175,34 @@ TEST_F(BackupCliTest, UsageErrors) {
     EXPECT_EQ(r.code, 2) << args << r.err;
     EXPECT_EQ(r.err.rfind("cowbackup: backup: ", 0), 0u) << r.err;
   }
+}
+
+// A database path with escape sequences and bytes that are not UTF-8 is
+// backed up; its report and error lines show it escaped, and the archive
+// stores it escaped (docs/FORMAT.md: metadata is plain UTF-8 text).
+TEST_F(BackupCliTest, ASourcePathWithControlCharactersIsBackedUpAndShownEscaped) {
+  const std::string odd = test::kTitleSeq + test::kEraseSeq + test::kC1Csi + test::kBadUtf8;
+  const std::string shown = "\\x1b]0;pwned\\x07\\r\\x1b[2K\\xc2\\x9b"
+                            "\\xff\\xfe\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82";
+  const std::string db = Path("app" + odd + ".db");
+  ASSERT_EQ(::rename(db_.c_str(), db.c_str()), 0);
+  Result r = Cow("backup " + Sh(db) + " " + Sh(Path("app.cbk")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(test::InertOnATerminal(r.out, true)) << r.out;
+  EXPECT_EQ(r.out.rfind("backed up sqlite " + Path("app" + shown + ".db") + " to ", 0), 0u) << r.out;
+  r = Cow("info " + Sh(Path("app.cbk")));
+  EXPECT_TRUE(test::InertOnATerminal(r.out, true)) << r.out;
+  EXPECT_NE(r.out.find("  source_path=" + Path("app" + shown + ".db\n")), std::string::npos) << r.out;
+  r = Cow("info --json " + Sh(Path("app.cbk")));
+  ExpectJson(r.out, "d['header']['metadata']['source_path'] == r'" + Path("app" + shown + ".db") + "'");
+  r = Cow("restore " + Sh(Path("app.cbk")) + " " + Sh(Path("back.db")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(ReadFile(Path("back.db")), ReadFile(db));
+
+  r = Cow("backup " + Sh(Path("gone" + odd + ".db")) + " " + Sh(Path("x.cbk")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(test::InertOnATerminal(r.err, true)) << r.err;
+  EXPECT_NE(r.err.find(Path("gone" + shown + ".db")), std::string::npos) << r.err;
 }
 
 TEST_F(BackupCliTest, WalDatabaseIsRefusedClearly) {

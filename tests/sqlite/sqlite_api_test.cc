@@ -2,11 +2,13 @@
 // start, watch, wait, cancel; one per-file state shared by connections.
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "cowbackup/sqlite.hpp"
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
+#include "tests/backup/inert_text.h"
 #include "vfs/file_state.h"
 
 namespace cowbackup::testing {
@@ -159,6 +161,26 @@ TEST_F(ApiTest, DatabaseOpenedWithAnotherVfsIsRefused) {
   EXPECT_TRUE(s.IsInvalidArgument());
   EXPECT_NE(s.ToString().find("not opened through the cowbackup VFS"), std::string::npos);
   sqlite3_close(db);
+}
+
+// SummaryJson (what cowbackup() and cowbackup_wait() return) is valid UTF-8
+// JSON whatever the error names: checked by Debian's python3 json module,
+// strictly (the bytes must decode as UTF-8).
+TEST_F(ApiTest, SummaryJsonIsValidUtf8JsonWhateverTheErrorHolds) {
+  Summary summary;
+  summary.state = JobState::kFailed;
+  summary.error = "open: /tmp/\"q\"\\" + test::kTitleSeq + test::kC1Csi + test::kBadUtf8;
+  const std::string json = cowbackup::sqlite::SummaryJson(summary, 7);
+  EXPECT_TRUE(test::InertOnATerminal(json)) << json;
+  std::ofstream(dir_ / "summary.json", std::ios::binary) << json;
+  std::ofstream(dir_ / "check.py") <<
+      "import json,sys\n"
+      "d = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))\n"
+      "sys.exit(0 if d['job_id'] == 7 and d['state'] == 'failed' and d['error'] == "
+      "'open: /tmp/\"q\"\\\\\\x1b]0;pwned\\x07\\x9b' + '\\ufffd' * 9 else 3)\n";
+  const int rc =
+      system(("/usr/bin/python3 '" + (dir_ / "check.py") + "' '" + (dir_ / "summary.json") + "'").c_str());
+  EXPECT_EQ(rc, 0) << json;
 }
 
 }  // namespace
