@@ -177,6 +177,31 @@ TEST_F(BackupCliTest, UsageErrors) {
   }
 }
 
+// The limits every front end shares (backup/options.h), named as flags. A
+// tiny positive rate such as 1e-300 used to run unthrottled; 2e6 and a
+// two-day busy timeout were accepted here but not by SQL.
+TEST_F(BackupCliTest, OptionsHaveTheLimitsEveryFrontEndShares) {
+  const std::string rate = "option --max-rate-mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--max-rate-mb 1e-300", rate},
+      {"--max-rate-mb 0.0009", rate},
+      {"--max-rate-mb 2e6", rate},
+      {"--segment-pages 1048577", "option --segment-pages: must be an integer between 1 and 1048576"},
+      {"--busy-timeout-ms 86400001", "option --busy-timeout-ms: must be an integer between 0 and 86400000"},
+      {"--format plain", "option --format: plain needs a file destination, not a stream"},
+  };
+  for (const auto& [flags, message] : cases) {
+    Result r = Cow("backup " + flags + " " + Sh(db_) + " -");
+    EXPECT_EQ(r.code, 2) << flags;
+    EXPECT_EQ(r.err, "cowbackup: backup: " + message + "\nTry 'cowbackup backup --help'.\n") << flags;
+    EXPECT_EQ(r.out, "") << flags;
+  }
+  Result r = Cow("backup --max-rate-mb 1000000 --segment-pages 1048576 --busy-timeout-ms 86400000 " +
+                 Sh(db_) + " " + Sh(Path("max.cbk")));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "max.cbk"}));
+}
+
 // A database path with escape sequences and bytes that are not UTF-8 is
 // backed up; its report and error lines show it escaped, and the archive
 // stores it escaped (docs/FORMAT.md: metadata is plain UTF-8 text).

@@ -163,6 +163,31 @@ TEST_F(ApiTest, DatabaseOpenedWithAnotherVfsIsRefused) {
   sqlite3_close(db);
 }
 
+// The limits every front end shares (backup/options.h), named as the
+// BackupOptions field. A tiny positive rate used to run unthrottled, and
+// 2e6 MB/s and a two-day busy timeout were accepted here but not by SQL.
+TEST_F(ApiTest, OptionsOutsideTheSharedLimitsAreRefused) {
+  sqlite3* db = Open(dir_ / "limits.db");
+  ASSERT_EQ(MakeTable(db, 10), "");
+  const std::string rate = "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)";
+  const std::pair<BackupOptions, std::string> cases[] = {
+      {[] { BackupOptions o; o.max_rate_mb = 1e-300; return o; }(), rate},
+      {[] { BackupOptions o; o.max_rate_mb = 2e6; return o; }(), rate},
+      {[] { BackupOptions o; o.busy_timeout_ms = 86400001; return o; }(),
+       "option busy_timeout_ms: must be an integer between 0 and 86400000"},
+  };
+  for (const auto& [options, message] : cases) {
+    uint64_t id = 0;
+    Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "limits.cowbak", options, &id);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_EQ(s.ToString(), message);
+    s = cowbackup::sqlite::Backup(db, "main", dir_ / "limits.cowbak", options, nullptr);
+    EXPECT_EQ(s.ToString(), message);
+    EXPECT_FALSE(Exists(dir_ / "limits.cowbak"));
+  }
+  sqlite3_close(db);
+}
+
 // SummaryJson (what cowbackup() and cowbackup_wait() return) is valid UTF-8
 // JSON whatever the error names: checked by Debian's python3 json module,
 // strictly (the bytes must decode as UTF-8).

@@ -272,6 +272,14 @@ TEST_F(SqlTest, BadArgumentsNameTheProblem) {
       {"SELECT cowbackup(" + d + ", 'main', '{\"yield_to_commits\":1}')", "option yield_to_commits"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":1e400}')", "option max_rate_mb"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"busy_timeout_ms\":1.5}')", "option busy_timeout_ms"},
+      // The limits every front end shares (backup/options.h); 1e-300 used
+      // to run unthrottled.
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":1e-300}')",
+       "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":0.0009}')", "option max_rate_mb: must be 0"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":2e6}')", "option max_rate_mb: must be 0"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"busy_timeout_ms\":86400001}')",
+       "option busy_timeout_ms: must be an integer between 0 and 86400000"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"overwrite\":1}')", "option overwrite"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"snapshot_dir\":\"\"}')", "option snapshot_dir"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"snapshot_dir\":\"a\\u0000b\"}')", "NUL characters"},
@@ -290,6 +298,7 @@ TEST_F(SqlTest, BadArgumentsNameTheProblem) {
     EXPECT_NE(error.find(expected), std::string::npos) << sql << " -> " << error;
   }
   EXPECT_FALSE(Exists(dir_ / "args.cowbak"));
+  EXPECT_EQ(Backup(db, dir_ / "max.cowbak", "main", "{\"max_rate_mb\":1000000,\"segment_pages\":1048576}"), "");
   sqlite3_close(db);
 }
 
