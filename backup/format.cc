@@ -48,7 +48,8 @@ Status Header::Validate() const {
   std::set<std::string> keys;
   for (const auto& [key, value] : meta_pairs()) {
     if (!keys.insert(key).second) {
-      return Status::Corruption("metadata key \"" + TerminalSafe(key) + "\" appears more than once");
+      return Status::Corruption("metadata key \"" + TerminalSafe(key) +
+                                "\" appears more than once");
     }
   }
   // page_count * page_size must be a representable file size.
