@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "backup/archive_writer.h"
+#include "backup/options.h"
 #include "engine/posix_file.h"
 
 namespace cowbackup {
@@ -41,18 +42,6 @@ class CheckedSink final : public Sink {
   const std::function<Status()> check_;
 };
 
-Status ValidateOptions(const BackupOptions& o, bool streaming) {
-  if (o.segment_pages == 0 || o.segment_pages > (1u << 20)) {
-    return Status::InvalidArgument("segment_pages must be between 1 and 1048576");
-  }
-  if (!(o.max_rate_mb >= 0) || o.max_rate_mb > 1e9) {
-    return Status::InvalidArgument("max_rate_mb must be between 0 and 1e9");
-  }
-  if (streaming && o.format == BackupOptions::Format::kPlain) {
-    return Status::InvalidArgument("the plain format needs a file destination, not a stream");
-  }
-  return Status::OK();
-}
 }  // namespace
 
 std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name) {
@@ -107,7 +96,7 @@ BackupJob::~BackupJob() {
 Status BackupJob::Prepare(Source* source, const BackupParams& params,
                           std::unique_ptr<BackupJob>* out) {
   const bool streaming = params.dest_fd >= 0;
-  Status s = ValidateOptions(params.options, streaming);
+  Status s = ValidateBackupOptions(params.options, streaming);
   if (!s.ok()) return s;
   std::unique_ptr<BackupJob> job(new BackupJob(source, params));
   s = job->PrepareOutputs();
@@ -158,8 +147,8 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
     h.page_size = page_size;
     h.page_count = t0_pages;
     h.created_unix_us = NowUnixMicros();
-    h.metadata = metadata.substr(0, format::kMaxMetaLen);
-    Status s = h.Validate();
+    Status s = format::FitMetadata(metadata, &h.metadata);
+    if (s.ok()) s = h.Validate();
     if (!s.ok()) return s;
     std::unique_ptr<ByteOutput> out = file_ ? std::unique_ptr<ByteOutput>(std::move(file_))
                                             : std::move(stream_);

@@ -1,7 +1,10 @@
 #include "backup/format.h"
 
 #include <cstring>
+#include <set>
+#include <string_view>
 
+#include "backup/text.h"
 #include "engine/checksum.h"
 #include "engine/encoding.h"
 
@@ -40,6 +43,15 @@ Status Header::Validate() const {
   if (metadata.find('\0') != std::string::npos) {
     return Status::Corruption("metadata holds a NUL byte");
   }
+  // Readers would disagree on a repeated key (a JSON object keeps one value,
+  // a text listing shows both), so the format allows each key once.
+  std::set<std::string> keys;
+  for (const auto& [key, value] : meta_pairs()) {
+    if (!keys.insert(key).second) {
+      return Status::Corruption("metadata key \"" + TerminalSafe(key) +
+                                "\" appears more than once");
+    }
+  }
   // page_count * page_size must be a representable file size.
   if (page_count > (uint64_t{1} << 62) / page_size) {
     return Status::Corruption("page_count " + std::to_string(page_count) + " is too large");
@@ -47,30 +59,46 @@ Status Header::Validate() const {
   return Status::OK();
 }
 
-std::string Header::meta(const std::string& key) const {
-  const std::string prefix = key + "=";
+std::vector<std::pair<std::string, std::string>> Header::meta_pairs() const {
+  std::vector<std::pair<std::string, std::string>> pairs;
   size_t pos = 0;
   while (pos < metadata.size()) {
     size_t eol = metadata.find('\n', pos);
     if (eol == std::string::npos) eol = metadata.size();
-    if (metadata.compare(pos, prefix.size(), prefix) == 0) {
-      return metadata.substr(pos + prefix.size(), eol - pos - prefix.size());
+    const std::string_view line = std::string_view(metadata).substr(pos, eol - pos);
+    const size_t eq = line.find('=');
+    if (!line.empty()) {
+      pairs.emplace_back(line.substr(0, eq), eq == line.npos ? "" : line.substr(eq + 1));
     }
     pos = eol + 1;
+  }
+  return pairs;
+}
+
+std::string Header::meta(const std::string& key) const {
+  for (auto& [k, value] : meta_pairs()) {
+    if (k == key) return value;
   }
   return {};
 }
 
 std::string MetaLine(const std::string& key, const std::string& value) {
-  std::string line;
-  for (char c : key) {
-    if (c != '\0' && c != '\n' && c != '=') line += c;
+  return EscapeText(key, "=") + "=" + EscapeText(value) + "\n";
+}
+
+Status FitMetadata(const std::string& lines, std::string* metadata) {
+  metadata->clear();
+  size_t pos = 0;
+  while (pos < lines.size()) {
+    const size_t eol = lines.find('\n', pos);
+    if (eol == std::string::npos || !IsPlainText(std::string_view(lines).substr(pos, eol - pos))) {
+      return Status::InvalidArgument("metadata line is not plain UTF-8 text ending in a newline");
+    }
+    const size_t len = eol + 1 - pos;
+    if (metadata->size() + len <= kMaxMetaLen) metadata->append(lines, pos, len);
+    pos = eol + 1;
   }
-  line += '=';
-  for (char c : value) {
-    if (c != '\0' && c != '\n') line += c;
-  }
-  return line + "\n";
+  return Status::OK();
 }
 
 void EncodeHeader(const Header& h, uint8_t* out) {
@@ -122,15 +150,20 @@ Status DecodeHeader(const uint8_t* in, size_t len, Header* h) {
   if (DecodeFixed64(in + sum_at) != Checksum::Of(in, sum_at)) {
     return Status::Corruption("bad header checksum");
   }
-  h->version = DecodeFixed32(in + kOffVersion);
-  h->source_kind = static_cast<SourceKind>(DecodeFixed32(in + kOffSourceKind));
-  h->page_size = DecodeFixed32(in + kOffPageSize);
-  h->page_count = DecodeFixed64(in + kOffPageCount);
-  h->archive_flags = DecodeFixed32(in + kOffArchiveFlags);
-  h->created_unix_us = DecodeFixed64(in + kOffCreated);
-  h->metadata.assign(reinterpret_cast<const char*>(in + kOffMeta), meta_len);
+  // Decoded aside: *h is left as it was unless every field checks out, so a
+  // report never shows a header that was refused.
+  Header d;
+  d.version = DecodeFixed32(in + kOffVersion);
+  d.source_kind = static_cast<SourceKind>(DecodeFixed32(in + kOffSourceKind));
+  d.page_size = DecodeFixed32(in + kOffPageSize);
+  d.page_count = DecodeFixed64(in + kOffPageCount);
+  d.archive_flags = DecodeFixed32(in + kOffArchiveFlags);
+  d.created_unix_us = DecodeFixed64(in + kOffCreated);
+  d.metadata.assign(reinterpret_cast<const char*>(in + kOffMeta), meta_len);
   if (DecodeFixed64(in + kOffReserved) != 0) return Status::Corruption("reserved header field is not 0");
-  return h->Validate();
+  s = d.Validate();
+  if (s.ok()) *h = std::move(d);
+  return s;
 }
 
 void EncodeRecordHeader(RecordType type, uint8_t flags, uint32_t payload_len, uint64_t pgno,

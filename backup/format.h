@@ -15,7 +15,8 @@
 //     36  4  meta_len              (0 .. 4096)
 //     40  8  created_unix_us       (when the job was armed: T0)
 //     48  8  reserved              (0)
-//     56  meta_len  metadata       ("key=value\n" lines, UTF-8, no NUL)
+//     56  meta_len  metadata       ("key=value\n" lines, each key once;
+//                                   written as plain UTF-8, see MetaLine)
 //     56+meta_len 8  header_checksum  XXH3-64 of every byte before it
 //
 //   record (32 + payload_len bytes): control data around every page
@@ -46,6 +47,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cowbackup/status.h"
 
@@ -106,7 +109,11 @@ struct Header {
   size_t encoded_size() const { return kHeaderFixedSize + metadata.size() + kHeaderChecksumSize; }
   // Names the first bad field ("page_size 1000 is not a power of two").
   Status Validate() const;
-  // Value of `key` in metadata, or "" if absent.
+  // The metadata's (key, value) pairs in order, as stored (escaped; see
+  // MetaLine). A line without '=' is a key with an empty value; empty lines
+  // are skipped. Validate() refuses a key that appears twice.
+  std::vector<std::pair<std::string, std::string>> meta_pairs() const;
+  // Value of `key` in metadata as stored, or "" if absent.
   std::string meta(const std::string& key) const;
 };
 
@@ -134,8 +141,16 @@ uint64_t RecordChecksum(const uint8_t* header16, const uint8_t* payload, size_t 
 void EncodeTrailerPayload(const Trailer& t, uint8_t* out);
 void DecodeTrailerPayload(const uint8_t* in, Trailer* t);
 
-// Builds the metadata text from key/value pairs, dropping what would make
-// it invalid (NUL, newline in a key or value) and truncating at kMaxMetaLen.
+// One "key=value\n" metadata line. Key and value may hold any bytes (a
+// database path may): they are written with EscapeText (backup/text.h), a
+// key's '=' as "\x3d", so the line is plain UTF-8 and can be decoded
+// exactly (docs/FORMAT.md, Metadata).
 std::string MetaLine(const std::string& key, const std::string& value);
+
+// The metadata a writer stores from MetaLine lines: each line in order that
+// still fits in kMaxMetaLen (one that does not, such as a very long
+// escaped path, is left out). InvalidArgument if a line is not plain text
+// ending in a newline, which MetaLine's lines always are.
+Status FitMetadata(const std::string& lines, std::string* metadata);
 
 }  // namespace cowbackup::format

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <string>
 
+#include "backup/text.h"
 #include "cowbackup/sqlite.hpp"
 #include "sql/jobs_vtab.h"
 #include "sql/json_options.h"
@@ -42,8 +43,10 @@ using cowbackup::BackupOptions;
 using cowbackup::Status;
 using cowbackup::Summary;
 
+// Messages name paths, which may hold any bytes: SQLite expects UTF-8 and
+// the sqlite3 shell prints the text to a terminal, so it goes out escaped.
 void ResultError(sqlite3_context* ctx, const std::string& msg) {
-  const std::string text = "cowbackup: " + msg;
+  const std::string text = cowbackup::TerminalSafe("cowbackup: " + msg);
   sqlite3_result_error(ctx, text.data(), int(text.size()));
 }
 

@@ -11,6 +11,7 @@
 #include <new>
 #include <vector>
 
+#include "backup/text.h"
 #include "cowbackup/sqlite.hpp"
 
 namespace cowbackup::sql {
@@ -125,7 +126,9 @@ int JobsColumn(sqlite3_vtab_cursor* c, sqlite3_context* ctx, int col) {
         if (j.finished_unix_ms != 0) ResultText(ctx, IsoTime(j.finished_unix_ms));
         break;  // NULL while running
       case kError:
-        if (!j.summary.error.empty()) ResultText(ctx, j.summary.error);
+        // A message, escaped as cowbackup()'s errors are; database and
+        // destination stay the exact paths the application gave.
+        if (!j.summary.error.empty()) ResultText(ctx, TerminalSafe(j.summary.error));
         break;
     }
   } catch (...) {

@@ -6,13 +6,11 @@
 #include <cstring>
 #include <set>
 
+#include "backup/options.h"
+
 namespace cowbackup::sql {
 
 namespace {
-
-constexpr int64_t kMaxSegmentPages = 1 << 20;
-constexpr int64_t kMaxBusyTimeoutMs = 86400000;  // a day
-constexpr double kMaxRateMb = 1e6;
 
 // A private in-memory connection; closed on scope exit.
 struct MemDb {
@@ -46,10 +44,20 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
     *out = type == "true";
     return true;
   };
-  auto integer = [&](int64_t lo, int64_t hi, int64_t* out) {
-    if (type != "integer") return false;
-    *out = sqlite3_column_int64(row, kValue);
-    return *out >= lo && *out <= hi;
+  // A number, checked by the one options validator (backup/options.h)
+  // before it is narrowed into its field; a wrong type gets the same
+  // message as a wrong value.
+  auto number = [&](bool integral, double* out) {
+    double v = NAN;
+    if (type == "integer") {
+      v = double(sqlite3_column_int64(row, kValue));
+    } else if (type == "real" && !integral) {
+      v = sqlite3_column_double(row, kValue);
+    }
+    const Status s = ValidateBackupOption(key.c_str(), v, OptionSpelling::kField);
+    if (!s.ok()) *error = s.message();
+    *out = v;
+    return s.ok();
   };
   if (key == "format") {
     std::string v;
@@ -64,23 +72,15 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
     }
     o->variant = v == "overlay_at_end" ? Variant::kOverlayAtEnd : Variant::kSnapshotFirst;
   } else if (key == "segment_pages") {
-    int64_t v = 0;
-    if (!integer(1, kMaxSegmentPages, &v)) {
-      return Fail(error, key, "must be an integer between 1 and " + std::to_string(kMaxSegmentPages));
-    }
+    double v = 0;
+    if (!number(true, &v)) return false;
     o->segment_pages = uint32_t(v);
   } else if (key == "busy_timeout_ms") {
-    int64_t v = 0;
-    if (!integer(0, kMaxBusyTimeoutMs, &v)) {
-      return Fail(error, key, "must be an integer between 0 and " + std::to_string(kMaxBusyTimeoutMs));
-    }
+    double v = 0;
+    if (!number(true, &v)) return false;
     o->busy_timeout_ms = uint32_t(v);
   } else if (key == "max_rate_mb") {
-    const double v = sqlite3_column_double(row, kValue);
-    if ((type != "integer" && type != "real") || !std::isfinite(v) || v < 0 || v > kMaxRateMb) {
-      return Fail(error, key, "must be a number between 0 (unlimited) and 1000000");
-    }
-    o->max_rate_mb = v;
+    if (!number(false, &o->max_rate_mb)) return false;
   } else if (key == "snapshot_dir") {
     std::string v;
     if (!text(&v) || v.empty()) return Fail(error, key, "must be a non-empty path without NUL bytes");

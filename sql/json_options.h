@@ -5,9 +5,12 @@
 // the calling connection runs no nested statement.
 //
 //   {"format": "archive"|"plain", "variant": "snapshot_first"|"overlay_at_end",
-//    "segment_pages": 1..1048576, "max_rate_mb": 0..1e6, "snapshot_dir": "...",
-//    "overwrite": true|false, "busy_timeout_ms": 0..86400000,
-//    "hot_first": true|false, "yield_to_commits": true|false}
+//    "segment_pages": 1..1048576, "max_rate_mb": 0 or 0.001..1e6,
+//    "snapshot_dir": "...", "overwrite": true|false,
+//    "busy_timeout_ms": 0..86400000, "hot_first": true|false,
+//    "yield_to_commits": true|false}
+// The numeric limits and their messages are the one validator's
+// (backup/options.h), shared with the C++ APIs and the CLI.
 #pragma once
 
 #include <string>

@@ -1,35 +1,16 @@
 #include "tools/archive_report.h"
 
 #include <cstdio>
-#include <set>
 
 #include "tools/cli.h"
 #include "tools/progress_bar.h"
 
 namespace cowbackup::cli {
 
-std::vector<std::pair<std::string, std::string>> MetadataPairs(const format::Header& h) {
-  std::vector<std::pair<std::string, std::string>> pairs;
-  size_t pos = 0;
-  while (pos < h.metadata.size()) {
-    size_t eol = h.metadata.find('\n', pos);
-    if (eol == std::string::npos) eol = h.metadata.size();
-    const std::string line = h.metadata.substr(pos, eol - pos);
-    const size_t eq = line.find('=');
-    if (!line.empty()) {
-      pairs.emplace_back(line.substr(0, eq), eq == std::string::npos ? "" : line.substr(eq + 1));
-    }
-    pos = eol + 1;
-  }
-  return pairs;
-}
-
 JsonObject HeaderJson(const format::Header& h) {
+  // Every key once: Header::Validate refuses an archive that repeats one.
   JsonObject meta;
-  std::set<std::string> seen;  // a JSON object keeps the first of repeated keys
-  for (const auto& [key, value] : MetadataPairs(h)) {
-    if (seen.insert(key).second) meta.add(key, value);
-  }
+  for (const auto& [key, value] : h.meta_pairs()) meta.add(key, value);
   JsonObject o;
   o.add("format_version", h.version)
       .add("source_kind", format::SourceKindName(h.source_kind))

@@ -3,19 +3,15 @@
 #pragma once
 
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "backup/format.h"
 #include "tools/json.h"
 
 namespace cowbackup::cli {
 
-// The "key=value" lines of the header's metadata, in order.
-std::vector<std::pair<std::string, std::string>> MetadataPairs(const format::Header& h);
-
 // {"format_version", "source_kind", "page_size", "page_count",
-//  "database_bytes", "created_unix_us", "created", "metadata": {...}}
+//  "database_bytes", "created_unix_us", "created", "metadata": {...}};
+// metadata holds h.meta_pairs(), the same keys and values `info` lists.
 JsonObject HeaderJson(const format::Header& h);
 // {"page_records", "overlay_records", "preserved_pages", "records_end",
 //  "digest" (16 hex digits), "finished_unix_us", "finished"}

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "backup/output.h"
+#include "backup/text.h"
 #include "engine/posix_file.h"
 
 namespace cowbackup::cli {
@@ -90,12 +91,13 @@ bool CommandLine::Parse(const std::vector<std::string>& args, int* exit_code) {
 }
 
 void PrintError(const std::string& command, const std::string& message) {
-  std::string line = "cowbackup: " + (command.empty() ? "" : command + ": ") + message;
-  for (char& c : line) {
-    if (c == '\n') c = ' ';  // one line, whatever a message holds
-  }
   std::cout.flush();
-  fprintf(stderr, "%s\n", line.c_str());
+  // TerminalSafe also keeps it one line, whatever a message holds.
+  PrintLine(stderr, "cowbackup: " + (command.empty() ? "" : command + ": ") + message);
+}
+
+void PrintLine(FILE* out, const std::string& text) {
+  fprintf(out, "%s\n", TerminalSafe(text).c_str());
 }
 
 std::string Describe(const Status& s) {

@@ -5,10 +5,12 @@
 // Output habits (docs/CLI.md):
 //   - results on stdout (one JSON object with --json), nothing with --quiet;
 //   - errors on stderr, one line: "cowbackup: <command>: <what>: <where>";
+//   - control characters from paths and archives escaped (PrintLine);
 //   - exit 0 ok, 1 a failure found or the operation failed, 2 usage.
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -54,8 +56,12 @@ class CommandLine {
   std::vector<std::pair<std::string, std::string*>> positionals_;
 };
 
-// "cowbackup: <command>: <message>" on stderr.
+// "cowbackup: <command>: <message>" on stderr, through PrintLine.
 void PrintError(const std::string& command, const std::string& message);
+// `text` and a newline on `out`, through TerminalSafe (backup/text.h): every
+// text line the tool prints may hold a path or archive metadata, and their
+// control characters must not reach the terminal.
+void PrintLine(FILE* out, const std::string& text);
 // A status as the error line shows it: an incomplete archive says so first
 // ("incomplete archive: ends inside a record: x.cbk: offset 8232, page 2").
 std::string Describe(const Status& s);

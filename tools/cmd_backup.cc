@@ -43,6 +43,7 @@
 #include <memory>
 #include <thread>
 
+#include "backup/options.h"
 #include "backup/output.h"
 #include "cowbackup/lmdb.hpp"
 #include "cowbackup/sqlite.hpp"
@@ -272,23 +273,16 @@ int RunBackup(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   const bool streaming = archive == "-";
-  if (streaming && options.format == BackupOptions::Format::kPlain) {
-    PrintUsageError("backup", "--format plain needs a file destination, not '-'");
-    return kExitUsage;
-  }
-  if (segment_pages == 0 || segment_pages > (1u << 20)) {
-    PrintUsageError("backup", "--segment-pages must be between 1 and 1048576");
-    return kExitUsage;
-  }
-  if (!(max_rate_mb >= 0) || max_rate_mb > 1e9) {
-    PrintUsageError("backup", "--max-rate-mb must be between 0 and 1e9");
-    return kExitUsage;
-  }
   options.segment_pages = segment_pages;
   options.max_rate_mb = max_rate_mb;
   options.snapshot_dir = snapshot_dir;
   options.busy_timeout_ms = busy_timeout_ms;
   options.overwrite = force;
+  // The limits every front end shares, named as flags ("option --max-rate-mb: ...").
+  if (Status v = ValidateBackupOptions(options, streaming, OptionSpelling::kFlag); !v.ok()) {
+    PrintUsageError("backup", v.message());
+    return kExitUsage;
+  }
 
   const auto start = std::chrono::steady_clock::now();
   Kind kind = Kind::kSqlite;
@@ -347,13 +341,14 @@ int RunBackup(const std::vector<std::string>& args) {
     return kExitFailure;
   }
   if (!flags.json && !flags.quiet) {
-    fprintf(report,
-            "backed up %s %s to %s: %llu pages of %u bytes, %llu pre-images preserved, "
-            "%s written in %.2f s\n",
-            kind_name, source.c_str(), streaming ? "standard output" : archive.c_str(),
-            static_cast<unsigned long long>(p.pages_done), outcome.summary.page_size,
-            static_cast<unsigned long long>(p.pages_preserved),
-            ProgressBar::Bytes(double(p.bytes_written)).c_str(), seconds);
+    char counts[160];
+    snprintf(counts, sizeof counts,
+             ": %llu pages of %u bytes, %llu pre-images preserved, %s written in %.2f s",
+             static_cast<unsigned long long>(p.pages_done), outcome.summary.page_size,
+             static_cast<unsigned long long>(p.pages_preserved),
+             ProgressBar::Bytes(double(p.bytes_written)).c_str(), seconds);
+    PrintLine(report, std::string("backed up ") + kind_name + " " + source + " to " +
+                          (streaming ? "standard output" : archive) + counts);
   }
   return kExitOk;
 }

@@ -20,7 +20,9 @@ namespace {
 void PrintText(const std::string& archive, const ArchiveReader& reader, bool have_header,
                const Status& s, uint64_t pages, uint64_t overlays) {
   const auto row = [](const char* key, const std::string& value) {
-    printf("%-16s %s\n", key, value.c_str());
+    char name[24];
+    snprintf(name, sizeof name, "%-16s ", key);
+    PrintLine(stdout, name + value);
   };
   row("archive", archive);
   row("state", s.ok() ? "complete" : std::string(StateWord(s)) + ": " + Describe(s));
@@ -45,9 +47,10 @@ void PrintText(const std::string& archive, const ArchiveReader& reader, bool hav
                            ProgressBar::Bytes(double(reader.offset())) + ")" +
                            (s.ok() ? "" : " read"));
   if (have_header) {
-    const auto pairs = MetadataPairs(reader.header());
+    // The same pairs as --json's "metadata" (HeaderJson).
+    const auto pairs = reader.header().meta_pairs();
     printf("metadata%s\n", pairs.empty() ? "         (none)" : "");
-    for (const auto& [key, value] : pairs) printf("  %s=%s\n", key.c_str(), value.c_str());
+    for (const auto& [key, value] : pairs) PrintLine(stdout, "  " + key + "=" + value);
   }
 }
 

@@ -98,8 +98,9 @@ int RunRestore(const std::vector<std::string>& args) {
   }
   if (!flags.json && !flags.quiet) {
     const bool lmdb = h.source_kind == format::SourceKind::kLmdb;
-    printf("restored %s to %s%s (%.2f s)\n", HeaderSummary(h).c_str(), out.c_str(),
-           lmdb ? "/data.mdb" : "", seconds);
+    char took[32];
+    snprintf(took, sizeof took, " (%.2f s)", seconds);
+    PrintLine(stdout, "restored " + HeaderSummary(h) + " to " + out + (lmdb ? "/data.mdb" : "") + took);
   }
   return kExitOk;
 }

@@ -143,7 +143,7 @@ int RunVerify(const std::vector<std::string>& args) {
                 std::to_string(deep_result.entries) + " entries";
       }
     }
-    printf("%s)\n", line.c_str());
+    PrintLine(stdout, line + ")");
   }
   return kExitOk;
 }

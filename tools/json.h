@@ -1,9 +1,10 @@
 // JsonObject: the one JSON object a subcommand prints with --json.
 //
 // Members keep insertion order; values are encoded as they are added, so
-// the object is only a list of (key, encoded value) pairs. Strings are
-// escaped per RFC 8259 and bytes that are not valid UTF-8 (a path may hold
-// any bytes) become U+FFFD, so the output always parses.
+// the object is only a list of (key, encoded value) pairs. Strings go
+// through JsonQuote (backup/text.h), the escaper the SQL functions use too:
+// bytes that are not valid UTF-8 (a path may hold any bytes) become U+FFFD
+// and control characters \u00XX, so the output always parses.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,6 @@ class JsonObject {
 
   // {"key": value, ...} on one line.
   std::string str() const;
-
-  static std::string Quote(const std::string& s);
 
  private:
   std::vector<std::pair<std::string, std::string>> members_;

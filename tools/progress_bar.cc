@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "backup/text.h"
+
 namespace cowbackup::cli {
 
 namespace {
@@ -43,7 +45,7 @@ void WriteAll(const std::string& text) {
 }  // namespace
 
 ProgressBar::ProgressBar(std::string label, bool enabled)
-    : label_(std::move(label)), enabled_(enabled) {
+    : label_(TerminalSafe(label)), enabled_(enabled) {
   if (const char* d = getenv("COWBACKUP_PROGRESS_DELAY_MS")) {
     delay_ = std::chrono::milliseconds(std::strtol(d, nullptr, 10));
   }

@@ -27,6 +27,7 @@
 #include "backup/backup_job.h"
 #include "backup/format.h"
 #include "backup/job_runner.h"
+#include "backup/text.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/mutex.h"
 #include "engine/posix_file.h"
@@ -341,28 +342,6 @@ JobInfo InfoLocked(const Job& job) REQUIRES(g_jobs_mu) {
   return info;
 }
 
-void AppendJsonString(std::string* out, const std::string& s) {
-  *out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          *out += buf;
-        } else {
-          *out += char(c);
-        }
-    }
-  }
-  *out += '"';
-}
-
 }  // namespace
 
 Status RegisterVfs(bool make_default) {
@@ -441,8 +420,7 @@ std::string SummaryJson(const Summary& s, uint64_t job_id) {
            (unsigned long long)s.progress.yield_ms);
   std::string out = buf;
   if (!s.error.empty()) {
-    out += ",\"error\":";
-    AppendJsonString(&out, s.error);
+    out += ",\"error\":" + JsonQuote(s.error);  // one escaper with the CLI's --json
   }
   return out + "}";
 }

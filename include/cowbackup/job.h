@@ -27,15 +27,18 @@ enum class Variant : uint8_t {
 // waits for at most one 1 MiB read.
 inline constexpr uint32_t kDefaultSegmentPages = 256;
 
+// Every front end (SQL, these C++ APIs, the CLI) refuses values outside the
+// ranges noted, with InvalidArgument naming the option.
 struct BackupOptions {
   enum class Format : uint8_t { kArchive, kPlain };
   Format format = Format::kArchive;
   Variant variant = Variant::kSnapshotFirst;
-  uint32_t segment_pages = kDefaultSegmentPages;
-  double max_rate_mb = 0;     // destination throttle in MB/s (1e6 bytes); 0 = none
+  uint32_t segment_pages = kDefaultSegmentPages;  // 1 .. 1048576
+  // Destination throttle in MB/s (1e6 bytes): 0 = none, else 0.001 .. 1e6.
+  double max_rate_mb = 0;
   std::string snapshot_dir;   // where the snapshot volume lives; "" = beside dest
   bool overwrite = false;     // replace an existing destination
-  uint32_t busy_timeout_ms = 5000;  // how long to try for the begin-time lock
+  uint32_t busy_timeout_ms = 5000;  // how long to try for the begin-time lock; <= 86400000
   bool hot_first = false;     // copy segments writers are hitting first
   // Hold each destination write while an application commit of this
   // process is in its I/O phase (at most 10 ms at a time): the application

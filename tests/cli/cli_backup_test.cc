@@ -4,6 +4,7 @@
 // during the copy fails the backup and publishes nothing.
 #include <signal.h>
 
+#include "tests/backup/inert_text.h"
 #include "tests/cli/cli_harness.h"
 
 namespace cowbackup::clitest {
@@ -174,6 +175,61 @@ TEST_F(BackupCliTest, UsageErrors) {
     EXPECT_EQ(r.code, 2) << args << r.err;
     EXPECT_EQ(r.err.rfind("cowbackup: backup: ", 0), 0u) << r.err;
   }
+}
+
+// The limits every front end shares (backup/options.h), named as flags. A
+// tiny positive rate such as 1e-300 used to run unthrottled; 2e6 and a
+// two-day busy timeout were accepted here but not by SQL.
+TEST_F(BackupCliTest, OptionsHaveTheLimitsEveryFrontEndShares) {
+  const std::string rate = "option --max-rate-mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--max-rate-mb 1e-300", rate},
+      {"--max-rate-mb 0.0009", rate},
+      {"--max-rate-mb 2e6", rate},
+      {"--segment-pages 1048577", "option --segment-pages: must be an integer between 1 and 1048576"},
+      {"--busy-timeout-ms 86400001", "option --busy-timeout-ms: must be an integer between 0 and 86400000"},
+      {"--format plain", "option --format: plain needs a file destination, not a stream"},
+  };
+  for (const auto& [flags, message] : cases) {
+    // Refused at once; the timeout turns a regression (0.0009 MB/s runs for
+    // a quarter of an hour) into a failure instead of a hang.
+    Result r = Shell("timeout 60 " + Sh(Binary()) + " backup " + flags + " " + Sh(db_) + " -");
+    EXPECT_EQ(r.code, 2) << flags;
+    EXPECT_EQ(r.err, "cowbackup: backup: " + message + "\nTry 'cowbackup backup --help'.\n") << flags;
+    EXPECT_EQ(r.out, "") << flags;
+  }
+  Result r = Cow("backup --max-rate-mb 1000000 --segment-pages 1048576 --busy-timeout-ms 86400000 " +
+                 Sh(db_) + " " + Sh(Path("max.cbk")));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "max.cbk"}));
+}
+
+// A database path with escape sequences and bytes that are not UTF-8 is
+// backed up; its report and error lines show it escaped, and the archive
+// stores it escaped (docs/FORMAT.md: metadata is plain UTF-8 text).
+TEST_F(BackupCliTest, ASourcePathWithControlCharactersIsBackedUpAndShownEscaped) {
+  const std::string odd = test::kTitleSeq + test::kEraseSeq + test::kC1Csi + test::kBadUtf8;
+  const std::string shown = "\\x1b]0;pwned\\x07\\r\\x1b[2K\\xc2\\x9b"
+                            "\\xff\\xfe\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82";
+  const std::string db = Path("app" + odd + ".db");
+  ASSERT_EQ(::rename(db_.c_str(), db.c_str()), 0);
+  Result r = Cow("backup " + Sh(db) + " " + Sh(Path("app.cbk")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(test::InertOnATerminal(r.out, true)) << r.out;
+  EXPECT_EQ(r.out.rfind("backed up sqlite " + Path("app" + shown + ".db") + " to ", 0), 0u) << r.out;
+  r = Cow("info " + Sh(Path("app.cbk")));
+  EXPECT_TRUE(test::InertOnATerminal(r.out, true)) << r.out;
+  EXPECT_NE(r.out.find("  source_path=" + Path("app" + shown + ".db\n")), std::string::npos) << r.out;
+  r = Cow("info --json " + Sh(Path("app.cbk")));
+  ExpectJson(r.out, "d['header']['metadata']['source_path'] == r'" + Path("app" + shown + ".db") + "'");
+  r = Cow("restore " + Sh(Path("app.cbk")) + " " + Sh(Path("back.db")));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(ReadFile(Path("back.db")), ReadFile(db));
+
+  r = Cow("backup " + Sh(Path("gone" + odd + ".db")) + " " + Sh(Path("x.cbk")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(test::InertOnATerminal(r.err, true)) << r.err;
+  EXPECT_NE(r.err.find(Path("gone" + shown + ".db")), std::string::npos) << r.err;
 }
 
 TEST_F(BackupCliTest, WalDatabaseIsRefusedClearly) {

@@ -125,6 +125,22 @@ TEST(LmdbBackup, WriteMapEnvIsRefused) {
   EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
 }
 
+// The limits every front end shares (backup/options.h); a tiny positive
+// rate used to run unthrottled, 2e6 MB/s was accepted here but not by SQL.
+TEST(LmdbBackup, OptionsOutsideTheSharedLimitsAreRefused) {
+  ScratchDir dir;
+  auto env = OpenEnv(dir.Sub("env"), 0, 1 << 20);
+  for (double rate : {1e-300, 2e6}) {
+    Status s = env->backup(dir.path() + "/a.cowbak", Throttled(rate));
+    EXPECT_EQ(s.ToString(), "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)");
+    std::unique_ptr<BackupTask> task;
+    s = env->start_backup(dir.path() + "/b.cowbak", Throttled(rate), &task);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  }
+  EXPECT_EQ(FileSize(dir.path() + "/a.cowbak"), 0u);
+  EXPECT_EQ(FileSize(dir.path() + "/b.cowbak"), 0u);
+}
+
 TEST(LmdbBackup, ReadOnlyEnvIsRefused) {
   ScratchDir dir;
   const std::string path = dir.Sub("env");

@@ -2,12 +2,14 @@
 // start, watch, wait, cancel; one per-file state shared by connections.
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "backup/no_new_threads.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
+#include "tests/backup/inert_text.h"
 #include "vfs/file_state.h"
 
 namespace cowbackup::testing {
@@ -185,6 +187,51 @@ TEST_F(ApiTest, StartWithoutAThreadEndsTheJobCancelled) {
   s = cowbackup::sqlite::Backup(db, "main", dir_ / "nothread.cowbak", {}, &summary);
   EXPECT_TRUE(s.ok()) << s.ToString();
   sqlite3_close(db);
+}
+
+// The limits every front end shares (backup/options.h), named as the
+// BackupOptions field. A tiny positive rate used to run unthrottled, and
+// 2e6 MB/s and a two-day busy timeout were accepted here but not by SQL.
+TEST_F(ApiTest, OptionsOutsideTheSharedLimitsAreRefused) {
+  sqlite3* db = Open(dir_ / "limits.db");
+  ASSERT_EQ(MakeTable(db, 10), "");
+  const std::string rate = "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)";
+  const std::pair<BackupOptions, std::string> cases[] = {
+      {[] { BackupOptions o; o.max_rate_mb = 1e-300; return o; }(), rate},
+      {[] { BackupOptions o; o.max_rate_mb = 2e6; return o; }(), rate},
+      {[] { BackupOptions o; o.busy_timeout_ms = 86400001; return o; }(),
+       "option busy_timeout_ms: must be an integer between 0 and 86400000"},
+  };
+  for (const auto& [options, message] : cases) {
+    uint64_t id = 0;
+    Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "limits.cowbak", options, &id);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_EQ(s.ToString(), message);
+    s = cowbackup::sqlite::Backup(db, "main", dir_ / "limits.cowbak", options, nullptr);
+    EXPECT_EQ(s.ToString(), message);
+    EXPECT_FALSE(Exists(dir_ / "limits.cowbak"));
+  }
+  sqlite3_close(db);
+}
+
+// SummaryJson (what cowbackup() and cowbackup_wait() return) is valid UTF-8
+// JSON whatever the error names: checked by Debian's python3 json module,
+// strictly (the bytes must decode as UTF-8).
+TEST_F(ApiTest, SummaryJsonIsValidUtf8JsonWhateverTheErrorHolds) {
+  Summary summary;
+  summary.state = JobState::kFailed;
+  summary.error = "open: /tmp/\"q\"\\" + test::kTitleSeq + test::kC1Csi + test::kBadUtf8;
+  const std::string json = cowbackup::sqlite::SummaryJson(summary, 7);
+  EXPECT_TRUE(test::InertOnATerminal(json)) << json;
+  std::ofstream(dir_ / "summary.json", std::ios::binary) << json;
+  std::ofstream(dir_ / "check.py") <<
+      "import json,sys\n"
+      "d = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8'))\n"
+      "sys.exit(0 if d['job_id'] == 7 and d['state'] == 'failed' and d['error'] == "
+      "'open: /tmp/\"q\"\\\\\\x1b]0;pwned\\x07\\x9b' + '\\ufffd' * 9 else 3)\n";
+  const int rc =
+      system(("/usr/bin/python3 '" + (dir_ / "check.py") + "' '" + (dir_ / "summary.json") + "'").c_str());
+  EXPECT_EQ(rc, 0) << json;
 }
 
 }  // namespace

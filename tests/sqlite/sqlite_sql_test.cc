@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sqlite/sqlite_test_util.h"
+#include "tests/backup/inert_text.h"
 
 namespace cowbackup::testing {
 namespace {
@@ -310,6 +311,14 @@ TEST_F(SqlTest, BadArgumentsNameTheProblem) {
       {"SELECT cowbackup(" + d + ", 'main', '{\"yield_to_commits\":1}')", "option yield_to_commits"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":1e400}')", "option max_rate_mb"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"busy_timeout_ms\":1.5}')", "option busy_timeout_ms"},
+      // The limits every front end shares (backup/options.h); 1e-300 used
+      // to run unthrottled.
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":1e-300}')",
+       "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":0.0009}')", "option max_rate_mb: must be 0"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"max_rate_mb\":2e6}')", "option max_rate_mb: must be 0"},
+      {"SELECT cowbackup(" + d + ", 'main', '{\"busy_timeout_ms\":86400001}')",
+       "option busy_timeout_ms: must be an integer between 0 and 86400000"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"overwrite\":1}')", "option overwrite"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"snapshot_dir\":\"\"}')", "option snapshot_dir"},
       {"SELECT cowbackup(" + d + ", 'main', '{\"snapshot_dir\":\"a\\u0000b\"}')", "NUL characters"},
@@ -328,6 +337,40 @@ TEST_F(SqlTest, BadArgumentsNameTheProblem) {
     EXPECT_NE(error.find(expected), std::string::npos) << sql << " -> " << error;
   }
   EXPECT_FALSE(Exists(dir_ / "args.cowbak"));
+  EXPECT_EQ(Backup(db, dir_ / "max.cowbak", "main", "{\"max_rate_mb\":1000000,\"segment_pages\":1048576}"), "");
+  sqlite3_close(db);
+}
+
+// Errors name paths, which may hold escape sequences and bytes that are not
+// UTF-8: cowbackup()'s and cowbackup_wait()'s errors and the jobs table's
+// error column carry them escaped (valid UTF-8, nothing a terminal obeys).
+TEST_F(SqlTest, ErrorsNamingHostilePathsAreEscaped) {
+  const std::string odd = test::kTitleSeq + test::kEraseSeq + test::kC1Csi + test::kBadUtf8;
+  const std::string shown = "\\x1b]0;pwned\\x07\\r\\x1b[2K\\xc2\\x9b"
+                            "\\xff\\xfe\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82";
+  sqlite3* db = MakeDb(dir_ / "e.db", 10);
+  std::string error = Backup(db, dir_ / ("no" + odd) + "/x.cowbak");
+  EXPECT_TRUE(test::InertOnATerminal(error)) << error;
+  EXPECT_NE(error.find(dir_ / ("no" + shown)), std::string::npos) << error;
+  sqlite3_close(db);
+
+  // A job that fails after it got an id: a write bypasses the shim.
+  const std::string path = dir_ / ("odd" + odd + ".db");
+  db = MakeDb(path, 2000 / kScale);
+  const std::string id = Query(
+      db, "SELECT cowbackup_start(" + Quote(dir_ / "odd.cowbak") + ", 'main', '{\"max_rate_mb\":4}')",
+      &error);
+  ASSERT_EQ(error, "");
+  sqlite3* foreign = Open("file:" + path + "?vfs=unix");
+  EXPECT_EQ(Exec(foreign, "UPDATE t SET v = randomblob(1000) WHERE id < 50"), "");
+  sqlite3_close(foreign);
+  Query(db, "SELECT cowbackup_wait(" + id + ")", &error);
+  EXPECT_NE(error.find("bypassed the cowbackup shim"), std::string::npos) << error;
+  EXPECT_TRUE(test::InertOnATerminal(error)) << error;
+  EXPECT_NE(error.find(dir_ / ("odd" + shown + ".db")), std::string::npos) << error;
+  const std::string column = Query(db, "SELECT error FROM cowbackup_jobs WHERE id = " + id);
+  EXPECT_TRUE(test::InertOnATerminal(column)) << column;
+  EXPECT_NE(column.find(dir_ / ("odd" + shown + ".db")), std::string::npos) << column;
   sqlite3_close(db);
 }
 
