@@ -23,6 +23,7 @@
 #include "copy_job_peer.h"
 #include "engine/copy_job.h"
 #include "memory_parts.h"
+#include "test_util/long_run.h"
 
 namespace cowbackup::test {
 namespace {
@@ -274,13 +275,12 @@ class Schedule {
 
 uint64_t ScheduleCount() {
   if (const char* s = getenv("COWBACKUP_SCHEDULES")) return strtoull(s, nullptr, 10);
-  const char* long_run = getenv("COWBACKUP_LONG");
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer builds re-run the suite for memory errors, not coverage:
   // the normal build explores 50,000 schedules.
-  return long_run && long_run[0] == '1' ? 200000 : 12000;
+  return LongRun() ? 200000 : 12000;
 #else
-  return long_run && long_run[0] == '1' ? 1000000 : 50000;
+  return LongRun() ? 1000000 : 50000;
 #endif
 }
 

@@ -55,8 +55,8 @@ Dbi MainDbi(Env& env) {
 }
 
 TEST(LmdbBackup, IdleEnvRestoresToTheSameDump) {
-  ScratchDir dir;
-  const std::string src = dir.Sub("src");
+  TempDir dir;
+  const std::string src = dir.subdir("src");
   auto env = OpenEnv(src, 0, 64 << 20);
   {
     Txn txn;
@@ -113,8 +113,8 @@ TEST(LmdbBackup, IdleEnvRestoresToTheSameDump) {
 }
 
 TEST(LmdbBackup, WriteMapEnvIsRefused) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kWriteMap, 1 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kWriteMap, 1 << 20);
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
   EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
   EXPECT_NE(s.ToString().find("MDB_WRITEMAP"), std::string::npos) << s.ToString();
@@ -125,8 +125,8 @@ TEST(LmdbBackup, WriteMapEnvIsRefused) {
 }
 
 TEST(LmdbBackup, ReadOnlyEnvIsRefused) {
-  ScratchDir dir;
-  const std::string path = dir.Sub("env");
+  TempDir dir;
+  const std::string path = dir.subdir("env");
   OpenEnv(path, 0, 1 << 20).reset();
   auto env = OpenEnv(path, kReadOnly, 0);
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
@@ -134,8 +134,8 @@ TEST(LmdbBackup, ReadOnlyEnvIsRefused) {
 }
 
 TEST(LmdbBackup, FromTheWritingThreadIsBusyNotADeadlock) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), 0, 1 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), 0, 1 << 20);
   Txn txn;
   ASSERT_OK(Txn::Begin(*env, &txn));
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
@@ -147,8 +147,8 @@ TEST(LmdbBackup, FromTheWritingThreadIsBusyNotADeadlock) {
 // Writers, readers and backups at once. Every backup restores to a valid
 // env holding a committed prefix 1..K with K inside the call/return window.
 void ConcurrentBackups(unsigned flags) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), flags, 256 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), flags, 256 << 20);
   const Dbi dbi = MainDbi(*env);
   const size_t kValueLen = 700;
   std::atomic<bool> stop{false};
@@ -228,8 +228,8 @@ TEST(LmdbBackupConcurrent, NoSyncEnv) { ConcurrentBackups(kNoSync | kNoMetaSync)
 // The map grows (mdb_env_set_mapsize) while a backup runs; the restored env
 // is the T0 state with the T0 map size.
 TEST(LmdbBackupConcurrent, MapGrowsDuringBackup) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 2 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 2 << 20);
   const Dbi dbi = MainDbi(*env);
   const size_t kValueLen = 1500;
   uint64_t k = 0;
@@ -307,8 +307,8 @@ class FailingSource final : public Source {
 };
 
 TEST(LmdbBackupConcurrent, BackupFaultNeverFailsCommits) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 64 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 64 << 20);
   const Dbi dbi = MainDbi(*env);
   uint64_t k = 0;
   while (k < 1000) ASSERT_OK(CommitNext(*env, dbi, 500, 4, &k, 2000));
@@ -354,8 +354,8 @@ TEST(LmdbBackupConcurrent, BackupFaultNeverFailsCommits) {
 }
 
 TEST(LmdbBackup, CancelledBackgroundBackupLeavesNothing) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 64 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 64 << 20);
   const Dbi dbi = MainDbi(*env);
   uint64_t k = 0;
   while (k < 2000) ASSERT_OK(CommitNext(*env, dbi, 2000, 0, &k));

@@ -40,7 +40,7 @@ struct BackupResult {
   std::string summary;
 };
 
-void Backups(Db* d, const ScratchDir* dir, const std::string& tag, int rounds,
+void Backups(Db* d, const TempDir* dir, const std::string& tag, int rounds,
              std::vector<BackupResult>* out) {
   sqlite3* db = Open(d->path);
   for (int i = 0; i < rounds; i++) {
@@ -68,7 +68,7 @@ void Backups(Db* d, const ScratchDir* dir, const std::string& tag, int rounds,
 
 TEST(SqliteTorture, ConcurrentWritersAndBackupsGiveCommittedPrefixes) {
   LoadExtension();
-  ScratchDir dir;
+  TempDir dir;
   Db a, b;
   a.path = dir / "a.db";
   b.path = dir / "b.db";
