@@ -45,23 +45,26 @@ void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   const auto entered = std::chrono::steady_clock::now();
   {
     MutexLock lock(&mu_);
-    while (!claim_write_locked(&op)) {
+    // 1. Join the FIFO, once.
+    join_fifo_locked(&op);
+    // 2. Wait to be its head with no busy page in the range (rules 3, 4).
+    while (!failed() && !may_claim_locked(op)) {
       COWBACKUP_SYNC_POINT("CopyJob::before_write:queued");  // under mu_
       op.cv.Wait(&mu_);
     }
+    // 3. Claim: mark the range's unsettled pages busy.
+    if (!failed()) claim_write_locked(&op);
+    // 4. Leave the FIFO and wake the next head.
+    leave_fifo_locked(&op);
     COWBACKUP_SYNC_POINT("CopyJob::before_write:released");  // under mu_
   }
   if (!op.claimed.empty()) {
-    step_preserve(&op);
-    step_publish_preserved(&op);
+    // 5. Save the claimed pages' T0 content, mutex released (rule 2).
+    preserve(&op);
+    // 6. Publish: preserved and settled, no longer busy; wake the waiters.
+    publish_preserved(&op);
   }
-  const uint64_t waited = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::steady_clock::now() - entered)
-                                       .count());
-  uint64_t prev = max_write_wait_ns_.load(std::memory_order_relaxed);
-  while (waited > prev &&
-         !max_write_wait_ns_.compare_exchange_weak(prev, waited, std::memory_order_relaxed)) {
-  }
+  note_write_wait(entered);
 }
 
 void CopyJob::before_truncate(uint64_t new_size) noexcept {
@@ -72,48 +75,41 @@ void CopyJob::before_truncate(uint64_t new_size) noexcept {
   before_write(first * page_size_, (config_.t0_pages - first) * page_size_);
 }
 
-// The FIFO rule: a writer may claim only when no earlier writer is waiting.
-// Returns true when the writer may go on (its claim is in op->claimed, or
-// the job has failed); false after queueing it.
-bool CopyJob::claim_write_locked(WriteOp* op) {
-  const bool queued = std::find(fifo_.begin(), fifo_.end(), op) != fifo_.end();
-  if (failed()) {
-    if (queued) remove_from_fifo_locked(op);
-    return true;
-  }
-  const bool my_turn = queued ? fifo_.front() == op : fifo_.empty();
-  if (my_turn) {
-    // All-or-nothing: a busy page anywhere in the range means wait.
-    bool any_busy = false;
-    for (uint64_t p = op->pages.begin; p < op->pages.end && !any_busy; p++) {
-      any_busy = !settled_.test(p) && busy_.test(p);
-    }
-    if (!any_busy) {
-      op->claimed.clear();
-      for (uint64_t p = op->pages.begin; p < op->pages.end; p++) {
-        if (settled_.test(p)) continue;
-        busy_.set(p);
-        busy_count_++;
-        if (!op->claimed.empty() && op->claimed.back().end == p) {
-          op->claimed.back().end++;
-        } else {
-          op->claimed.push_back({p, p + 1});
-        }
-      }
-      if (!op->claimed.empty()) note_hot_locked(op->claimed.front().begin);
-      if (queued) remove_from_fifo_locked(op);
-      return true;
-    }
-  }
-  if (!queued) fifo_.push_back(op);
-  return false;
+void CopyJob::join_fifo_locked(WriteOp* op) {
+  assert(!op->queued);  // I5: at most once
+  fifo_.push_back(op);
+  op->queued = true;
 }
 
-void CopyJob::remove_from_fifo_locked(WriteOp* op) {
+bool CopyJob::may_claim_locked(const WriteOp& op) const {
+  return fifo_.front() == &op && !range_busy_locked(op.pages);
+}
+
+// All or nothing: may_claim_locked() saw no busy page in the range.
+void CopyJob::claim_write_locked(WriteOp* op) {
+  op->claimed.clear();
+  for (uint64_t p = op->pages.begin; p < op->pages.end; p++) {
+    if (settled_.test(p)) continue;
+    assert(!busy_.test(p));
+    busy_.set(p);
+    busy_count_++;
+    if (!op->claimed.empty() && op->claimed.back().end == p) {
+      op->claimed.back().end++;
+    } else {
+      op->claimed.push_back({p, p + 1});
+    }
+  }
+  if (!op->claimed.empty()) note_hot_locked(op->claimed.front().begin);
+}
+
+// The head leaves after its claim; any writer leaves when the job fails.
+void CopyJob::leave_fifo_locked(WriteOp* op) {
+  assert(op->queued);
   auto it = std::find(fifo_.begin(), fifo_.end(), op);
-  if (it == fifo_.end()) return;
+  assert(it != fifo_.end());
   const bool was_head = it == fifo_.begin();
   fifo_.erase(it);
+  op->queued = false;
   if (was_head) wake_fifo_head_locked();
 }
 
@@ -121,12 +117,14 @@ void CopyJob::wake_fifo_head_locked() {
   if (!fifo_.empty()) fifo_.front()->cv.Signal();
 }
 
-bool CopyJob::step_claim_write(WriteOp* op) {
-  MutexLock lock(&mu_);
-  return claim_write_locked(op);
+bool CopyJob::range_busy_locked(PageRange pages) const {
+  for (uint64_t p = pages.begin; p < pages.end; p++) {
+    if (busy_.test(p)) return true;
+  }
+  return false;
 }
 
-void CopyJob::step_preserve(WriteOp* op) {
+void CopyJob::preserve(WriteOp* op) {
   std::vector<uint8_t> buf;
   for (const PageRange& run : op->claimed) {
     for (uint64_t p = run.begin; p < run.end;) {
@@ -148,11 +146,12 @@ void CopyJob::step_preserve(WriteOp* op) {
   }
 }
 
-void CopyJob::step_publish_preserved(WriteOp* op) {
+void CopyJob::publish_preserved(WriteOp* op) {
   MutexLock lock(&mu_);
   const bool ok = !failed();
   for (const PageRange& run : op->claimed) {
     for (uint64_t p = run.begin; p < run.end; p++) {
+      assert(busy_.test(p) && !settled_.test(p));  // I1, I3: this writer's claim
       busy_.clear(p);
       busy_count_--;
       if (ok) {
@@ -165,6 +164,16 @@ void CopyJob::step_publish_preserved(WriteOp* op) {
   op->claimed.clear();
   wake_fifo_head_locked();
   copier_cv_.Signal();
+}
+
+void CopyJob::note_write_wait(std::chrono::steady_clock::time_point entered) {
+  const uint64_t waited = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - entered)
+                                       .count());
+  uint64_t prev = max_write_wait_ns_.load(std::memory_order_relaxed);
+  while (waited > prev &&
+         !max_write_wait_ns_.compare_exchange_weak(prev, waited, std::memory_order_relaxed)) {
+  }
 }
 
 void CopyJob::note_hot_locked(uint64_t pgno) {
@@ -229,16 +238,14 @@ size_t CopyJob::state_memory_bytes() const {
          busy_.memory_bytes();
 }
 
-bool CopyJob::queue_drained() const {
-  MutexLock lock(&mu_);
+bool CopyJob::queue_drained_locked() const {
   return sealed_ && queue_.empty() && hot_.empty();
 }
 
 // ---------------------------------------------------------------------------
 // The copier
 
-bool CopyJob::step_next_segment(Segment* seg) {
-  MutexLock lock(&mu_);
+bool CopyJob::next_segment_locked(Segment* seg) {
   std::deque<PageRange>& q = hot_.empty() ? queue_ : hot_;
   if (q.empty()) return false;
   PageRange& head = q.front();
@@ -249,12 +256,9 @@ bool CopyJob::step_next_segment(Segment* seg) {
   return true;
 }
 
+// kOverlayAtEnd claims nothing, so it never waits.
 bool CopyJob::segment_claimable_locked(const Segment& seg) const {
-  if (config_.variant == Variant::kOverlayAtEnd) return true;
-  for (uint64_t p = seg.range.begin; p < seg.range.end; p++) {
-    if (busy_.test(p)) return false;
-  }
-  return true;
+  return config_.variant == Variant::kOverlayAtEnd || !range_busy_locked(seg.range);
 }
 
 void CopyJob::claim_segment_locked(Segment* seg) {
@@ -271,6 +275,7 @@ void CopyJob::claim_segment_locked(Segment* seg) {
       // read is its T0 content. kOverlayAtEnd reads without claiming:
       // a page written meanwhile is preserved and overlaid at the end.
       if (snapshot_first) {
+        assert(!settled_.test(p));  // I1: neither copied nor preserved
         busy_.set(p);
         busy_count_++;
       }
@@ -278,14 +283,7 @@ void CopyJob::claim_segment_locked(Segment* seg) {
   }
 }
 
-bool CopyJob::step_claim_segment(Segment* seg) {
-  MutexLock lock(&mu_);
-  if (!segment_claimable_locked(*seg)) return false;
-  claim_segment_locked(seg);
-  return true;
-}
-
-Status CopyJob::step_read_segment(Segment* seg) {
+Status CopyJob::read_segment(Segment* seg) {
   seg->data.resize(seg->range.size() * page_size_);
   const size_t n = seg->from.size();
   for (size_t i = 0; i < n;) {
@@ -312,7 +310,7 @@ Status CopyJob::step_read_segment(Segment* seg) {
 
 // kOverlayAtEnd reads live pages without holding writers off, so a truncate
 // may cut pages off under the read. Such a page was preserved before the
-// truncate landed (or the truncate bypassed us: step_finish tells which);
+// truncate landed (or the truncate bypassed us: finish() tells which);
 // its overlay will replace the zeros written here.
 Status CopyJob::read_live_run(Segment* seg, size_t first, size_t count) {
   seg->short_pages.clear();
@@ -330,7 +328,7 @@ Status CopyJob::read_live_run(Segment* seg, size_t first, size_t count) {
   return Status::OK();
 }
 
-void CopyJob::step_publish_segment(Segment* seg) {
+void CopyJob::publish_segment(Segment* seg) {
   MutexLock lock(&mu_);
   short_pages_.insert(short_pages_.end(), seg->short_pages.begin(), seg->short_pages.end());
   seg->short_pages.clear();
@@ -340,9 +338,11 @@ void CopyJob::step_publish_segment(Segment* seg) {
     if (from == Segment::From::kSkip) continue;
     copied_.set(p);
     if (from == Segment::From::kSource && snapshot_first) {
+      assert(busy_.test(p) && !settled_.test(p));  // I1, I3: the copier's claim
       busy_.clear(p);
       busy_count_--;
     }
+    assert(from != Segment::From::kVolume || settled_.test(p));  // preserved before the claim
     // kOverlayAtEnd: a page a writer is still preserving stays unsettled
     // until that writer publishes, or a second writer could overwrite it
     // before its pre-image is saved (the harness found this, seed 256).
@@ -351,7 +351,7 @@ void CopyJob::step_publish_segment(Segment* seg) {
   wake_fifo_head_locked();
 }
 
-Status CopyJob::step_emit_segment(Segment* seg) {
+Status CopyJob::emit_segment(Segment* seg) {
   yield_to_commits();
   const size_t n = seg->from.size();
   for (size_t i = 0; i < n;) {
@@ -401,7 +401,7 @@ void CopyJob::yield_to_commits() {
   yield_ns_.fetch_add(uint64_t(waited.count()), std::memory_order_relaxed);
 }
 
-// `preserved` is preserved_ as step_finish found it: every page settled and
+// `preserved` is preserved_ as finish() found it: every page settled and
 // no preservation in flight, so it no longer changes.
 Status CopyJob::emit_overlays(const Bitmap& preserved) {
   std::vector<uint8_t> page(page_size_);
@@ -415,12 +415,13 @@ Status CopyJob::emit_overlays(const Bitmap& preserved) {
   return Status::OK();
 }
 
-Status CopyJob::step_finish() {
+Status CopyJob::finish() {
   Bitmap preserved;
   {
     MutexLock lock(&mu_);
     if (failed()) return error_;
     if (busy_count_ != 0) return Status::Busy("preservation in flight");
+    assert(invariant_violation_locked().empty());
     for (uint64_t p = 0; p < config_.t0_pages; p++) {
       if (!copied_.test(p)) {
         return Status::InvalidArgument("copy queue drained with page " + std::to_string(p) +
@@ -445,29 +446,34 @@ Status CopyJob::step_finish() {
   return sink_->finish(progress());
 }
 
+// The copier's loop, in before_write()'s shape: take a segment, wait until
+// none of its pages is busy, claim, then (mutex released) read, publish, and
+// hand the pages to the sink.
 Status CopyJob::copy_all() {
   Segment seg;
   for (;;) {
-    if (!step_next_segment(&seg)) {
+    {
       MutexLock lock(&mu_);
-      while (!failed() && !sealed_ && queue_.empty() && hot_.empty()) copier_cv_.Wait(&mu_);
+      // 1. The next segment; an open queue may be empty for now.
+      bool have = false;
+      while (!failed() && !(have = next_segment_locked(&seg)) && !sealed_) copier_cv_.Wait(&mu_);
       if (failed()) return error_;
-      if (sealed_ && queue_.empty() && hot_.empty()) break;
-      continue;
-    }
-    for (;;) {
-      if (step_claim_segment(&seg)) break;
-      MutexLock lock(&mu_);
+      if (!have) break;  // drained and sealed
+      // 2. Wait until no writer is preserving a page of it (kSnapshotFirst).
       while (!failed() && !segment_claimable_locked(seg)) copier_cv_.Wait(&mu_);
       if (failed()) return error_;
+      // 3. Claim: mark the pages to read from the source busy.
+      claim_segment_locked(&seg);
     }
-    if (failed()) return status();
     COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
-    Status s = step_read_segment(&seg);
+    // 4. Read, mutex released.
+    Status s = read_segment(&seg);
     if (!s.ok()) return s;
-    step_publish_segment(&seg);
+    // 5. Publish: copied (and settled), no longer busy; wake the FIFO head.
+    publish_segment(&seg);
     COWBACKUP_SYNC_POINT("CopyJob::copy:published");
-    s = step_emit_segment(&seg);
+    // 6. To the sink.
+    s = emit_segment(&seg);
     if (!s.ok()) return s;
   }
   // Wait for preservations still in flight (kOverlayAtEnd), then finish.
@@ -476,7 +482,33 @@ Status CopyJob::copy_all() {
     while (!failed() && busy_count_ != 0) copier_cv_.Wait(&mu_);
     if (failed()) return error_;
   }
-  return step_finish();
+  return finish();
+}
+
+std::string CopyJob::invariant_violation_locked() const {
+  uint64_t busy = 0;
+  for (uint64_t p = 0; p < config_.t0_pages; p++) {
+    const std::string page = "page " + std::to_string(p);
+    if (busy_.test(p)) {
+      busy++;
+      if (settled_.test(p)) return page + " is busy and settled (I1)";
+    }
+    if (!failed() &&
+        settled_.test(p) != ((copied_.test(p) || preserved_.test(p)) && !busy_.test(p))) {
+      return page + (settled_.test(p) ? " is settled" : " is not settled") +
+             " against copied/preserved/busy (I4)";
+    }
+  }
+  if (busy != busy_count_) {
+    return "busy_count_ " + std::to_string(busy_count_) + " but " + std::to_string(busy) +
+           " busy pages (I2)";
+  }
+  for (auto it = fifo_.begin(); it != fifo_.end(); ++it) {
+    if (!(*it)->queued || std::find(it + 1, fifo_.end(), *it) != fifo_.end()) {
+      return "the FIFO holds a writer twice or unmarked (I5)";
+    }
+  }
+  return "";
 }
 
 Status CopyJob::run() {

@@ -18,6 +18,25 @@
 //               reading it from the source (kSnapshotFirst), or a writer is
 //               preserving it. Nobody else may start on a busy page.
 //
+// Invariants (under mu_; asserted in debug builds where cheap, all of them
+// by invariant_violation_locked(), which the interleaving harness checks
+// after every step):
+//   I1. busy implies not settled: only unsettled pages are claimed, and a
+//       page settles only once its claim is released.
+//   I2. busy_count_ is the number of busy bits.
+//   I3. Whoever sets a busy bit clears it: a writer the pages of its claim
+//       (WriteOp::claimed), the copier (kSnapshotFirst) the pages of its
+//       segment it reads from the source. So a page being published was busy
+//       and claimed by the party publishing it. A writer settles exactly the
+//       pages it claimed. The copier settles the pages it claimed, pages
+//       already settled (taken from the volume), and, in kOverlayAtEnd (which
+//       claims nothing), copied pages nobody holds busy; a page a writer is
+//       preserving settles when that writer publishes.
+//   I4. Until the job fails, a page is settled exactly when it is copied or
+//       preserved and not busy.
+//   I5. fifo_ holds each waiting writer once, in arrival order; only its
+//       head may claim.
+//
 // Lock rules:
 //   1. mu_ guards everything below it in the class but the atomics.
 //   2. No I/O under mu_: claim pages (mark busy), unlock, do the I/O,
@@ -27,6 +46,11 @@
 //   4. Writers that must wait queue in fifo_ and proceed in arrival order
 //      (DBImpl::Write style: each waiter has its own condvar, only the head
 //      may claim, and it wakes the next one when it leaves).
+//
+// before_write() reads top to bottom as those rules: push onto the FIFO,
+// wait to be its head with no busy page in the range, claim, pop and wake
+// the next head, then (mutex released) preserve, then publish. The copier's
+// loop, copy_all(), is the same shape for a segment.
 //
 // Failure is sticky (first error wins). Once failed, before_write() returns
 // at once, queued writers are released, and run() removes the snapshot
@@ -40,6 +64,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <string>
 #include <vector>
 
 #include "cowbackup/job.h"
@@ -110,53 +135,60 @@ class CopyJob {
   // Bytes of per-page state (the bitmaps), for the memory benchmark.
   size_t state_memory_bytes() const;
 
-  // ---- Steps, for the deterministic interleaving harness ----
-  // before_write() and the copier loop are made of these; a test can call
-  // them one at a time in any order to explore interleavings without
-  // threads. Each takes mu_ itself.
-  struct WriteOp {
-    PageRange pages;                // clipped to T0
-    std::vector<PageRange> claimed;  // runs this writer must preserve
-    CondVar cv;                      // its own wake-up (FIFO)
-  };
-  // True when the writer may go on (after preserve_claimed/publish_preserved
-  // for whatever it claimed); false when it must wait and try again.
-  bool step_claim_write(WriteOp* op);
-  void step_preserve(WriteOp* op);  // I/O: source -> snapshot volume
-  void step_publish_preserved(WriteOp* op);
+ private:
+  // The deterministic interleaving harness calls the steps below one at a
+  // time, without threads (tests/engine/copy_job_peer.h).
+  friend class CopyJobTestPeer;
 
+  // A writer inside before_write(), on its stack.
+  struct WriteOp {
+    PageRange pages;                 // clipped to T0
+    std::vector<PageRange> claimed;  // runs this writer marked busy; it must preserve them
+    CondVar cv;                      // its own wake-up (FIFO)
+    bool queued = false;             // in fifo_
+  };
+  // The copier's unit of work.
   struct Segment {
     enum class From : uint8_t { kSkip, kSource, kVolume };
     PageRange range;
     std::vector<From> from;  // per page of range
     IoBuffer data;
     // kOverlayAtEnd: pages cut off by a truncate before the copier read them
-    // (they must have been preserved; step_finish checks).
+    // (they must have been preserved; finish() checks).
     std::vector<uint64_t> short_pages;
   };
-  // Pops the next segment; false when the queue is (for now) empty.
-  bool step_next_segment(Segment* seg);
-  // Claims the segment's pages; false while a writer is preserving one.
-  bool step_claim_segment(Segment* seg);
-  Status step_read_segment(Segment* seg);  // I/O
-  void step_publish_segment(Segment* seg);
-  Status step_emit_segment(Segment* seg);  // I/O to the sink
-  // After the last segment: overlays (kOverlayAtEnd), then sink finish.
-  Status step_finish();
-  bool queue_drained() const;  // empty and sealed
 
- private:
-  bool claim_write_locked(WriteOp* op) REQUIRES(mu_);
-  void claim_segment_locked(Segment* seg) REQUIRES(mu_);
+  // before_write()'s steps, in its order.
+  void join_fifo_locked(WriteOp* op) REQUIRES(mu_);
+  bool may_claim_locked(const WriteOp& op) const REQUIRES(mu_);
+  void claim_write_locked(WriteOp* op) REQUIRES(mu_);
+  void leave_fifo_locked(WriteOp* op) REQUIRES(mu_);
+  void preserve(WriteOp* op);  // I/O: source -> snapshot volume
+  void publish_preserved(WriteOp* op);
+  void note_write_wait(std::chrono::steady_clock::time_point entered);
+
+  // copy_all()'s steps, in its order.
+  bool next_segment_locked(Segment* seg) REQUIRES(mu_);  // false: queue empty (for now)
   bool segment_claimable_locked(const Segment& seg) const REQUIRES(mu_);
-  void wake_fifo_head_locked() REQUIRES(mu_);
-  void remove_from_fifo_locked(WriteOp* op) REQUIRES(mu_);
-  void note_hot_locked(uint64_t pgno) REQUIRES(mu_);
-  Status copy_all();
+  void claim_segment_locked(Segment* seg) REQUIRES(mu_);
+  Status read_segment(Segment* seg);  // I/O
   Status read_live_run(Segment* seg, size_t first, size_t count);
+  void publish_segment(Segment* seg);
+  Status emit_segment(Segment* seg);  // I/O to the sink
+  bool queue_drained_locked() const REQUIRES(mu_);  // empty and sealed
+  // After the last segment, with no page busy: overlays (kOverlayAtEnd),
+  // then sink finish. Busy while a preservation is still in flight.
+  Status finish();
   Status emit_overlays(const Bitmap& preserved);
+  Status copy_all();
+
+  bool range_busy_locked(PageRange pages) const REQUIRES(mu_);
+  void wake_fifo_head_locked() REQUIRES(mu_);
+  void note_hot_locked(uint64_t pgno) REQUIRES(mu_);
   void throttle();
   void yield_to_commits();
+  // "" while I1, I2, I4 and I5 hold, else the first violation; O(pages).
+  std::string invariant_violation_locked() const REQUIRES(mu_);
 
   Source* const source_;
   SnapshotVolume* const volume_;

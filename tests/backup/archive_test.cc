@@ -27,7 +27,7 @@
 #include "engine/encoding.h"
 #include "engine/file_source.h"
 #include "engine/posix_file.h"
-#include "../engine/test_files.h"
+#include "test_util/files.h"
 
 namespace cowbackup::test {
 namespace {
@@ -101,7 +101,7 @@ class ArchiveTest : public ::testing::Test {
     return VerifyArchive(path_, report);
   }
   TempDir dir_;
-  std::string path_ = dir_.file("a.cbk");
+  std::string path_ = dir_ / "a.cbk";
 };
 
 // ---- AtomicFile: direct I/O staging ------------------------------------------
@@ -114,7 +114,7 @@ TEST(AtomicFileTest, DirectStagingWritesExactlyWhatWasWritten) {
   for (int mode = 0; mode < 3; mode++) {
     SCOPED_TRACE("mode " + std::to_string(mode));
     TempDir dir;
-    const std::string dest = dir.file("out");
+    const std::string dest = dir / "out";
     std::unique_ptr<AtomicFile> f;
     ASSERT_TRUE(AtomicFile::Create(dest, false, &f).ok());
     if (mode == 0) {
@@ -151,7 +151,7 @@ TEST(AtomicFileTest, DirectStagingWritesExactlyWhatWasWritten) {
       std::copy(data.begin(), data.end(), model.begin() + long(at));
     }
     ASSERT_TRUE(f->commit().ok());
-    EXPECT_TRUE(ReadFile(dest) == model) << "the file differs from what was written";
+    EXPECT_TRUE(ReadFile<Bytes>(dest) == model) << "the file differs from what was written";
   }
 }
 
@@ -167,34 +167,34 @@ TEST(AtomicFileTest, OverwriteRemovesTheOldCopyButNeverAnotherNameOfIt) {
     ASSERT_TRUE(AtomicFile::Create(dest, true, &f).ok());
     ASSERT_TRUE(f->append(new_bytes.data(), new_bytes.size()).ok());
     ASSERT_TRUE(f->commit().ok());
-    EXPECT_TRUE(ReadFile(dest) == new_bytes);
+    EXPECT_TRUE(ReadFile<Bytes>(dest) == new_bytes);
   };
   // Sole name: replaced and gone, nothing left beside it.
-  WriteFile(dir.file("a"), old_bytes);
-  overwrite(dir.file("a"));
+  WriteFile(dir / "a", old_bytes);
+  overwrite(dir / "a");
   EXPECT_EQ(dir.list(), std::vector<std::string>{"a"});
   // A second hard link keeps the old bytes whole.
-  WriteFile(dir.file("b"), old_bytes);
-  ASSERT_EQ(::link(dir.file("b").c_str(), dir.file("b.link").c_str()), 0);
-  overwrite(dir.file("b"));
-  EXPECT_TRUE(ReadFile(dir.file("b.link")) == old_bytes) << "another name of the old file was cut";
+  WriteFile(dir / "b", old_bytes);
+  ASSERT_EQ(::link((dir / "b").c_str(), (dir / "b.link").c_str()), 0);
+  overwrite(dir / "b");
+  EXPECT_TRUE(ReadFile<Bytes>(dir / "b.link") == old_bytes) << "another name of the old file was cut";
   // A symlink at the destination is refused, not replaced nor followed:
   // cowbackup replaces only regular files (README, promise 5).
-  WriteFile(dir.file("target"), old_bytes);
-  ASSERT_EQ(::symlink(dir.file("target").c_str(), dir.file("c").c_str()), 0);
+  WriteFile(dir / "target", old_bytes);
+  ASSERT_EQ(::symlink((dir / "target").c_str(), (dir / "c").c_str()), 0);
   std::unique_ptr<AtomicFile> f;
-  Status s = AtomicFile::Create(dir.file("c"), true, &f);
+  Status s = AtomicFile::Create(dir / "c", true, &f);
   EXPECT_NE(s.ToString().find("symbolic link"), std::string::npos) << s.ToString();
-  EXPECT_TRUE(ReadFile(dir.file("target")) == old_bytes) << "the symlink's target was cut";
+  EXPECT_TRUE(ReadFile<Bytes>(dir / "target") == old_bytes) << "the symlink's target was cut";
   struct stat lst;
-  ASSERT_EQ(::lstat(dir.file("c").c_str(), &lst), 0);
+  ASSERT_EQ(::lstat((dir / "c").c_str(), &lst), 0);
   EXPECT_TRUE(S_ISLNK(lst.st_mode));
   // A reader of the old copy (an open descriptor, no name left) keeps it
   // whole: the old file is shrunk only when nobody else has it open.
-  WriteFile(dir.file("d"), old_bytes);
-  const int reader = ::open(dir.file("d").c_str(), O_RDONLY | O_CLOEXEC);
+  WriteFile(dir / "d", old_bytes);
+  const int reader = ::open((dir / "d").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(reader, 0);
-  overwrite(dir.file("d"));
+  overwrite(dir / "d");
   struct stat rst;
   ASSERT_EQ(::fstat(reader, &rst), 0);
   EXPECT_EQ(uint64_t(rst.st_size), old_bytes.size()) << "a reader's copy was cut";
@@ -277,10 +277,10 @@ TEST_F(ArchiveTest, RoundTripRestoresTheImage) {
   EXPECT_EQ(report.header.page_count, 37u);
   EXPECT_EQ(report.header.meta("source_path"), "/x/y.db");
   EXPECT_EQ(report.trailer.page_records, 37u);
-  ASSERT_TRUE(RestoreArchive(path_, dir_.file("out.db"), false).ok());
-  EXPECT_EQ(ReadFile(dir_.file("out.db")), image);
+  ASSERT_TRUE(RestoreArchive(path_, dir_ / "out.db", false).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "out.db"), image);
   struct stat st;
-  ASSERT_EQ(stat(dir_.file("out.db").c_str(), &st), 0);
+  ASSERT_EQ(stat((dir_ / "out.db").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
@@ -290,20 +290,20 @@ TEST_F(ArchiveTest, OverlaysReplaceEarlierPages) {
   ArchiveReport report;
   ASSERT_TRUE(Verify(bytes, &report).ok());
   EXPECT_EQ(report.trailer.overlay_records, 3u);
-  ASSERT_TRUE(RestoreArchive(path_, dir_.file("out.db"), false).ok());
-  EXPECT_EQ(ReadFile(dir_.file("out.db")), image);
+  ASSERT_TRUE(RestoreArchive(path_, dir_ / "out.db", false).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "out.db"), image);
 }
 
 TEST_F(ArchiveTest, LmdbArchiveRestoresToADirectoryWithDataMdb) {
   const auto image = LmdbPages(4096, 5, 4);
   WriteFile(path_, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));
-  ASSERT_TRUE(RestoreArchive(path_, dir_.file("env"), false).ok());
-  EXPECT_EQ(ReadFile(dir_.file("env/data.mdb")), image);
+  ASSERT_TRUE(RestoreArchive(path_, dir_ / "env", false).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "env/data.mdb"), image);
   // Existing output: refused without force, replaced with it.
-  Status s = RestoreArchive(path_, dir_.file("env"), false);
+  Status s = RestoreArchive(path_, dir_ / "env", false);
   EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
-  ASSERT_TRUE(RestoreArchive(path_, dir_.file("env"), true).ok());
-  EXPECT_EQ(ReadFile(dir_.file("env/data.mdb")), image);
+  ASSERT_TRUE(RestoreArchive(path_, dir_ / "env", true).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "env/data.mdb"), image);
   EXPECT_EQ(dir_.list().size(), 2u);  // a.cbk and env, no temporaries
 }
 
@@ -314,10 +314,10 @@ TEST_F(ArchiveTest, RestoreRemovesWhatAKilledRestoreLeft) {
   const std::string dead = std::to_string(DeadPid());
   const std::string live = std::to_string(getppid());
   const auto image = LmdbPages(4096, 5, 4);
-  const std::string lmdb_archive = dir_.file("env.cbk");
+  const std::string lmdb_archive = dir_ / "env.cbk";
   WriteFile(path_, MakeArchive(image, 4096));
   WriteFile(lmdb_archive, MakeArchive(image, 4096, "", format::SourceKind::kLmdb));
-  const std::string out = dir_.file("out.db"), env = dir_.file("env");
+  const std::string out = dir_ / "out.db", env = dir_ / "env";
   const std::string stale_file = out + kTempInfix + dead + "-0";
   const std::string live_file = out + kTempInfix + live + "-0";
   const std::string stale_env = env + kTempInfix + dead + "-d0";
@@ -332,7 +332,7 @@ TEST_F(ArchiveTest, RestoreRemovesWhatAKilledRestoreLeft) {
   ASSERT_TRUE(RestoreArchive(lmdb_archive, env, false).ok());
   for (const std::string& p : {stale_file, stale_env, stale_old_env}) EXPECT_FALSE(PathExists(p)) << p;
   EXPECT_TRUE(PathExists(live_file));
-  EXPECT_EQ(ReadFile(env + "/data.mdb"), image);
+  EXPECT_EQ(ReadFile<Bytes>(env + "/data.mdb"), image);
 }
 
 TEST_F(ArchiveTest, StreamsThroughAPipe) {
@@ -476,14 +476,14 @@ TEST_F(ArchiveTest, FailedRestoreLeavesNothingBehind) {
   auto bad = MakeArchive(Pages(512, 4, 14), 512);
   bad[bad.size() - 30] ^= 1;  // the trailer
   WriteFile(path_, bad);
-  Status s = RestoreArchive(path_, dir_.file("out.db"), false);
+  Status s = RestoreArchive(path_, dir_ / "out.db", false);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(dir_.list(), std::vector<std::string>{"a.cbk"});
   WriteFile(path_, MakeArchive(Pages(512, 4, 15), 512, "", format::SourceKind::kLmdb));
-  auto cut = ReadFile(path_);
+  auto cut = ReadFile<Bytes>(path_);
   cut.resize(cut.size() - 1);
   WriteFile(path_, cut);
-  s = RestoreArchive(path_, dir_.file("env"), false);
+  s = RestoreArchive(path_, dir_ / "env", false);
   EXPECT_TRUE(s.IsIncomplete()) << s.ToString();
   EXPECT_EQ(dir_.list(), std::vector<std::string>{"a.cbk"});
 }
@@ -493,7 +493,7 @@ TEST_F(ArchiveTest, NotAnArchiveSaysSo) {
   EXPECT_NE(s.ToString().find("not a cowbackup archive"), std::string::npos) << s.ToString();
   s = VerifyArchive(dir_.path(), nullptr);
   EXPECT_NE(s.ToString().find("directory"), std::string::npos) << s.ToString();
-  s = VerifyArchive(dir_.file("missing"), nullptr);
+  s = VerifyArchive(dir_ / "missing", nullptr);
   EXPECT_NE(s.ToString().find("No such file"), std::string::npos) << s.ToString();
 }
 
@@ -520,7 +520,7 @@ class BackupJobTest : public ::testing::Test {
     return (*out)->Run();
   }
   TempDir dir_;
-  std::string db_ = dir_.file("db");
+  std::string db_ = dir_ / "db";
   std::vector<uint8_t> image_;
   int fd_ = -1;
   std::unique_ptr<FileSource> source_;
@@ -529,15 +529,15 @@ class BackupJobTest : public ::testing::Test {
 
 TEST_F(BackupJobTest, ArchiveAndPlainFormatsRestoreTheSameBytes) {
   std::unique_ptr<BackupJob> job;
-  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  ASSERT_TRUE(Backup(dir_ / "x.cbk", {}, &job).ok());
   EXPECT_EQ(job->summary().state, JobState::kDone);
   EXPECT_EQ(job->summary().progress.pages_done, 64u);
-  ASSERT_TRUE(RestoreArchive(dir_.file("x.cbk"), dir_.file("restored"), false).ok());
-  EXPECT_EQ(ReadFile(dir_.file("restored")), image_);
+  ASSERT_TRUE(RestoreArchive(dir_ / "x.cbk", dir_ / "restored", false).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "restored"), image_);
   BackupOptions plain;
   plain.format = BackupOptions::Format::kPlain;
-  ASSERT_TRUE(Backup(dir_.file("plain.db"), plain, &job).ok());
-  EXPECT_EQ(ReadFile(dir_.file("plain.db")), image_);
+  ASSERT_TRUE(Backup(dir_ / "plain.db", plain, &job).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "plain.db"), image_);
   // Nothing else in the directory: no temporaries, no snapshot volumes.
   auto names = dir_.list();
   std::sort(names.begin(), names.end());
@@ -545,20 +545,20 @@ TEST_F(BackupJobTest, ArchiveAndPlainFormatsRestoreTheSameBytes) {
 }
 
 TEST_F(BackupJobTest, ExistingDestinationNeedsOverwrite) {
-  WriteFile(dir_.file("x.cbk"), {1, 2, 3});
+  WriteFile(dir_ / "x.cbk", {1, 2, 3});
   std::unique_ptr<BackupJob> job;
-  Status s = Backup(dir_.file("x.cbk"), {}, &job);
+  Status s = Backup(dir_ / "x.cbk", {}, &job);
   EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
-  EXPECT_EQ(ReadFile(dir_.file("x.cbk")), (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "x.cbk"), (std::vector<uint8_t>{1, 2, 3}));
   BackupOptions o;
   o.overwrite = true;
-  ASSERT_TRUE(Backup(dir_.file("x.cbk"), o, &job).ok());
-  EXPECT_TRUE(VerifyArchive(dir_.file("x.cbk"), nullptr).ok());
+  ASSERT_TRUE(Backup(dir_ / "x.cbk", o, &job).ok());
+  EXPECT_TRUE(VerifyArchive(dir_ / "x.cbk", nullptr).ok());
 }
 
 TEST_F(BackupJobTest, CancelledJobLeavesNothingAtTheDestination) {
   BackupParams p;
-  p.dest = dir_.file("x.cbk");
+  p.dest = dir_ / "x.cbk";
   p.options.max_rate_mb = 0.05;  // slow enough to cancel mid-way
   p.options.segment_pages = 1;
   p.source_name = db_;
@@ -578,23 +578,23 @@ TEST_F(BackupJobTest, CancelledJobLeavesNothingAtTheDestination) {
 
 TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
   const pid_t dead = DeadPid();
-  const std::string stale_tmp = dir_.file("x.cbk") + kTempInfix + std::to_string(dead) + "-0";
+  const std::string stale_tmp = dir_ / "x.cbk" + kTempInfix + std::to_string(dead) + "-0";
   WriteFile(stale_tmp, {1});
   // A stale volume: a real volume header rewritten with the dead pid.
   {
     std::unique_ptr<FileSnapshotVolume> v;
-    ASSERT_TRUE(FileSnapshotVolume::Create(dir_.file("old.cowsnap"), 4096, db_, &v).ok());
-    auto bytes = ReadFile(v->path());
+    ASSERT_TRUE(FileSnapshotVolume::Create(dir_ / "old.cowsnap", 4096, db_, &v).ok());
+    auto bytes = ReadFile<Bytes>(v->path());
     EncodeFixed64(bytes.data() + 16, uint64_t(dead));
     EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
     v.reset();  // removes the original
-    WriteFile(dir_.file("old.cowsnap"), bytes);
+    WriteFile(dir_ / "old.cowsnap", bytes);
   }
   std::unique_ptr<BackupJob> job;
-  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  ASSERT_TRUE(Backup(dir_ / "x.cbk", {}, &job).ok());
   auto removed = job->stale_removed();
   std::sort(removed.begin(), removed.end());
-  EXPECT_EQ(removed, (std::vector<std::string>{dir_.file("old.cowsnap"), stale_tmp}));
+  EXPECT_EQ(removed, (std::vector<std::string>{dir_ / "old.cowsnap", stale_tmp}));
   EXPECT_EQ(dir_.list().size(), 2u);
 }
 
@@ -603,12 +603,12 @@ TEST_F(BackupJobTest, StaleTemporariesOfDeadProcessesAreRemoved) {
 // found this: seed 7028.)
 TEST_F(BackupJobTest, AVolumeWithoutHeaderIsStaleWhenTheOwnerNamedInItsNameIsDead) {
   const pid_t dead = DeadPid();
-  const std::string stale = dir_.file("x.cbk." + std::to_string(dead) + "-3.cowsnap");
-  const std::string live = dir_.file("x.cbk." + std::to_string(getppid()) + "-3.cowsnap");
-  const std::string unnamed = dir_.file("junk.cowsnap");
+  const std::string stale = dir_ / ("x.cbk." + std::to_string(dead) + "-3.cowsnap");
+  const std::string live = dir_ / ("x.cbk." + std::to_string(getppid()) + "-3.cowsnap");
+  const std::string unnamed = dir_ / "junk.cowsnap";
   for (const std::string& p : {stale, live, unnamed}) WriteFile(p, {});
   std::unique_ptr<BackupJob> job;
-  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
+  ASSERT_TRUE(Backup(dir_ / "x.cbk", {}, &job).ok());
   EXPECT_EQ(job->stale_removed(), std::vector<std::string>{stale});
   EXPECT_TRUE(PathExists(live));
   EXPECT_TRUE(PathExists(unnamed));
@@ -626,21 +626,21 @@ TEST_F(BackupJobTest, AReusedPidDoesNotKeepStaleFilesAlive) {
   EXPECT_TRUE(OwnerMayBeAlive(child, time(nullptr)));
   EXPECT_FALSE(OwnerMayBeAlive(child, time(nullptr) - 3600)) << "a newer process, not the owner";
   std::unique_ptr<FileSnapshotVolume> v;
-  ASSERT_TRUE(FileSnapshotVolume::Create(dir_.file("old.cowsnap"), 4096, db_, &v).ok());
-  auto bytes = ReadFile(v->path());
+  ASSERT_TRUE(FileSnapshotVolume::Create(dir_ / "old.cowsnap", 4096, db_, &v).ok());
+  auto bytes = ReadFile<Bytes>(v->path());
   v.reset();
   EncodeFixed64(bytes.data() + 16, uint64_t(child));
   EncodeFixed64(bytes.data() + 24, DecodeFixed64(bytes.data() + 24) - 3600ull * 1000000);
   EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
-  WriteFile(dir_.file("old.cowsnap"), bytes);
+  WriteFile(dir_ / "old.cowsnap", bytes);
   // The same header with a creation time after the child started: kept.
   EncodeFixed64(bytes.data() + 24, DecodeFixed64(bytes.data() + 24) + 7200ull * 1000000);
   EncodeFixed64(bytes.data() + kVolumeHeaderSize - 8, Checksum::Of(bytes.data(), kVolumeHeaderSize - 8));
-  WriteFile(dir_.file("live.cowsnap"), bytes);
+  WriteFile(dir_ / "live.cowsnap", bytes);
   std::unique_ptr<BackupJob> job;
-  ASSERT_TRUE(Backup(dir_.file("x.cbk"), {}, &job).ok());
-  EXPECT_EQ(job->stale_removed(), std::vector<std::string>{dir_.file("old.cowsnap")});
-  EXPECT_TRUE(PathExists(dir_.file("live.cowsnap")));
+  ASSERT_TRUE(Backup(dir_ / "x.cbk", {}, &job).ok());
+  EXPECT_EQ(job->stale_removed(), std::vector<std::string>{dir_ / "old.cowsnap"});
+  EXPECT_TRUE(PathExists(dir_ / "live.cowsnap"));
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
 }

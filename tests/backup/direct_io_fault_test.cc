@@ -17,7 +17,7 @@
 #include <random>
 
 #include "backup/output.h"
-#include "../engine/test_files.h"
+#include "test_util/files.h"
 
 namespace {
 std::atomic<int> g_fail_errno{0};      // errno for the next direct write; -1: short write
@@ -62,7 +62,7 @@ TEST(DirectIoFaultTest, RefusedOrShortDirectWritesFallBackToThePageCache) {
     SCOPED_TRACE(fail == EINVAL ? "EINVAL" : "short write");
     TempDir dir;
     std::unique_ptr<AtomicFile> f;
-    ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
+    ASSERT_TRUE(AtomicFile::Create(dir / "out", false, &f).ok());
     ASSERT_TRUE(f->direct()) << "this filesystem has O_DIRECT; the test expects it";
     std::vector<uint8_t> model;
     Status s = WriteWithFault(f.get(), fail, &model);
@@ -70,7 +70,7 @@ TEST(DirectIoFaultTest, RefusedOrShortDirectWritesFallBackToThePageCache) {
     EXPECT_EQ(g_fail_errno.load(), 0) << "the fault never fired";
     EXPECT_FALSE(f->direct()) << "direct I/O should be off after the device refused it";
     ASSERT_TRUE(f->commit().ok());
-    EXPECT_TRUE(ReadFile(dir.file("out")) == model);
+    EXPECT_TRUE(ReadFile<Bytes>(dir / "out") == model);
   }
 }
 
@@ -79,7 +79,7 @@ TEST(DirectIoFaultTest, EioAndEnospcFailTheWriteAndLeaveNothing) {
     SCOPED_TRACE(strerror(fail));
     TempDir dir;
     std::unique_ptr<AtomicFile> f;
-    ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
+    ASSERT_TRUE(AtomicFile::Create(dir / "out", false, &f).ok());
     const std::string temp = f->temp_path();
     std::vector<uint8_t> model;
     const Status s = WriteWithFault(f.get(), fail, &model);

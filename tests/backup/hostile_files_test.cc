@@ -3,6 +3,7 @@
 // between its creation and its first write (a sync point makes the race
 // an ordinary test), names planted in advance, and the sweeps' rule that
 // only regular files of this user are ever opened or removed.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,7 +16,7 @@
 #include "engine/posix_file.h"
 #include "engine/snapshot_volume.h"
 #include "engine/sync_point.h"
-#include "../engine/test_files.h"
+#include "test_util/files.h"
 
 namespace cowbackup::test {
 namespace {
@@ -27,7 +28,7 @@ struct SyncPointGuard {
 // The name in `dir` that contains `infix`, or "".
 std::string Find(const TempDir& dir, const std::string& infix) {
   for (const std::string& name : dir.list()) {
-    if (name.find(infix) != std::string::npos) return dir.file(name);
+    if (name.find(infix) != std::string::npos) return (dir / name);
   }
   return "";
 }
@@ -41,7 +42,7 @@ void SwapForSymlinkAt(const char* point, const TempDir& dir, const std::string& 
     if (strcmp(name, point) != 0 || *swapped) return;
     const std::string path = Find(dir, infix);
     if (path.empty()) return;
-    ASSERT_EQ(::rename(path.c_str(), dir.file("stolen").c_str()), 0);
+    ASSERT_EQ(::rename(path.c_str(), (dir / "stolen").c_str()), 0);
     ASSERT_EQ(::symlink(victim.c_str(), path.c_str()), 0);
     *swapped = true;
   });
@@ -51,12 +52,12 @@ TEST(HostileFilesTest, ATemporarySwappedForASymlinkIsNeverWrittenThrough) {
   for (const bool direct : {true, false}) {
     TempDir dir;
     const std::vector<uint8_t> precious(100, 'p');
-    WriteFile(dir.file("victim"), precious);
+    WriteFile((dir / "victim"), precious);
     SyncPointGuard guard;
     bool swapped = false;
-    SwapForSymlinkAt("AtomicFile::Create:created", dir, ".cowtmp-", dir.file("victim"), &swapped);
+    SwapForSymlinkAt("AtomicFile::Create:created", dir, ".cowtmp-", (dir / "victim"), &swapped);
     std::unique_ptr<AtomicFile> f;
-    ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
+    ASSERT_TRUE(AtomicFile::Create((dir / "out"), false, &f).ok());
     sync::SetCallback(nullptr);
     ASSERT_TRUE(swapped);
     if (!direct) f->DisableDirect();
@@ -67,30 +68,30 @@ TEST(HostileFilesTest, ATemporarySwappedForASymlinkIsNeverWrittenThrough) {
     Status s = f->commit();
     EXPECT_FALSE(s.ok()) << "a swapped temporary was published";
     EXPECT_NE(s.ToString().find("replaced by another file"), std::string::npos) << s.ToString();
-    EXPECT_TRUE(ReadFile(dir.file("victim")) == precious) << "root's write went through the symlink";
-    EXPECT_FALSE(PathExists(dir.file("out")));
+    EXPECT_TRUE(ReadFile<Bytes>((dir / "victim")) == precious) << "root's write went through the symlink";
+    EXPECT_FALSE(PathExists((dir / "out")));
     // Everything went to the file we created.
-    EXPECT_EQ(ReadFile(dir.file("stolen")).size(), block.size() + 1000);
+    EXPECT_EQ(ReadFile<Bytes>((dir / "stolen")).size(), block.size() + 1000);
   }
 }
 
 TEST(HostileFilesTest, ASnapshotVolumeSwappedForASymlinkIsNeverWrittenThrough) {
   TempDir dir;
   const std::vector<uint8_t> precious(100, 'p');
-  WriteFile(dir.file("victim"), precious);
+  WriteFile((dir / "victim"), precious);
   SyncPointGuard guard;
   bool swapped = false;
-  SwapForSymlinkAt("FileSnapshotVolume::Create:before_header", dir, ".cowsnap", dir.file("victim"),
+  SwapForSymlinkAt("FileSnapshotVolume::Create:before_header", dir, ".cowsnap", (dir / "victim"),
                    &swapped);
   std::unique_ptr<FileSnapshotVolume> volume;
-  ASSERT_TRUE(FileSnapshotVolume::CreateUnique(dir.file("db."), 4096, "db", &volume).ok());
+  ASSERT_TRUE(FileSnapshotVolume::CreateUnique((dir / "db."), 4096, "db", &volume).ok());
   sync::SetCallback(nullptr);
   ASSERT_TRUE(swapped);
   std::vector<uint8_t> page(4096, 'v'), back(4096);
   ASSERT_TRUE(volume->put(3, page.data()).ok());
   ASSERT_TRUE(volume->get(3, back.data()).ok());
   EXPECT_TRUE(back == page);
-  EXPECT_TRUE(ReadFile(dir.file("victim")) == precious);
+  EXPECT_TRUE(ReadFile<Bytes>((dir / "victim")) == precious);
 }
 
 // A name taken in advance (planted, or left behind) is never reused: the
@@ -107,31 +108,31 @@ TEST(HostileFilesTest, ANameTakenInAdvanceIsSkipped) {
   };
   TempDir dir;
   std::string path;
-  const int fd = MakeUnique(dir.file("x."), ".tmp", taken_three_times, &path);
+  const int fd = MakeUnique((dir / "x."), ".tmp", taken_three_times, &path);
   ASSERT_GE(fd, 0);
   ::close(fd);
   EXPECT_EQ(calls, 4);
   EXPECT_EQ(dir.list(), std::vector<std::string>{BaseName(path)});
   // A planted file under the name AtomicFile would pick is never opened:
   // names are random, and O_EXCL|O_NOFOLLOW refuses an existing one.
-  WriteFile(dir.file("out.cowtmp-1-0"), {1});
+  WriteFile((dir / "out.cowtmp-1-0"), {1});
   std::unique_ptr<AtomicFile> f;
-  ASSERT_TRUE(AtomicFile::Create(dir.file("out"), false, &f).ok());
-  EXPECT_NE(f->temp_path(), dir.file("out.cowtmp-1-0"));
-  EXPECT_TRUE(ReadFile(dir.file("out.cowtmp-1-0")) == std::vector<uint8_t>{1});
+  ASSERT_TRUE(AtomicFile::Create((dir / "out"), false, &f).ok());
+  EXPECT_NE(f->temp_path(), (dir / "out.cowtmp-1-0"));
+  EXPECT_TRUE(ReadFile<Bytes>((dir / "out.cowtmp-1-0")) == std::vector<uint8_t>{1});
 }
 
 // OpenRegular opens nothing but a regular file, and never blocks on a FIFO.
 TEST(HostileFilesTest, OpenRegularRefusesFifosAndSymlinks) {
   TempDir dir;
-  ASSERT_EQ(mkfifo(dir.file("fifo").c_str(), 0600), 0);
-  WriteFile(dir.file("file"), {1, 2});
-  ASSERT_EQ(symlink(dir.file("file").c_str(), dir.file("link").c_str()), 0);
-  EXPECT_EQ(OpenRegular(dir.file("fifo"), O_RDONLY), -1);
+  ASSERT_EQ(mkfifo((dir / "fifo").c_str(), 0600), 0);
+  WriteFile((dir / "file"), {1, 2});
+  ASSERT_EQ(symlink((dir / "file").c_str(), (dir / "link").c_str()), 0);
+  EXPECT_EQ(OpenRegular((dir / "fifo"), O_RDONLY), -1);
   EXPECT_EQ(errno, EINVAL);
-  EXPECT_EQ(OpenRegular(dir.file("link"), O_RDONLY), -1);
+  EXPECT_EQ(OpenRegular((dir / "link"), O_RDONLY), -1);
   EXPECT_EQ(errno, ELOOP);
-  const int fd = OpenRegular(dir.file("file"), O_RDONLY);
+  const int fd = OpenRegular((dir / "file"), O_RDONLY);
   EXPECT_GE(fd, 0);
   ::close(fd);
 }
@@ -140,14 +141,14 @@ TEST(HostileFilesTest, OpenRegularRefusesFifosAndSymlinks) {
 // empties) the directory the link points to.
 TEST(HostileFilesTest, RemoveTreeNeverFollowsALink) {
   TempDir dir;
-  ASSERT_EQ(mkdir(dir.file("tree").c_str(), 0700), 0);
-  ASSERT_EQ(mkdir(dir.file("tree/sub").c_str(), 0700), 0);
-  ASSERT_EQ(mkdir(dir.file("outside").c_str(), 0700), 0);
-  WriteFile(dir.file("outside/precious"), {7});
-  ASSERT_EQ(symlink(dir.file("outside").c_str(), dir.file("tree/sub/link").c_str()), 0);
-  RemoveTree(dir.file("tree"));
-  EXPECT_FALSE(PathExists(dir.file("tree")));
-  EXPECT_TRUE(ReadFile(dir.file("outside/precious")) == std::vector<uint8_t>{7});
+  ASSERT_EQ(mkdir((dir / "tree").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((dir / "tree/sub").c_str(), 0700), 0);
+  ASSERT_EQ(mkdir((dir / "outside").c_str(), 0700), 0);
+  WriteFile((dir / "outside/precious"), {7});
+  ASSERT_EQ(symlink((dir / "outside").c_str(), (dir / "tree/sub/link").c_str()), 0);
+  RemoveTree((dir / "tree"));
+  EXPECT_FALSE(PathExists((dir / "tree")));
+  EXPECT_TRUE(ReadFile<Bytes>((dir / "outside/precious")) == std::vector<uint8_t>{7});
 }
 
 // The sweeps remove only what this user owns: run as root, a stale-looking
@@ -163,8 +164,8 @@ TEST(HostileFilesTest, SweepsTouchOnlyThisUsersFiles) {
     waitpid(pid, nullptr, 0);
     return pid;
   }();
-  const std::string nobodys = dir.file("out.cowtmp-" + std::to_string(dead) + "-0");
-  const std::string roots = dir.file("out.cowtmp-" + std::to_string(dead) + "-1");
+  const std::string nobodys = dir / ("out.cowtmp-" + std::to_string(dead) + "-0");
+  const std::string roots = dir / ("out.cowtmp-" + std::to_string(dead) + "-1");
   const auto plant = [&] {
     WriteFile(nobodys, {1});
     WriteFile(roots, {2});
@@ -174,7 +175,7 @@ TEST(HostileFilesTest, SweepsTouchOnlyThisUsersFiles) {
   const pid_t child = fork();
   if (child == 0) {
     if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(2);
-    const auto removed = AtomicFile::RemoveStale(dir.file("out"));
+    const auto removed = AtomicFile::RemoveStale((dir / "out"));
     _exit(removed == std::vector<std::string>{nobodys} ? 0 : 1);
   }
   int status = 0;
@@ -182,7 +183,7 @@ TEST(HostileFilesTest, SweepsTouchOnlyThisUsersFiles) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "nobody's sweep: status " << status;
   EXPECT_TRUE(PathExists(roots)) << "nobody's sweep removed root's file";
   plant();
-  EXPECT_EQ(AtomicFile::RemoveStale(dir.file("out")), std::vector<std::string>{roots});
+  EXPECT_EQ(AtomicFile::RemoveStale((dir / "out")), std::vector<std::string>{roots});
   EXPECT_TRUE(PathExists(nobodys)) << "root's sweep removed nobody's file";
 }
 

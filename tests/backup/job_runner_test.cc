@@ -19,7 +19,7 @@
 #include "backup/restore.h"
 #include "engine/memory_parts.h"
 #include "engine/sync_point.h"
-#include "engine/test_files.h"
+#include "test_util/files.h"
 #include "engine/write_hook.h"
 
 namespace cowbackup::test {
@@ -89,7 +89,7 @@ class JobRunnerTest : public ::testing::Test {
   // A job past T0 over `t0_pages` pages, as a front end hands it over.
   std::unique_ptr<BackupJob> BegunJob(uint64_t t0_pages = kPages) {
     BackupParams p;
-    p.dest = dir_.file("x.cbk");
+    p.dest = (dir_ / "x.cbk");
     p.options.segment_pages = 8;
     p.source_name = "memory";
     std::unique_ptr<BackupJob> job;
@@ -154,8 +154,8 @@ TEST_F(JobRunnerTest, RunsOnItsThreadAndEndsBeforeWaitersHear) {
   EXPECT_EQ(ending_.runner_state, JobState::kRunning);
   EXPECT_FALSE(ending_.hook_armed);
   EXPECT_EQ(ending_.files, std::vector<std::string>{"x.cbk"});
-  ASSERT_TRUE(RestoreArchive(dir_.file("x.cbk"), dir_.file("restored"), false).ok());
-  EXPECT_EQ(ReadFile(dir_.file("restored")), source_.bytes);
+  ASSERT_TRUE(RestoreArchive((dir_ / "x.cbk"), (dir_ / "restored"), false).ok());
+  EXPECT_EQ(ReadFile<Bytes>(dir_ / "restored"), source_.bytes);
 }
 
 TEST_F(JobRunnerTest, RunHereEndsOnTheCallingThread) {

@@ -13,7 +13,7 @@
 #include "backup/backup_job.h"
 #include "backup/options.h"
 #include "engine/file_source.h"
-#include "engine/test_files.h"
+#include "test_util/files.h"
 
 namespace cowbackup::test {
 namespace {
@@ -79,12 +79,12 @@ TEST(ValidateBackupOptions, NamesTheOptionAsTheFrontEndSpellsIt) {
 // start_backup all go through it) refuses before any file exists.
 TEST(ValidateBackupOptions, PrepareRefusesBeforeCreatingAnything) {
   TempDir dir;
-  const std::string db = dir.file("src.db");
+  const std::string db = (dir / "src.db");
   const int fd = ::open(db.c_str(), O_RDWR | O_CREAT, 0600);
   ASSERT_GE(fd, 0);
   FileSource source(fd, db, 4096);
   BackupParams params;
-  params.dest = dir.file("out.cbk");
+  params.dest = (dir / "out.cbk");
   params.source_name = db;
   for (double rate : {1e-300, 2e6}) {
     params.options.max_rate_mb = rate;

@@ -15,7 +15,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -26,8 +25,13 @@
 #include "backup/format.h"
 #include "backup/output.h"
 #include "engine/encoding.h"
+#include "test_util/files.h"
 
 namespace cowbackup::clitest {
+
+using test::ReadFile;
+using test::TempDir;
+using test::WriteFile;
 
 struct Result {
   int code = -1;
@@ -50,18 +54,6 @@ inline std::string SourceDir() {
   return dir ? dir : ".";
 }
 
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-inline void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), std::streamsize(data.size()));
-}
-
 inline bool Exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
@@ -77,15 +69,6 @@ inline std::string Sh(const std::string& s) {
 // A fresh directory per test, removed afterwards.
 class CliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const char* tmp = getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/cowbackup-cli-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    if (!dir_.empty()) (void)system(("rm -rf " + Sh(dir_)).c_str());
-  }
   std::string Path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Runs `cowbackup <args>` (args are shell text) with stdout and stderr
@@ -132,7 +115,8 @@ class CliTest : public ::testing::Test {
     unlink(file.c_str());
   }
 
-  std::string dir_;
+  const TempDir tmp_{"cowbackup-cli-test"};
+  const std::string dir_ = tmp_.path();
 };
 
 // ---- Databases ----

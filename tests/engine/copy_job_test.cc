@@ -18,7 +18,7 @@
 #include "engine/sync_point.h"
 #include "engine/write_hook.h"
 #include "memory_parts.h"
-#include "test_files.h"
+#include "test_util/files.h"
 
 namespace cowbackup::test {
 namespace {
@@ -114,11 +114,11 @@ TEST_P(ConcurrentCopyTest, WritersDuringCopyLeaveT0Image) {
   constexpr uint64_t kPages = 1500;
   for (uint64_t round = 0; round < 3; round++) {
     const uint64_t seed = round * 1000 + param.segment_pages;
-    LiveFile file(dir.file("db" + std::to_string(round)), kPageSize, kPages, seed);
-    const std::vector<uint8_t> t0 = ReadFile(dir.file("db" + std::to_string(round)));
+    LiveFile file(dir / ("db" + std::to_string(round)), kPageSize, kPages, seed);
+    const std::vector<uint8_t> t0 = ReadFile<Bytes>(dir / ("db" + std::to_string(round)));
     FileSource source(file.fd(), "db", kPageSize);
     std::unique_ptr<FileSnapshotVolume> volume;
-    ASSERT_TRUE(FileSnapshotVolume::Create(dir.file("vol" + std::to_string(round) + ".cowsnap"),
+    ASSERT_TRUE(FileSnapshotVolume::Create(dir / ("vol" + std::to_string(round) + ".cowsnap"),
                                            kPageSize, "db", &volume)
                     .ok());
     MemorySink sink(kPageSize, kPages);

@@ -1,11 +1,13 @@
 // The deterministic interleaving harness: the heart of the engine's tests.
 //
 // One thread plays the copier and several writers by calling CopyJob's step
-// functions (claim, preserve, publish, read, emit, ...) in an order drawn
-// from a seeded RNG. A writer's own data write lands only after its
-// before_write steps complete, as in a real front end. Whatever the order,
-// the sink must end up holding exactly the T0 image. Every failure prints
-// the seed; COWBACKUP_SEED=<seed> replays one schedule.
+// functions (claim, preserve, publish, read, emit, ...; through
+// CopyJobTestPeer) in an order drawn from a seeded RNG. A writer's own data
+// write lands only after its before_write steps complete, as in a real
+// front end. After every step the job's invariants (engine/copy_job.h)
+// must hold; whatever the order, the sink must end up holding exactly the
+// T0 image. Every failure prints the seed; COWBACKUP_SEED=<seed> replays
+// one schedule.
 //
 // Schedules cover: writes that straddle segment boundaries, partial-page
 // writes, writes past T0 (file growth), truncates (also below and back
@@ -18,8 +20,10 @@
 #include <optional>
 #include <random>
 
+#include "copy_job_peer.h"
 #include "engine/copy_job.h"
 #include "memory_parts.h"
+#include "test_util/long_run.h"
 
 namespace cowbackup::test {
 namespace {
@@ -34,12 +38,12 @@ struct WriterActor {
   std::vector<WriteAction> script;
   size_t next = 0;
   enum class Phase { kIdle, kClaiming, kPreserve, kPublish, kApply, kDone } phase = Phase::kIdle;
-  std::unique_ptr<CopyJob::WriteOp> op;
+  std::unique_ptr<CopyJobTestPeer::WriteOp> op;
 };
 
 struct CopierActor {
   enum class Phase { kNext, kClaim, kRead, kPublish, kEmit, kFinish, kDone } phase = Phase::kNext;
-  CopyJob::Segment seg;
+  CopyJobTestPeer::Segment seg;
 };
 
 class Schedule {
@@ -69,6 +73,7 @@ class Schedule {
     volume_ = std::make_unique<MemoryVolume>(page_size_);
     sink_ = std::make_unique<MemorySink>(page_size_, t0_pages_);
     job_ = std::make_unique<CopyJob>(source_.get(), volume_.get(), sink_.get(), config);
+    steps_ = std::make_unique<CopyJobTestPeer>(job_.get());
 
     const int nwriters = int(Uniform(1, 4));
     writers_.clear();
@@ -89,6 +94,8 @@ class Schedule {
       if (trace_) Trace(who);
       std::string err = who < 0 ? StepCopier() : StepWriter(&writers_[who]);
       if (!err.empty()) return err;
+      err = steps_->InvariantViolation();
+      if (!err.empty()) return "after step " + std::to_string(step) + ": " + err;
       // Now and then, ask for a range at the front of the queue (reordering
       // and extension while the job runs).
       if (Uniform(0, 60) == 0 && t0_pages_ > 0) {
@@ -161,7 +168,7 @@ class Schedule {
           return "";
         }
         const WriteAction& a = w->script[w->next];
-        w->op = std::make_unique<CopyJob::WriteOp>();
+        w->op = std::make_unique<CopyJobTestPeer::WriteOp>();
         // What before_write/before_truncate compute before claiming.
         w->op->pages = a.truncate ? PageRange{a.offset / page_size_, t0_pages_}.clip(t0_pages_)
                                   : PageRange::FromBytes(a.offset, a.len, page_size_).clip(t0_pages_);
@@ -169,16 +176,16 @@ class Schedule {
         return "";
       }
       case WriterActor::Phase::kClaiming:
-        if (job_->step_claim_write(w->op.get())) {
+        if (steps_->ClaimWrite(w->op.get())) {
           w->phase = w->op->claimed.empty() ? WriterActor::Phase::kApply : WriterActor::Phase::kPreserve;
         }
         return "";
       case WriterActor::Phase::kPreserve:
-        job_->step_preserve(w->op.get());
+        steps_->Preserve(w->op.get());
         w->phase = WriterActor::Phase::kPublish;
         return job_->failed() ? "job failed in preserve: " + job_->status().ToString() : "";
       case WriterActor::Phase::kPublish:
-        job_->step_publish_preserved(w->op.get());
+        steps_->PublishPreserved(w->op.get());
         w->phase = WriterActor::Phase::kApply;
         return "";
       case WriterActor::Phase::kApply: {
@@ -204,30 +211,30 @@ class Schedule {
     Status s;
     switch (c.phase) {
       case CopierActor::Phase::kNext:
-        c.phase = job_->step_next_segment(&c.seg) ? CopierActor::Phase::kClaim
+        c.phase = steps_->NextSegment(&c.seg) ? CopierActor::Phase::kClaim
                                                    : CopierActor::Phase::kFinish;
         return "";
       case CopierActor::Phase::kClaim:
-        if (job_->step_claim_segment(&c.seg)) c.phase = CopierActor::Phase::kRead;
+        if (steps_->ClaimSegment(&c.seg)) c.phase = CopierActor::Phase::kRead;
         return "";
       case CopierActor::Phase::kRead:
-        s = job_->step_read_segment(&c.seg);
+        s = steps_->ReadSegment(&c.seg);
         c.phase = CopierActor::Phase::kPublish;
         break;
       case CopierActor::Phase::kPublish:
-        job_->step_publish_segment(&c.seg);
+        steps_->PublishSegment(&c.seg);
         c.phase = CopierActor::Phase::kEmit;
         return "";
       case CopierActor::Phase::kEmit:
-        s = job_->step_emit_segment(&c.seg);
+        s = steps_->EmitSegment(&c.seg);
         c.phase = CopierActor::Phase::kNext;
         break;
       case CopierActor::Phase::kFinish:
-        if (!job_->queue_drained()) {  // a front enqueue arrived meanwhile
+        if (!steps_->QueueDrained()) {  // a front enqueue arrived meanwhile
           c.phase = CopierActor::Phase::kNext;
           return "";
         }
-        s = job_->step_finish();
+        s = steps_->Finish();
         if (s.IsBusy()) return "";  // a writer is still preserving: try later
         c.phase = CopierActor::Phase::kDone;
         break;
@@ -261,19 +268,19 @@ class Schedule {
   std::unique_ptr<MemoryVolume> volume_;
   std::unique_ptr<MemorySink> sink_;
   std::unique_ptr<CopyJob> job_;
+  std::unique_ptr<CopyJobTestPeer> steps_;
   std::vector<WriterActor> writers_;
   CopierActor copier_;
 };
 
 uint64_t ScheduleCount() {
   if (const char* s = getenv("COWBACKUP_SCHEDULES")) return strtoull(s, nullptr, 10);
-  const char* long_run = getenv("COWBACKUP_LONG");
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer builds re-run the suite for memory errors, not coverage:
   // the normal build explores 50,000 schedules.
-  return long_run && long_run[0] == '1' ? 200000 : 12000;
+  return LongRun() ? 200000 : 12000;
 #else
-  return long_run && long_run[0] == '1' ? 1000000 : 50000;
+  return LongRun() ? 1000000 : 50000;
 #endif
 }
 

@@ -1,7 +1,11 @@
 // The process crash_test kills: writer connections committing through the
 // shim while backups of the same database run back to back, until SIGKILL.
 //
-//   crash_child DB DEST SEED REPORT_FD [KILL_POINT KILL_AT]
+//   crash_child DB DEST SEED REPORT_FD VARIANT FORMAT [KILL_POINT KILL_AT]
+//
+// VARIANT is snapshot_first or overlay_at_end, FORMAT archive or plain (the
+// scenario, chosen by crash_test); SEED only paces the writers and picks
+// the segment size.
 //
 // Each writer commits the committed-prefix transaction (log row n+1,
 // counter (n, sum)) and, after COMMIT returns, writes "C <n>\n" to
@@ -68,17 +72,25 @@ void Writer(const std::string& path, int id, unsigned seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5 && argc != 7) {
-    fprintf(stderr, "usage: crash_child DB DEST SEED REPORT_FD [KILL_POINT KILL_AT]\n");
+  const char* const usage =
+      "usage: crash_child DB DEST SEED REPORT_FD snapshot_first|overlay_at_end archive|plain "
+      "[KILL_POINT KILL_AT]\n";
+  if (argc != 7 && argc != 9) {
+    fputs(usage, stderr);
     return 2;
   }
-  const std::string db_path = argv[1], dest = argv[2];
+  const std::string db_path = argv[1], dest = argv[2], variant = argv[5], format = argv[6];
   const unsigned seed = unsigned(strtoul(argv[3], nullptr, 10));
   g_report_fd = atoi(argv[4]);
+  if ((variant != "snapshot_first" && variant != "overlay_at_end") ||
+      (format != "archive" && format != "plain")) {
+    fputs(usage, stderr);
+    return 2;
+  }
   alarm(120);  // never outlive a broken parent
-  if (argc == 7) {
-    static std::string point = argv[5];
-    static const long kill_at = strtol(argv[6], nullptr, 10);
+  if (argc == 9) {
+    static std::string point = argv[7];
+    static const long kill_at = strtol(argv[8], nullptr, 10);
     static std::atomic<long> hits{0};
     cowbackup::sync::SetCallback([](const char* name) {
       if (point == name && hits.fetch_add(1) + 1 == kill_at) raise(SIGKILL);
@@ -95,9 +107,10 @@ int main(int argc, char** argv) {
   options.overwrite = true;
   options.segment_pages = 8 + seed % 32;
   options.max_rate_mb = 40;  // ~50 ms a backup: room for writers to collide
-  options.variant = seed % 2 ? cowbackup::Variant::kOverlayAtEnd : cowbackup::Variant::kSnapshotFirst;
-  options.format = seed % 5 == 4 ? cowbackup::BackupOptions::Format::kPlain
-                                 : cowbackup::BackupOptions::Format::kArchive;
+  options.variant = variant == "overlay_at_end" ? cowbackup::Variant::kOverlayAtEnd
+                                                : cowbackup::Variant::kSnapshotFirst;
+  options.format = format == "plain" ? cowbackup::BackupOptions::Format::kPlain
+                                     : cowbackup::BackupOptions::Format::kArchive;
   for (;;) {
     cowbackup::Summary summary;
     const cowbackup::Status s = cowbackup::sqlite::Backup(db, "main", dest, options, &summary);

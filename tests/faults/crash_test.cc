@@ -1,8 +1,18 @@
 // Crash: crash_child (writers committing through the shim, backups back to
-// back) is killed with SIGKILL at a seeded point: after a random delay, or
-// at the k-th time an engine sync point is reached (before the sink
-// publishes, while a writer preserves a page, while the copier reads,
-// between creating a snapshot volume and writing its header).
+// back) is killed with SIGKILL, in every scenario of
+//
+//   variant  snapshot_first | overlay_at_end
+//   format   archive | plain
+//   kill     random_delay: from here, 10-410 ms in (lands anywhere), or at
+//            the k-th hit of an engine sync point: before the sink
+//            publishes, while a writer preserves a page, while the copier
+//            reads, after a segment is published, as a writer enters the
+//            slow path, between creating a snapshot volume and writing its
+//            header
+//
+// named "variant/format/kill" (e.g. "snapshot_first/plain/writer_preserving").
+// The seed sets only timing and values (the delay, k, the segment size, the
+// writers' pacing), never the scenario.
 // After each kill:
 //   1. the database, reopened with the plain "unix" VFS (hot journal rolled
 //      back), passes integrity_check, holds exactly a committed prefix
@@ -12,8 +22,11 @@
 //   3. every temporary archive (<dest>.cowtmp-<pid>-<n>) and snapshot volume
 //      (*.cowsnap) the dead child left is removed by the next backup of the
 //      database (BackupJob::Prepare, through the SQLite API).
-// 50 seeded runs in CI; COWBACKUP_LONG=1 runs 500. COWBACKUP_CRASH_SEED
-// reruns one seed.
+// Each CI run takes every scenario: 2 seeds each, 7 for random_delay (it
+// lands anywhere), 76 runs; COWBACKUP_LONG=1 takes ten times the seeds.
+// Every sync-point scenario must land at its point at least once. A failure
+// prints the scenario and seed; COWBACKUP_CRASH_SCENARIO=<name> runs one
+// scenario, COWBACKUP_CRASH_SEED=<n> one seed (of each scenario selected).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -54,6 +67,7 @@ struct ChildResult {
   int backups_ok = 0;
   int backups_failed = 0;
   bool killed = false;
+  bool killed_itself = false;  // at its sync point, before the parent's deadline
 };
 
 std::string ChildPath() {
@@ -61,13 +75,43 @@ std::string ChildPath() {
   return std::string(b ? b : "build") + "/tests/faults/crash_child";
 }
 
-const char* const kKillPoints[] = {
-    "CopyJob::finish:before_sink_finish", "CopyJob::preserve:read", "CopyJob::read_segment:source",
-    "CopyJob::copy:published", "CopyJob::before_write:slow",
-    "FileSnapshotVolume::Create:before_header",
+struct KillMode {
+  const char* name;
+  const char* sync_point;  // nullptr: SIGKILL from the parent after a random delay
+};
+constexpr KillMode kKillModes[] = {
+    {"random_delay", nullptr},
+    {"before_sink_finish", "CopyJob::finish:before_sink_finish"},
+    {"writer_preserving", "CopyJob::preserve:read"},
+    {"copier_reading", "CopyJob::read_segment:source"},
+    {"segment_published", "CopyJob::copy:published"},
+    {"writer_entering", "CopyJob::before_write:slow"},
+    {"volume_before_header", "FileSnapshotVolume::Create:before_header"},
 };
 
-ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t seed) {
+struct Scenario {
+  const char* variant;  // as crash_child takes them
+  const char* format;
+  const KillMode* kill;
+
+  std::string name() const { return std::string(variant) + "/" + format + "/" + kill->name; }
+  bool plain() const { return std::string(format) == "plain"; }
+  // A random delay lands anywhere: more seeds.
+  int seeds() const { return (kill->sync_point ? 2 : 7) * (LongRun() ? 10 : 1); }
+};
+
+std::vector<Scenario> AllScenarios() {
+  std::vector<Scenario> all;
+  for (const char* variant : {"snapshot_first", "overlay_at_end"}) {
+    for (const char* format : {"archive", "plain"}) {
+      for (const KillMode& kill : kKillModes) all.push_back({variant, format, &kill});
+    }
+  }
+  return all;
+}
+
+ChildResult RunChild(const std::string& db, const std::string& dest, const Scenario& scenario,
+                     uint64_t seed) {
   ChildResult r;
   std::mt19937_64 rng(seed);
   int fds[2];
@@ -75,10 +119,11 @@ ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t se
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, fds[1], 3);  // clears CLOEXEC on 3
-  std::vector<std::string> args = {ChildPath(), db, dest, std::to_string(seed), "3"};
-  const bool at_point = seed % 2 == 1;
+  std::vector<std::string> args = {ChildPath(),      db,      dest, std::to_string(seed), "3",
+                                   scenario.variant, scenario.format};
+  const bool at_point = scenario.kill->sync_point != nullptr;
   if (at_point) {
-    args.push_back(kKillPoints[rng() % std::size(kKillPoints)]);
+    args.push_back(scenario.kill->sync_point);
     args.push_back(std::to_string(1 + rng() % 6));
   }
   std::vector<char*> argv;
@@ -111,9 +156,9 @@ ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t se
     }
     ::close(fds[0]);
   });
-  // A random moment in the first few backups; a sync point kill usually
-  // comes first, this bounds it when the chosen point is rare.
-  const auto delay = std::chrono::milliseconds(at_point ? 3000 : 10 + rng() % 400);
+  // A random moment in the first few backups; at a sync point, a bound for
+  // a point that is not reached (the run then does not count as landed).
+  const auto delay = std::chrono::milliseconds(at_point ? 10000 : 10 + rng() % 400);
   const auto until = std::chrono::steady_clock::now() + delay;
   int status = 0;
   pid_t done = 0;
@@ -122,6 +167,7 @@ ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t se
     if (done == r.pid) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  r.killed_itself = at_point && done == r.pid;
   if (done != r.pid) {
     ::kill(r.pid, SIGKILL);
     EXPECT_EQ(::waitpid(r.pid, &status, 0), r.pid);
@@ -133,93 +179,124 @@ ChildResult RunChild(const std::string& db, const std::string& dest, uint64_t se
 }
 
 struct Figures {
-  int runs = 0, killed_at_point = 0, archives_complete = 0, leftovers_cleaned = 0;
+  int runs = 0, at_point = 0, landed = 0, archives_complete = 0, plain_copies = 0,
+      leftovers_cleaned = 0;
   int64_t commits = 0;
 };
-Figures g_figures;
 
-TEST(CrashTest, SigkillLosesNoCommitAndLeavesNothingThatLooksComplete) {
-  const char* one = getenv("COWBACKUP_CRASH_SEED");
-  const int runs = one ? 1 : LongRun() ? 500 : 50;
-  const uint64_t base = one ? strtoull(one, nullptr, 10) : 7000;
-  ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
-  for (int i = 0; i < runs; i++) {
-    const uint64_t seed = base + uint64_t(i);
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun: COWBACKUP_CRASH_SEED=" +
-                 std::to_string(seed) + ")");
-    const std::string dir = MakeTempDir("cowbackup-crash");
-    const std::string db = dir + "/app.db";
-    const std::string dest = dir + "/app.cowbak";
-    CreateDatabase(db);
-    const ChildResult child = RunChild(db, dest, seed);
+// One kill and what must hold after it. Returns true if the child killed
+// itself at the scenario's sync point.
+bool CrashOnce(const Scenario& scenario, uint64_t seed, Figures* figures) {
+  const std::string dir = MakeTempDir("cowbackup-crash");
+  const std::string db = dir + "/app.db";
+  const std::string dest = dir + "/app.cowbak";
+  CreateDatabase(db);
+  const ChildResult child = RunChild(db, dest, scenario, seed);
 
-    // 1. The database holds every reported commit, consistently.
-    std::string why;
-    const int64_t k = CommittedPrefix(db, &why, SQLITE_OPEN_READWRITE);  // rolls back a hot journal
-    EXPECT_EQ(why, "");
-    EXPECT_GE(k, child.max_committed) << "a commit the child reported is missing";
+  // 1. The database holds every reported commit, consistently.
+  std::string why;
+  const int64_t k = CommittedPrefix(db, &why, SQLITE_OPEN_READWRITE);  // rolls back a hot journal
+  EXPECT_EQ(why, "");
+  EXPECT_GE(k, child.max_committed) << "a commit the child reported is missing";
 
-    // 2. The destination: nothing, or complete and consistent.
-    if (PathExists(dest)) {
-      std::string image = dest;
-      ArchiveReport report;
-      const Status v = VerifyArchive(dest, &report);
-      if (!v.ok() && seed % 5 == 4) {
-        // The plain format: the destination is a database file.
-        EXPECT_TRUE(v.ToString().find("not a cowbackup archive") != std::string::npos) << v.ToString();
-      } else {
-        EXPECT_TRUE(v.ok()) << v.ToString();
-        image = dir + "/restored.db";
-        const Status r = RestoreArchive(dest, image, false);
-        EXPECT_TRUE(r.ok()) << r.ToString();
-        g_figures.archives_complete++;
-      }
-      const int64_t kb = CommittedPrefix(image, &why, SQLITE_OPEN_READWRITE);
-      EXPECT_EQ(why, "") << "the published copy is inconsistent";
-      EXPECT_LE(kb, k);
+  // 2. The destination: nothing, or complete and consistent.
+  if (PathExists(dest)) {
+    std::string image = dest;
+    const Status v = VerifyArchive(dest, nullptr);
+    if (scenario.plain()) {
+      // The destination is a database file.
+      EXPECT_TRUE(v.ToString().find("not a cowbackup archive") != std::string::npos) << v.ToString();
+      figures->plain_copies++;
+    } else {
+      EXPECT_TRUE(v.ok()) << v.ToString();
+      image = dir + "/restored.db";
+      const Status r = RestoreArchive(dest, image, false);
+      EXPECT_TRUE(r.ok()) << r.ToString();
+      figures->archives_complete++;
     }
+    const int64_t kb = CommittedPrefix(image, &why, SQLITE_OPEN_READWRITE);
+    EXPECT_EQ(why, "") << "the published copy is inconsistent";
+    EXPECT_LE(kb, k);
+  }
 
-    // 3. Leftovers of the dead child are stale; the next backup removes them.
-    const std::string tmp_prefix = "app.cowbak" + std::string(kTempInfix) + std::to_string(child.pid) + "-";
-    auto leftovers = [&] {
-      std::vector<std::string> found;
-      for (const std::string& name : ListDir(dir)) {
-        if (name.rfind(tmp_prefix, 0) == 0 ||
-            (name.size() > 8 && name.compare(name.size() - 8, 8, kVolumeSuffix) == 0)) {
-          found.push_back(name);
-        }
+  // 3. Leftovers of the dead child are stale; the next backup removes them.
+  const std::string tmp_prefix = "app.cowbak" + std::string(kTempInfix) + std::to_string(child.pid) + "-";
+  auto leftovers = [&] {
+    std::vector<std::string> found;
+    for (const std::string& name : ListDir(dir)) {
+      if (name.rfind(tmp_prefix, 0) == 0 ||
+          (name.size() > 8 && name.compare(name.size() - 8, 8, kVolumeSuffix) == 0)) {
+        found.push_back(name);
       }
-      return found;
-    };
-    const std::vector<std::string> before = leftovers();
-    sqlite3* conn = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
-    BackupOptions options;
-    options.overwrite = true;
-    Summary summary;
-    const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
-    sqlite3_close(conn);
-    EXPECT_TRUE(s.ok()) << s.ToString();
-    EXPECT_EQ(leftovers(), std::vector<std::string>{}) << "stale files survived the next backup";
-    EXPECT_TRUE(VerifyArchive(dest, nullptr).ok());
-
-    g_figures.runs++;
-    g_figures.killed_at_point += seed % 2 == 1;
-    g_figures.leftovers_cleaned += int(before.size());
-    g_figures.commits += child.max_committed;
-    if (HasFailure()) {
-      fprintf(stderr, "crash seed %llu: child %d, %lld commits reported, %d backups ok, kept %s\n",
-              static_cast<unsigned long long>(seed), child.pid,
-              static_cast<long long>(child.max_committed), child.backups_ok, dir.c_str());
-      return;
     }
+    return found;
+  };
+  const std::vector<std::string> before = leftovers();
+  sqlite3* conn = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db.c_str(), &conn, SQLITE_OPEN_READWRITE, sqlite::kVfsName), SQLITE_OK);
+  BackupOptions options;
+  options.overwrite = true;
+  Summary summary;
+  const Status s = sqlite::Backup(conn, "main", dest, options, &summary);
+  sqlite3_close(conn);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(leftovers(), std::vector<std::string>{}) << "stale files survived the next backup";
+  EXPECT_TRUE(VerifyArchive(dest, nullptr).ok());
+
+  figures->runs++;
+  figures->at_point += scenario.kill->sync_point != nullptr;
+  figures->landed += child.killed_itself;
+  figures->leftovers_cleaned += int(before.size());
+  figures->commits += child.max_committed;
+  if (::testing::Test::HasFailure()) {
+    fprintf(stderr,
+            "crash scenario %s seed %llu: child %d, %lld commits reported, %d backups ok, kept %s\n",
+            scenario.name().c_str(), static_cast<unsigned long long>(seed), child.pid,
+            static_cast<long long>(child.max_committed), child.backups_ok, dir.c_str());
+  } else {
     RemoveTree(dir);
   }
+  return child.killed_itself;
+}
+
+TEST(CrashTest, SigkillLosesNoCommitAndLeavesNothingThatLooksComplete) {
+  const char* only_scenario = getenv("COWBACKUP_CRASH_SCENARIO");
+  const char* only_seed = getenv("COWBACKUP_CRASH_SEED");
+  ASSERT_TRUE(sqlite::RegisterVfs(/*make_default=*/false).ok());
+  Figures figures;
+  uint64_t next_seed = 7000;
+  int scenarios = 0;
+  for (const Scenario& scenario : AllScenarios()) {
+    const std::string name = scenario.name();
+    const int seeds = scenario.seeds();
+    const uint64_t first_seed = next_seed;
+    next_seed += uint64_t(seeds);  // seeds stay the same whatever is selected
+    if (only_scenario && name != only_scenario) continue;
+    scenarios++;
+    int landed = 0;
+    for (int i = 0; i < (only_seed ? 1 : seeds); i++) {
+      const uint64_t seed = only_seed ? strtoull(only_seed, nullptr, 10) : first_seed + uint64_t(i);
+      SCOPED_TRACE("scenario " + name + ", seed " + std::to_string(seed) +
+                   " (rerun: COWBACKUP_CRASH_SCENARIO=" + name +
+                   " COWBACKUP_CRASH_SEED=" + std::to_string(seed) + ")");
+      landed += CrashOnce(scenario, seed, &figures);
+      if (HasFailure()) return;
+    }
+    // A sync point never reached would make the scenario a random-delay
+    // kill under another name.
+    if (scenario.kill->sync_point && !only_seed) {
+      EXPECT_GT(landed, 0) << "scenario " << name << ": the child never reached "
+                           << scenario.kill->sync_point;
+    }
+  }
+  ASSERT_GT(scenarios, 0) << "no scenario named " << (only_scenario ? only_scenario : "");
   fprintf(stderr,
-          "crash runs: %d SIGKILLs survived (%d at sync points), %lld commits reported and found, "
-          "%d complete archives verified, %d stale leftovers removed by the next backup\n",
-          g_figures.runs, g_figures.killed_at_point, static_cast<long long>(g_figures.commits),
-          g_figures.archives_complete, g_figures.leftovers_cleaned);
+          "crash runs: %d scenarios, %d SIGKILLs survived (%d at sync points, %d of them landed "
+          "there), %lld commits reported and found, %d complete archives verified, %d plain "
+          "copies checked, %d stale leftovers removed by the next backup\n",
+          scenarios, figures.runs, figures.at_point, figures.landed,
+          static_cast<long long>(figures.commits), figures.archives_complete, figures.plain_copies,
+          figures.leftovers_cleaned);
 }
 
 }  // namespace

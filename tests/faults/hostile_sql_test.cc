@@ -291,7 +291,7 @@ TEST_F(HostileSqlTest, SnapshotDirThatIsNotADirectoryIsRefused) {
   const std::string path = dir_ + "/s.db";
   sqlite3* db = Open(path);
   ASSERT_EQ(Exec(db, "CREATE TABLE t(a); INSERT INTO t VALUES(randomblob(5000))"), "");
-  const std::string before = cowbackup::testing::ReadFile(path);
+  const std::string before = ReadFile(path);
   for (const std::string& snap : {path, dir_ + "/missing/dir", std::string("/proc/self/status")}) {
     std::string error;
     Query(db, "SELECT cowbackup(" + Quote(dir_ + "/s.cowbak") + ", 'main', " +
@@ -300,7 +300,7 @@ TEST_F(HostileSqlTest, SnapshotDirThatIsNotADirectoryIsRefused) {
     EXPECT_NE(error, "") << snap;
     EXPECT_FALSE(PathExists(dir_ + "/s.cowbak")) << snap;
   }
-  EXPECT_EQ(cowbackup::testing::ReadFile(path), before) << "the database changed";
+  EXPECT_EQ(ReadFile(path), before) << "the database changed";
   EXPECT_EQ(ListDir(dir_), std::vector<std::string>{"s.db"});
   sqlite3_close(db);
 }

@@ -224,36 +224,4 @@ std::string PageWorkload::CheckImage(const std::vector<uint8_t>& image, uint32_t
   return "";
 }
 
-// ---------------------------------------------------------------------------
-
-bool LongRun() {
-  const char* v = getenv("COWBACKUP_LONG");
-  return v && *v && strcmp(v, "0") != 0;
-}
-
-std::string MakeTempDir(const std::string& prefix) {
-  const char* tmp = getenv("TMPDIR");
-  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
-  std::vector<char> buf(templ.begin(), templ.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data())) {
-    perror("mkdtemp");
-    std::abort();
-  }
-  return buf.data();
-}
-
-bool ReadFile(const std::string& path, std::vector<uint8_t>* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct stat st;
-  bool ok = ::fstat(fd, &st) == 0;
-  if (ok) {
-    out->resize(size_t(st.st_size));
-    ok = PreadFull(fd, out->data(), out->size(), 0, path).ok();
-  }
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace cowbackup::faults

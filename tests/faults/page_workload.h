@@ -40,8 +40,16 @@
 #include "engine/file_source.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
+#include "test_util/files.h"
+#include "test_util/long_run.h"
 
 namespace cowbackup::faults {
+
+// Scratch directories (removed by RemoveTree, engine/posix_file.h, as ListDir
+// lists them), whole files and COWBACKUP_LONG, as every test directory has them.
+using test::LongRun;
+using test::MakeTempDir;
+using test::ReadFile;
 
 inline constexpr char kPageMagic[8] = {'C', 'O', 'W', 'P', 'A', 'G', 'E', '1'};
 
@@ -133,13 +141,5 @@ inline constexpr int kSanitizerSlowdown = 1;
 #else
 inline constexpr int kSanitizerSlowdown = 1;
 #endif
-
-// COWBACKUP_LONG=1 in the environment.
-bool LongRun();
-// A fresh directory under $TMPDIR (or /tmp); removed by RemoveTree
-// (engine/posix_file.h, as is ListDir).
-std::string MakeTempDir(const std::string& prefix);
-// Reads a whole file; false if it cannot.
-bool ReadFile(const std::string& path, std::vector<uint8_t>* out);
 
 }  // namespace cowbackup::faults

@@ -381,7 +381,7 @@ TEST_F(PowerLossTest, RestoresPublishOnlyDurableCompleteCopies) {
     Scenario(what + ", replacing, directory fsync fails", out, true,
              [&] { return RestoreArchive(archive, out, true); });
     const std::string image = lmdb ? out + "/data.mdb" : out;
-    EXPECT_EQ(testing::ReadFile(image).size(), 300u * 4096) << what;
+    EXPECT_EQ(ReadFile(image).size(), 300u * 4096) << what;
   }
 }
 

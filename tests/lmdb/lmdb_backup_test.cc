@@ -56,8 +56,8 @@ Dbi MainDbi(Env& env) {
 }
 
 TEST(LmdbBackup, IdleEnvRestoresToTheSameDump) {
-  ScratchDir dir;
-  const std::string src = dir.Sub("src");
+  TempDir dir;
+  const std::string src = dir.subdir("src");
   auto env = OpenEnv(src, 0, 64 << 20);
   {
     Txn txn;
@@ -114,8 +114,8 @@ TEST(LmdbBackup, IdleEnvRestoresToTheSameDump) {
 }
 
 TEST(LmdbBackup, WriteMapEnvIsRefused) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kWriteMap, 1 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kWriteMap, 1 << 20);
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
   EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
   EXPECT_NE(s.ToString().find("MDB_WRITEMAP"), std::string::npos) << s.ToString();
@@ -128,8 +128,8 @@ TEST(LmdbBackup, WriteMapEnvIsRefused) {
 // The limits every front end shares (backup/options.h); a tiny positive
 // rate used to run unthrottled, 2e6 MB/s was accepted here but not by SQL.
 TEST(LmdbBackup, OptionsOutsideTheSharedLimitsAreRefused) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), 0, 1 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), 0, 1 << 20);
   for (double rate : {1e-300, 2e6}) {
     Status s = env->backup(dir.path() + "/a.cowbak", Throttled(rate));
     EXPECT_EQ(s.ToString(), "option max_rate_mb: must be 0 (no limit) or between 0.001 and 1000000 (MB/s)");
@@ -142,8 +142,8 @@ TEST(LmdbBackup, OptionsOutsideTheSharedLimitsAreRefused) {
 }
 
 TEST(LmdbBackup, ReadOnlyEnvIsRefused) {
-  ScratchDir dir;
-  const std::string path = dir.Sub("env");
+  TempDir dir;
+  const std::string path = dir.subdir("env");
   OpenEnv(path, 0, 1 << 20).reset();
   auto env = OpenEnv(path, kReadOnly, 0);
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
@@ -151,8 +151,8 @@ TEST(LmdbBackup, ReadOnlyEnvIsRefused) {
 }
 
 TEST(LmdbBackup, FromTheWritingThreadIsBusyNotADeadlock) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), 0, 1 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), 0, 1 << 20);
   Txn txn;
   ASSERT_OK(Txn::Begin(*env, &txn));
   Status s = env->backup(dir.path() + "/a.cowbak", BackupOptions{});
@@ -164,8 +164,8 @@ TEST(LmdbBackup, FromTheWritingThreadIsBusyNotADeadlock) {
 // Writers, readers and backups at once. Every backup restores to a valid
 // env holding a committed prefix 1..K with K inside the call/return window.
 void ConcurrentBackups(unsigned flags) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), flags, 256 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), flags, 256 << 20);
   const Dbi dbi = MainDbi(*env);
   const size_t kValueLen = 700;
   std::atomic<bool> stop{false};
@@ -245,8 +245,8 @@ TEST(LmdbBackupConcurrent, NoSyncEnv) { ConcurrentBackups(kNoSync | kNoMetaSync)
 // The map grows (mdb_env_set_mapsize) while a backup runs; the restored env
 // is the T0 state with the T0 map size.
 TEST(LmdbBackupConcurrent, MapGrowsDuringBackup) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 2 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 2 << 20);
   const Dbi dbi = MainDbi(*env);
   const size_t kValueLen = 1500;
   uint64_t k = 0;
@@ -324,8 +324,8 @@ class FailingSource final : public Source {
 };
 
 TEST(LmdbBackupConcurrent, BackupFaultNeverFailsCommits) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 64 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 64 << 20);
   const Dbi dbi = MainDbi(*env);
   uint64_t k = 0;
   while (k < 1000) ASSERT_OK(CommitNext(*env, dbi, 500, 4, &k, 2000));
@@ -371,8 +371,8 @@ TEST(LmdbBackupConcurrent, BackupFaultNeverFailsCommits) {
 }
 
 TEST(LmdbBackup, CancelledBackgroundBackupLeavesNothing) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 64 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 64 << 20);
   const Dbi dbi = MainDbi(*env);
   uint64_t k = 0;
   while (k < 2000) ASSERT_OK(CommitNext(*env, dbi, 2000, 0, &k));
@@ -403,8 +403,8 @@ TEST(LmdbBackup, CancelledBackgroundBackupLeavesNothing) {
 // and nothing left behind: no temporary or volume, and the hook disarmed
 // (the env backs up again).
 TEST(LmdbBackup, StartWithoutAThreadFailsAndLeavesNothing) {
-  ScratchDir dir;
-  auto env = OpenEnv(dir.Sub("env"), kNoSync, 16 << 20);
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), kNoSync, 16 << 20);
   const Dbi dbi = MainDbi(*env);
   uint64_t k = 0;
   while (k < 200) ASSERT_OK(CommitNext(*env, dbi, 200, 0, &k));

@@ -38,11 +38,11 @@ void DrainThrottled(int fd, double mb_per_s) {
 }
 
 TEST(LmdbGrowth, ThrottledBackupDoesNotGrowTheFileLikeAReadTxnDoes) {
-  ScratchDir dir;
+  TempDir dir;
   const uint64_t keys = UnderSanitizer() ? 8000 : 30000;
   const size_t kValueLen = 900;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(kNoSync, 4ull << 30), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(kNoSync, 4ull << 30), &env));
   Dbi dbi;
   {
     Txn txn;

@@ -7,11 +7,9 @@
 #include <sys/stat.h>
 
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
-#include <sstream>
 
 #include "lmdb/env_impl.h"
 #include "lmdb/io_intercept.h"
@@ -19,13 +17,6 @@
 
 namespace cowbackup::lmdb::testing {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Applies every intercepted write to an in-memory copy of data.mdb.
 class ShadowFile final : public WriteObserver {
@@ -119,9 +110,9 @@ void MixedWorkload(Env& env, int txns, uint64_t seed) {
 }
 
 TEST(LmdbWrapper, OpenPutGetCursorAndErrors) {
-  ScratchDir dir;
+  TempDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 20), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(0, 1 << 20), &env));
   Txn txn;
   ASSERT_OK(Txn::Begin(*env, &txn));
   Dbi dbi;
@@ -189,9 +180,9 @@ TEST(LmdbWrapper, OpenMissingDirectoryFailsWithPath) {
 
 // Both of LMDB's descriptors of data.mdb are hooked, and nothing else.
 TEST(LmdbIntercept, HooksMeFdAndTheMetaDescriptor) {
-  ScratchDir dir;
+  TempDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(0, 1 << 22), &env));
   int me_fd = -1;
   ASSERT_EQ(mdb_env_get_fd(env->native_handle(), &me_fd), 0);
   struct stat data;
@@ -223,9 +214,9 @@ TEST(LmdbIntercept, HooksMeFdAndTheMetaDescriptor) {
 
 // Writes to other files pass straight through, unseen.
 TEST(LmdbIntercept, OtherDescriptorsAreNotHooked) {
-  ScratchDir dir;
+  TempDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(0, 1 << 22), &env));
   // Count what reaches the env's hook (the observer sees every intercepted
   // call; the idle write path keeps no counter of its own).
   struct Counter final : WriteObserver {
@@ -250,9 +241,9 @@ TEST(LmdbIntercept, OtherDescriptorsAreNotHooked) {
 // while the env's CommitSignal is up, and the signal is down between
 // commits: what a yield_to_commits backup waits out.
 TEST(LmdbIntercept, CommitsAreReportedToTheHook) {
-  ScratchDir dir;
+  TempDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(0, 1 << 22), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(0, 1 << 22), &env));
   const CommitSignal& commits = env->impl()->file.hook.commits;
   struct Check final : WriteObserver {
     explicit Check(const CommitSignal* c) : commits(c) {}
@@ -285,8 +276,8 @@ class NoWriteEscapes : public ::testing::TestWithParam<unsigned> {};
 // The shadow file, built only from intercepted writes, equals data.mdb
 // after thousands of transactions of every kind, map growth included.
 TEST_P(NoWriteEscapes, ShadowOfInterceptedWritesEqualsTheFile) {
-  ScratchDir dir;
-  const std::string path = dir.Sub("env");
+  TempDir dir;
+  const std::string path = dir.subdir("env");
   std::unique_ptr<Env> env;
   ASSERT_OK(Env::Open(path, EnvOpts(GetParam(), 32 << 20, 4), &env));
   // mdb_env_open wrote the initial meta pages before the hook existed.
@@ -319,9 +310,9 @@ TEST_P(NoWriteEscapes, ShadowOfInterceptedWritesEqualsTheFile) {
 
 // The shadow comparison does notice a write it did not see.
 TEST_P(NoWriteEscapes, AnUnseenWriteIsDetected) {
-  ScratchDir dir;
+  TempDir dir;
   std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir.Sub("env"), EnvOpts(GetParam(), 32 << 20, 4), &env));
+  ASSERT_OK(Env::Open(dir.subdir("env"), EnvOpts(GetParam(), 32 << 20, 4), &env));
   ShadowFile shadow(ReadFile(env->data_path()));
   env->impl()->file.observer.store(&shadow);
   MixedWorkload(*env, 50, 1);

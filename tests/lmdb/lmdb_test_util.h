@@ -1,5 +1,6 @@
-// Helpers shared by the LMDB wrapper tests: scratch directories, running
-// Debian's lmdb-utils, restoring archives, and the invariant workload.
+// Helpers shared by the LMDB wrapper tests: running Debian's lmdb-utils,
+// restoring archives, and the invariant workload. Scratch directories and
+// whole files: test_util/files.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,8 +15,12 @@
 
 #include "backup/restore.h"
 #include "cowbackup/lmdb.hpp"
+#include "test_util/files.h"
 
 namespace cowbackup::lmdb::testing {
+
+using test::ReadFile;
+using test::TempDir;
 
 #define ASSERT_OK(expr)                                   \
   do {                                                    \
@@ -56,31 +61,6 @@ inline bool UnderSanitizer() {
   return false;
 #endif
 }
-
-// A fresh directory under TMPDIR, removed (recursively) at the end.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* tmp = getenv("TMPDIR");
-    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/cowbackup-lmdb-XXXXXX";
-    path_ = mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~ScratchDir() {
-    if (!path_.empty() && getenv("COWBACKUP_KEEP") == nullptr) {
-      (void)!system(("rm -rf '" + path_ + "'").c_str());
-    }
-  }
-  const std::string& path() const { return path_; }
-  // A new subdirectory (an LMDB env directory must exist before open).
-  std::string Sub(const std::string& name) const {
-    const std::string p = path_ + "/" + name;
-    ::mkdir(p.c_str(), 0700);
-    return p;
-  }
-
- private:
-  std::string path_;
-};
 
 // Runs a shell command; returns its exit status and stdout.
 inline int Shell(const std::string& cmd, std::string* out = nullptr) {

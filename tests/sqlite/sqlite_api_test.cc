@@ -21,7 +21,7 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(cowbackup::sqlite::RegisterVfs().ok());
     ASSERT_TRUE(cowbackup::sqlite::RegisterVfs().ok());  // idempotent
   }
-  ScratchDir dir_;
+  TempDir dir_;
 };
 
 TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {

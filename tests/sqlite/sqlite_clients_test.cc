@@ -30,19 +30,12 @@ int RunCommand(const std::string& cmd, const std::string& input_file, std::strin
   return pclose(p);
 }
 
-void WriteFile(const std::string& path, const std::string& text) {
-  FILE* f = fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  fwrite(text.data(), 1, text.size(), f);
-  fclose(f);
-}
-
 class ClientsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (Sanitized()) GTEST_SKIP() << "sanitizer build: " << getenv("COWBACKUP_SANITIZE");
   }
-  ScratchDir dir_;
+  TempDir dir_;
 };
 
 TEST_F(ClientsTest, SqliteShellLoadsBacksUpAndRestores) {

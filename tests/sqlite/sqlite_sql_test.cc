@@ -72,7 +72,7 @@ class SqlTest : public ::testing::Test {
     return at == std::string::npos ? -1 : std::stoll(summary.substr(at + 18));
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
 };
 
 TEST_F(SqlTest, IdleDatabaseRestoresByteIdentical) {

@@ -1,6 +1,6 @@
-// Helpers for the SQLite tests: a scratch directory, SQL one-liners, the
-// extension loader, restore, file comparison, and the committed-prefix
-// workload shared by the torture and client tests.
+// Helpers for the SQLite tests: SQL one-liners, the extension loader,
+// restore, and the committed-prefix workload shared by the torture and
+// client tests. Scratch directories and whole files: test_util/files.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,13 +11,18 @@
 
 #include <atomic>
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "backup/restore.h"
+#include "test_util/files.h"
+#include "test_util/long_run.h"
 
 namespace cowbackup::testing {
+
+using test::LongRun;
+using test::ReadFile;
+using test::TempDir;
+using test::WriteFile;
 
 // Sanitizer builds run the same tests with less work.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -30,27 +35,6 @@ inline std::string BuildDir() {
   const char* d = getenv("COWBACKUP_BUILD_DIR");
   return d && *d ? d : "build";
 }
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    char tmpl[] = "/tmp/cowbackup-sqlite-XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr);
-    path_ = p ? p : "/tmp";
-  }
-  ~ScratchDir() {
-    if (!getenv("COWBACKUP_KEEP_TMP")) {
-      const std::string cmd = "rm -rf '" + path_ + "'";
-      (void)!system(cmd.c_str());
-    }
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 inline sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
   sqlite3* db = nullptr;
@@ -133,13 +117,6 @@ inline void LoadExtension() {
     return rc == SQLITE_OK;
   }();
   ASSERT_TRUE(loaded);
-}
-
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 inline bool Exists(const std::string& path) {

@@ -1,9 +1,22 @@
 // Torture: writer threads on separate connections commit without pause
-// while backups of two databases run at once, through SELECT cowbackup()
-// (archive and plain, both variants). Every restored copy must pass
-// integrity_check and hold exactly a committed prefix 1..K, K between the
-// commits finished before the call and the transactions begun when it
-// returned.
+// while backups of two databases run at once, through SELECT cowbackup().
+// Every restored copy must pass integrity_check and hold exactly a committed
+// prefix 1..K, K between the commits finished before the call and the
+// transactions begun when it returned.
+//
+// The backups run every scenario of
+//
+//   variant  snapshot_first | overlay_at_end
+//   format   archive | plain
+//   yield    yield_to_commits or not
+//
+// named "variant/format/yield" (e.g. "overlay_at_end/archive/yield"). Database
+// a copies in 7-page segments (many boundaries), b in 64-page ones. In the
+// normal build each database runs all eight (b in another order, so the two
+// never run the same one at once): every scenario with both segment sizes.
+// Sanitizer builds split the eight between a and b, four each, such that
+// each database still sees both values of every dimension. COWBACKUP_LONG=1
+// runs the lists three times.
 #include <thread>
 #include <vector>
 
@@ -33,30 +46,53 @@ void Writer(Db* d, int id, const std::atomic<bool>* stop) {
   sqlite3_close(db);
 }
 
+struct Scenario {
+  const char* variant;  // as the "variant" option takes it
+  const char* format;   // as the "format" option takes it
+  bool yield;           // "yield_to_commits"
+
+  std::string name() const {
+    return std::string(variant) + "/" + format + "/" + (yield ? "yield" : "no_yield");
+  }
+  bool plain() const { return std::string(format) == "plain"; }
+};
+
+std::vector<Scenario> AllScenarios() {
+  std::vector<Scenario> all;
+  for (const char* variant : {"snapshot_first", "overlay_at_end"}) {
+    for (const char* format : {"archive", "plain"}) {
+      for (bool yield : {false, true}) all.push_back({variant, format, yield});
+    }
+  }
+  return all;
+}
+
 struct BackupResult {
-  std::string dest, error;
+  std::string scenario, dest, error;
   bool plain = false;
   int64_t lo = 0, hi = 0;
   std::string summary;
 };
 
-void Backups(Db* d, const ScratchDir* dir, const std::string& tag, int rounds,
-             std::vector<BackupResult>* out) {
+void Backups(Db* d, const TempDir* dir, const std::string& tag, int segment_pages,
+             const std::vector<Scenario>& scenarios, std::vector<BackupResult>* out) {
   sqlite3* db = Open(d->path);
-  for (int i = 0; i < rounds; i++) {
+  for (size_t i = 0; i < scenarios.size(); i++) {
+    const Scenario& scenario = scenarios[i];
     BackupResult r;
-    r.plain = i % 2 == 1;
+    r.scenario = scenario.name();
+    r.plain = scenario.plain();
     r.dest = *dir / (tag + "-" + std::to_string(i) + (r.plain ? ".db" : ".cowbak"));
-    const std::string options = std::string("{\"segment_pages\":") + (i % 3 == 0 ? "7" : "64") +
-                                ",\"variant\":\"" + (i % 4 < 2 ? "snapshot_first" : "overlay_at_end") +
-                                "\",\"format\":\"" + (r.plain ? "plain" : "archive") +
+    const std::string options = "{\"segment_pages\":" + std::to_string(segment_pages) +
+                                ",\"variant\":\"" + scenario.variant +
+                                "\",\"format\":\"" + scenario.format +
                                 // Throttled so each backup lasts ~0.3-0.6 s and
                                 // writers overwrite uncopied pages even on a
                                 // loaded machine under sanitizers (an
                                 // unthrottled backup once finished first,
                                 // 3 times in 40 ASan runs).
                                 "\",\"max_rate_mb\":" + (kScale == 1 ? "60" : "8") +
-                                (i % 3 == 1 ? ",\"yield_to_commits\":true" : "") + "}";
+                                (scenario.yield ? ",\"yield_to_commits\":true" : "") + "}";
     r.lo = d->commits.finished.load();
     r.summary = Query(db, "SELECT cowbackup(" + Quote(r.dest) + ", 'main', " + Quote(options) + ")",
                       &r.error);
@@ -68,7 +104,7 @@ void Backups(Db* d, const ScratchDir* dir, const std::string& tag, int rounds,
 
 TEST(SqliteTorture, ConcurrentWritersAndBackupsGiveCommittedPrefixes) {
   LoadExtension();
-  ScratchDir dir;
+  TempDir dir;
   Db a, b;
   a.path = dir / "a.db";
   b.path = dir / "b.db";
@@ -85,10 +121,24 @@ TEST(SqliteTorture, ConcurrentWritersAndBackupsGiveCommittedPrefixes) {
   while (a.commits.finished.load() < 20 || b.commits.finished.load() < 20) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  const int rounds = kScale == 1 ? 8 : 3;
+  std::vector<Scenario> list_a, list_b;
+  const std::vector<Scenario> all = AllScenarios();
+  const int passes = LongRun() ? 3 : 1;
+  for (int pass = 0; pass < passes; pass++) {
+    for (size_t i = 0; i < all.size(); i++) {
+      if (kScale == 1) {
+        list_a.push_back(all[i]);
+        list_b.push_back(all[(i + all.size() / 2) % all.size()]);
+      } else {
+        // Even parity of the index bits (variant, format, yield) to a: half
+        // the product, in which every value of every dimension occurs.
+        (__builtin_parity(unsigned(i)) == 0 ? list_a : list_b).push_back(all[i]);
+      }
+    }
+  }
   std::vector<BackupResult> results_a, results_b;
-  std::thread ta(Backups, &a, &dir, "a", rounds, &results_a);
-  std::thread tb(Backups, &b, &dir, "b", rounds, &results_b);
+  std::thread ta(Backups, &a, &dir, "a", 7, list_a, &results_a);
+  std::thread tb(Backups, &b, &dir, "b", 64, list_b, &results_b);
   ta.join();
   tb.join();
   stop = true;
@@ -97,12 +147,13 @@ TEST(SqliteTorture, ConcurrentWritersAndBackupsGiveCommittedPrefixes) {
   EXPECT_EQ(b.writer_errors.load(), 0) << b.first_error;
 
   int64_t preserved_total = 0;
-  for (auto* results : {&results_a, &results_b}) {
-    ASSERT_EQ(results->size(), size_t(rounds));
+  for (const auto& [results, list] : {std::pair{&results_a, &list_a}, std::pair{&results_b, &list_b}}) {
+    ASSERT_EQ(results->size(), list->size());
     for (const BackupResult& r : *results) {
-      ASSERT_EQ(r.error, "") << r.dest;
+      SCOPED_TRACE("scenario " + r.scenario + ", " + r.dest);
+      ASSERT_EQ(r.error, "");
       EXPECT_NE(r.summary.find("\"state\":\"done\""), std::string::npos) << r.summary;
-      EXPECT_EQ(Mode(r.dest), 0600u) << r.dest;
+      EXPECT_EQ(Mode(r.dest), 0600u);
       std::string restored = r.dest;
       if (!r.plain) {
         restored = r.dest + ".restored.db";
@@ -110,7 +161,7 @@ TEST(SqliteTorture, ConcurrentWritersAndBackupsGiveCommittedPrefixes) {
         ASSERT_TRUE(s.ok()) << s.ToString();
       }
       const int64_t k = CheckPrefix(restored, r.lo, r.hi);
-      EXPECT_GE(k, 0) << r.dest << " " << r.summary;
+      EXPECT_GE(k, 0) << r.summary;
       const size_t at = r.summary.find("\"preserved_pages\":");
       if (at != std::string::npos) preserved_total += std::stoll(r.summary.substr(at + 18));
     }
