@@ -17,13 +17,10 @@
 #include "engine/snapshot_volume.h"
 #include "engine/sync_point.h"
 #include "test_util/files.h"
+#include "test_util/sync_points.h"
 
 namespace cowbackup::test {
 namespace {
-
-struct SyncPointGuard {
-  ~SyncPointGuard() { sync::SetCallback(nullptr); }
-};
 
 // The name in `dir` that contains `infix`, or "".
 std::string Find(const TempDir& dir, const std::string& infix) {

@@ -19,8 +19,9 @@
 #include "backup/restore.h"
 #include "engine/memory_parts.h"
 #include "engine/sync_point.h"
-#include "test_util/files.h"
 #include "engine/write_hook.h"
+#include "test_util/files.h"
+#include "test_util/sync_points.h"
 
 namespace cowbackup::test {
 namespace {
@@ -34,40 +35,6 @@ std::vector<uint8_t> Image() {
   for (auto& b : v) b = uint8_t(rng());
   return v;
 }
-
-// Parks the first thread that reaches sync point `point` until Release()
-// or, if `release_on` is given, until some thread reaches that point.
-class ParkAt {
- public:
-  explicit ParkAt(const char* point, const char* release_on = nullptr) {
-    sync::SetCallback([this, point, release_on](const char* name) {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (release_on != nullptr && std::string(name) == release_on) {
-        released_ = true;
-        cv_.notify_all();
-      }
-      if (std::string(name) != point || parked_) return;
-      parked_ = true;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return released_; });
-    });
-  }
-  ~ParkAt() { sync::SetCallback(nullptr); }
-  void WaitUntilParked() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return parked_; });
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool parked_ = false, released_ = false;
-};
 
 // What on_finished saw, when it ran.
 struct Ending {

@@ -19,46 +19,12 @@
 #include "engine/write_hook.h"
 #include "memory_parts.h"
 #include "test_util/files.h"
+#include "test_util/sync_points.h"
 
 namespace cowbackup::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Clears the sync-point callback when a test ends.
-struct SyncPointGuard {
-  ~SyncPointGuard() { sync::SetCallback(nullptr); }
-};
-
-// Parks the first thread that reaches sync point `point` until Release():
-// "the copier is inside its read" becomes a state a test can hold.
-class ParkAt {
- public:
-  explicit ParkAt(const char* point) {
-    sync::SetCallback([this, point](const char* name) {
-      if (std::string(name) != point) return;
-      std::unique_lock<std::mutex> lock(mu_);
-      parked_ = true;
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return released_; });
-    });
-  }
-  ~ParkAt() { sync::SetCallback(nullptr); }
-  void WaitUntilParked() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return parked_; });
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool parked_ = false, released_ = false;
-};
 
 // A file written by writer threads through a WriteHook, as a front end does:
 // hook.before_write(), then pwrite. `begin_lock` plays the storage engine's
