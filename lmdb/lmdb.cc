@@ -5,6 +5,7 @@
 
 #include <cassert>
 
+#include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
 
 namespace cowbackup::lmdb {
@@ -192,6 +193,29 @@ Status Env::copy_to_fd(int fd, bool compact) {
 }
 
 // ---------------------------------------------------------------------------
+// T0Gate
+
+void T0Gate::announce() {
+  MutexLock lock(&mu_);
+  announced_++;
+  waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+}
+
+void T0Gate::done() {
+  MutexLock lock(&mu_);
+  done_++;
+  waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+  cv_.SignalAll();
+}
+
+void T0Gate::wait() {
+  MutexLock lock(&mu_);
+  const uint64_t ahead = announced_;  // the backups this writer lets go first
+  if (done_ < ahead) COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:yield");
+  while (done_ < ahead) cv_.Wait(&mu_);
+}
+
+// ---------------------------------------------------------------------------
 // Txn
 
 Txn::~Txn() { abort(); }
@@ -215,6 +239,8 @@ Txn& Txn::operator=(Txn&& other) noexcept {
 Status Txn::Begin(Env& env, Txn* out, bool read_only) {
   out->abort();
   Env::Impl* e = env.impl();
+  // Before the writer lock: a backup waiting for it goes first.
+  if (!read_only) e->t0_gate.before_write_txn();
   std::unique_lock<std::mutex> nolock;
   if (!read_only && (e->flags & MDB_NOLOCK)) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);
   MDB_txn* txn = nullptr;
