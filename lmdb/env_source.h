@@ -14,6 +14,8 @@
 // stops at end of file for the same reason.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <string>
 
@@ -48,22 +50,36 @@ class EnvSource final : public Source {
 //              136  mm_last_pg                 144 mm_txnid
 //
 // mdb_env_write_meta rewrites [32, 152) of the page with the older txnid.
+inline constexpr uint32_t kMetaMagic = 0xBEEFC0DEu, kMetaVersion = 1;
+inline constexpr uint16_t kPageMetaFlag = 0x08;  // P_META
+inline constexpr size_t kPageFlagsOffset = 10, kMetaMagicOffset = 16, kMetaVersionOffset = 20,
+                        kMetaMapSizeOffset = 32, kMetaPageSizeOffset = 40,
+                        kMetaLastPgnoOffset = 136, kMetaTxnidOffset = 144, kMetaEnd = 152;
+
 struct MetaPage {
+  uint16_t page_flags = 0;  // of the page header; meta pages have P_META
   uint32_t magic = 0;
   uint32_t version = 0;
   uint64_t map_size = 0;
   uint32_t page_size = 0;
   uint64_t last_pgno = 0;
   uint64_t txnid = 0;
-  bool valid() const { return magic == 0xBEEFC0DEu && version == 1; }
+  bool valid() const { return magic == kMetaMagic && version == kMetaVersion; }
 };
-inline constexpr size_t kMetaMagicOffset = 16, kMetaVersionOffset = 20, kMetaMapSizeOffset = 32,
-                        kMetaPageSizeOffset = 40, kMetaLastPgnoOffset = 136,
-                        kMetaTxnidOffset = 144, kMetaEnd = 152;
 
 void DecodeMetaPage(const uint8_t* page, MetaPage* meta);
 // Reads meta pages 0 and 1 through `source` and returns the one with the
 // higher txnid (the one LMDB opens with). Corruption if neither is valid.
 Status ReadNewestMeta(Source* source, MetaPage* newest, int* which = nullptr);
+
+// Whether `data_path` is an LMDB data file that mdb_env_open would open as
+// it is, found without changing anything: opened O_RDONLY | O_NOFOLLOW |
+// O_NONBLOCK (a symbolic link is refused, a FIFO does not block), a regular
+// file of at least two pages whose pages 0 and 1 are both meta pages
+// (P_META, magic, version 1), as mdb_env_read_header requires. An empty
+// file is refused: LMDB would initialize it, writing two meta pages. The
+// error names the file and what is wrong with it. On success *st is its
+// fstat (Env::Open checks that LMDB then opened the same inode).
+Status CheckDataFile(const std::string& data_path, struct stat* st);
 
 }  // namespace cowbackup::lmdb

@@ -7,6 +7,7 @@
 
 #include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
+#include "lmdb/env_source.h"
 
 namespace cowbackup::lmdb {
 
@@ -129,13 +130,28 @@ Status Env::Open(const std::string& path, const EnvOptions& options, std::unique
   if (options.max_readers > 0 && (rc = mdb_env_set_maxreaders(impl->env, options.max_readers)) != 0) {
     return FromMdb(rc, "mdb_env_set_maxreaders", path);
   }
+  struct stat checked {};
+  if (options.existing_only) {
+    Status s = CheckDataFile(impl->data_path, &checked);
+    if (!s.ok()) return s;
+  }
   std::vector<int> opened;
   {
-    OpenCapture capture;
+    OpenCapture capture(options.existing_only ? impl->data_path.c_str() : nullptr);
     rc = mdb_env_open(impl->env, path.c_str(), options.flags, mdb_mode_t(options.mode));
     opened = capture.fds();
   }
   if (rc != 0) return FromMdb(rc, "mdb_env_open", path);
+  if (options.existing_only) {
+    // What LMDB opened is the file checked above, not one swapped in since.
+    int me_fd = -1;
+    struct stat now;
+    if (mdb_env_get_fd(impl->env, &me_fd) != 0 || ::fstat(me_fd, &now) != 0 ||
+        now.st_dev != checked.st_dev || now.st_ino != checked.st_ino) {
+      return Status::Busy("lmdb: data.mdb was replaced while the environment was being opened",
+                          impl->data_path);
+    }
+  }
   unsigned flags = 0;
   mdb_env_get_flags(impl->env, &flags);
   impl->flags = flags;

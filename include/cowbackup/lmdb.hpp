@@ -95,6 +95,14 @@ struct EnvOptions {
   unsigned max_dbs = 0;      // named databases; 0 = only the main one
   unsigned max_readers = 0;  // 0 = LMDB's default (126)
   unsigned mode = 0644;      // for files LMDB creates
+  // Open only an environment that already exists, changing nothing in
+  // data.mdb: before mdb_env_open, data.mdb must be a regular file (not a
+  // symbolic link, FIFO or device) holding two valid LMDB meta pages, and
+  // mdb_env_open may neither create it nor follow a link to it; otherwise
+  // Open fails naming the problem. (An empty data.mdb would otherwise be
+  // initialized.) lock.mdb is created if missing, as any LMDB reader does.
+  // For opening an environment only to back it up (the CLI does).
+  bool existing_only = false;
 };
 
 struct EnvInfo {
