@@ -58,12 +58,14 @@ uint64_t LastTxnid(Env& env) {
   return info.last_txnid;
 }
 
-// Cancels a started backup and waits (with a deadline) for it to end.
+// Cancels a started backup and waits (with a deadline) for it to end. A
+// small env may be copied before the cancel arrives: done or cancelled.
 void CancelAndWait(std::unique_ptr<BackupTask>* task, BackupResult* r) {
   (*task)->cancel();
   ASSERT_TRUE(WaitFor([&] { return (*task)->done(); }, Clock::now() + seconds(120)))
       << "a cancelled backup did not end";
-  EXPECT_TRUE((*task)->wait(r).IsCancelled());
+  const Status s = (*task)->wait(r);
+  EXPECT_TRUE(s.ok() || s.IsCancelled()) << s.ToString();
   task->reset();
 }
 

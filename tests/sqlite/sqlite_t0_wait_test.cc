@@ -247,6 +247,13 @@ TEST_F(SqliteT0Gate, BeginLockIsNotStarvedByBackToBackWriters) {
         << "backup " << i << ": " << ahead << " commits landed while it waited for SHARED";
     worst_ahead = std::max(worst_ahead, ahead);
     (void)cowbackup::sqlite::CancelBackup(id);
+    ASSERT_TRUE(WaitFor(
+        [id] {
+          cowbackup::sqlite::JobInfo info;
+          return !cowbackup::sqlite::GetJob(id, &info).ok() || info.summary.state != JobState::kRunning;
+        },
+        Clock::now() + seconds(120)))
+        << "a cancelled backup did not end";
     Summary summary;
     (void)cowbackup::sqlite::WaitBackup(id, &summary);
   }
