@@ -27,6 +27,9 @@
 //   keep committing and reusing free pages, and every page below L+1 they
 //   overwrite before the copier got there has its pre-image saved first.
 //   The archive restores to a data.mdb whose newest meta page is T's.
+//   LMDB's writer mutex is not fair, so while a backup waits for it, write
+//   Txns of this process that Begin after it wait until it has taken T0:
+//   it waits for at most one txn per writer thread (docs/LMDB.md).
 //
 // LIMITATIONS
 //   - Only writes made by this process, through this library, are seen.
