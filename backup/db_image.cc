@@ -33,6 +33,7 @@ Status sqlite::ParseDbHeader(const uint8_t* buf, size_t len, const std::string& 
 }
 
 void lmdb::DecodeMetaPage(const uint8_t* page, MetaPage* meta) {
+  meta->page_flags = DecodeFixed16(page + kPageFlagsOffset);
   meta->magic = DecodeFixed32(page + kMetaMagicOffset);
   meta->version = DecodeFixed32(page + kMetaVersionOffset);
   meta->map_size = DecodeFixed64(page + kMetaMapSizeOffset);

@@ -44,18 +44,22 @@ namespace lmdb {
 //              136  mm_last_pg                 144 mm_txnid
 //
 // mdb_env_write_meta rewrites [32, 152) of the page with the older txnid.
+inline constexpr uint32_t kMetaMagic = 0xBEEFC0DEu, kMetaVersion = 1;
+inline constexpr uint16_t kPageMetaFlag = 0x08;  // P_META
+inline constexpr size_t kPageFlagsOffset = 10, kMetaMagicOffset = 16, kMetaVersionOffset = 20,
+                        kMetaMapSizeOffset = 32, kMetaPageSizeOffset = 40,
+                        kMetaLastPgnoOffset = 136, kMetaTxnidOffset = 144, kMetaEnd = 152;
+
 struct MetaPage {
+  uint16_t page_flags = 0;  // of the page header; meta pages have P_META
   uint32_t magic = 0;
   uint32_t version = 0;
   uint64_t map_size = 0;
   uint32_t page_size = 0;
   uint64_t last_pgno = 0;
   uint64_t txnid = 0;
-  bool valid() const { return magic == 0xBEEFC0DEu && version == 1; }
+  bool valid() const { return magic == kMetaMagic && version == kMetaVersion; }
 };
-inline constexpr size_t kMetaMagicOffset = 16, kMetaVersionOffset = 20, kMetaMapSizeOffset = 32,
-                        kMetaPageSizeOffset = 40, kMetaLastPgnoOffset = 136,
-                        kMetaTxnidOffset = 144, kMetaEnd = 152;
 
 void DecodeMetaPage(const uint8_t* page, MetaPage* meta);
 // The newest valid of meta pages 0 and 1 (`pages` holds both, each

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <cstdlib>
 
+#include "backup/db_image.h"
+#include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 
@@ -33,12 +35,10 @@ int PublishRename(const char* from, const char* to, bool overwrite) {
 // True if the regular file open at `fd` begins with a database's header
 // (SQLite's, or an LMDB meta page's magic at offset 16 + 0).
 bool LooksLikeDatabase(int fd) {
-  uint8_t head[24] = {};
+  uint8_t head[lmdb::kMetaMagicOffset + 4] = {};
   if (::pread(fd, head, sizeof head, 0) != ssize_t(sizeof head)) return false;
-  static const uint32_t kLmdbMagic = 0xBEEFC0DE;
-  uint32_t magic;
-  memcpy(&magic, head + 16, sizeof magic);
-  return memcmp(head, "SQLite format 3", 16) == 0 || magic == kLmdbMagic;
+  return memcmp(head, "SQLite format 3", 16) == 0 ||
+         DecodeFixed32(head + lmdb::kMetaMagicOffset) == lmdb::kMetaMagic;
 }
 }  // namespace
 

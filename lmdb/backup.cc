@@ -4,6 +4,9 @@
 // only while it copies the meta pages, then holds a read txn throughout):
 //   1. Begin a write txn: LMDB's writer mutex (or, with MDB_NOLOCK, the
 //      wrapper's) is now ours, so no commit is in flight and none starts.
+//      The mutex is not fair, so the backup first closes the T0 gate
+//      (env_impl.h): this process's next write txns wait for it, and it
+//      waits only for the txns already past the gate.
 //   2. Read the newest meta page: txnid T, last_pgno L (mdb_env_info), and
 //      check that data.mdb's meta pages on disk say the same.
 //   3. Arm the write hook with a job over pages [0, L + 1): that is T0.
@@ -27,6 +30,7 @@
 #include "backup/backup_job.h"
 #include "backup/format.h"
 #include "backup/job_runner.h"
+#include "engine/sync_point.h"
 #include "lmdb/backup_internal.h"
 #include "lmdb/env_impl.h"
 #include "lmdb/env_source.h"
@@ -86,6 +90,14 @@ Status CheckBackupable(Env::Impl* e) {
 
 // Steps 1-4 of the file comment. On success the hook is armed.
 Status TakeT0(Env::Impl* e, BackupRun* run) {
+  // Write txns of this process that begin from now on wait until T0 is
+  // taken (T0Gate, env_impl.h): only those already past the gate go first.
+  e->t0_gate.announce();
+  struct GateDone {
+    T0Gate* gate;
+    ~GateDone() { gate->done(); }
+  } gate_done{&e->t0_gate};
+  COWBACKUP_SYNC_POINT("lmdb::TakeT0:announced");
   std::lock_guard<std::mutex> map_lock(e->map_mu);
   std::unique_lock<std::mutex> nolock;
   if (e->flags & MDB_NOLOCK) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);

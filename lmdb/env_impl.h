@@ -19,6 +19,45 @@ namespace cowbackup::lmdb {
 
 struct BackupRun;
 
+// The begin-time gate: lets a backup waiting for the writer lock (to take
+// T0) have it ahead of this process's next write txns. LMDB's writer mutex
+// and nolock_writer_mu are not fair: a writer that commits and begins
+// again at once takes the mutex back before a woken waiter runs, so
+// writers committing back to back could keep a backup from starting for
+// minutes. With the gate the backup waits for the write txn in progress
+// and at most one txn of each writer thread already past the gate.
+//
+//   backup (TakeT0)                     writer (Txn::Begin, write txn)
+//   announce()                          before_write_txn():
+//   lock the writer mutex ...             waiting_ == 0: go on (idle path)
+//   T0, unlock                            else wait until every backup
+//   done()                                announced before it is done
+//
+// A writer waits only for backups announced before it arrived, so a
+// stream of backups cannot starve the writers either. Write txns begun on
+// the native handle (mdb_txn_begin) bypass the gate; nested txns take no
+// writer mutex and are not gated (the wrapper begins none).
+class T0Gate {
+ public:
+  // Before a write txn takes the writer lock. The idle path is one
+  // acquire load.
+  void before_write_txn() {
+    if (waiting_.load(std::memory_order_acquire) != 0) [[unlikely]] wait();
+  }
+  // A backup is about to wait for the writer lock / has taken T0 and
+  // released it (or failed). Every announce() is matched by one done().
+  void announce();
+  void done();
+
+ private:
+  void wait();
+  std::atomic<uint32_t> waiting_{0};  // announced - done, for the idle path
+  Mutex mu_;
+  CondVar cv_;  // signalled by done()
+  uint64_t announced_ GUARDED_BY(mu_) = 0;
+  uint64_t done_ GUARDED_BY(mu_) = 0;
+};
+
 struct Env::Impl {
   MDB_env* env = nullptr;
   std::string path;
@@ -29,6 +68,8 @@ struct Env::Impl {
   FileHook file;
   std::vector<int> data_fds;
 
+  // Write txns begun through Txn::Begin yield here to a starting backup.
+  T0Gate t0_gate;
   // kNoLock envs have no writer mutex in LMDB; write txns and the backup's
   // T0 serialize on this one instead (held from Txn::Begin to its end).
   std::mutex nolock_writer_mu;

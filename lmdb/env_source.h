@@ -14,6 +14,8 @@
 // stops at end of file for the same reason.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <string>
 
@@ -42,5 +44,15 @@ class EnvSource final : public Source {
 // Reads meta pages 0 and 1 through `source` and returns the one with the
 // higher txnid (the one LMDB opens with). Corruption if neither is valid.
 Status ReadNewestMeta(Source* source, MetaPage* newest, int* which = nullptr);
+
+// Whether `data_path` is an LMDB data file that mdb_env_open would open as
+// it is, found without changing anything: opened O_RDONLY | O_NOFOLLOW |
+// O_NONBLOCK (a symbolic link is refused, a FIFO does not block), a regular
+// file of at least two pages whose pages 0 and 1 are both meta pages
+// (P_META, magic, version 1), as mdb_env_read_header requires. An empty
+// file is refused: LMDB would initialize it, writing two meta pages. The
+// error names the file and what is wrong with it. On success *st is its
+// fstat (Env::Open checks that LMDB then opened the same inode).
+Status CheckDataFile(const std::string& data_path, struct stat* st);
 
 }  // namespace cowbackup::lmdb

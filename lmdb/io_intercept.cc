@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <mutex>
 
 namespace cowbackup::lmdb {
@@ -110,11 +111,19 @@ void UnregisterHook(FileHook* hook) {
 
 FileHook* LookupFd(int fd) { return Lookup(fd); }
 
-OpenCapture::OpenCapture() { t_capture = this; }
+OpenCapture::OpenCapture(const char* existing) : existing_(existing) { t_capture = this; }
 OpenCapture::~OpenCapture() { t_capture = nullptr; }
 
 void CaptureOpenedFd(int fd) {
   if (t_capture != nullptr) t_capture->fds_.push_back(fd);
+}
+
+int GuardOpenFlags(const char* path, int flags) {
+  const OpenCapture* c = t_capture;
+  if (c == nullptr || c->existing_ == nullptr || path == nullptr || strcmp(path, c->existing_) != 0) {
+    return flags;
+  }
+  return (flags & ~O_CREAT) | O_NOFOLLOW;
 }
 
 }  // namespace cowbackup::lmdb
@@ -149,7 +158,7 @@ int __wrap_open(const char* path, int flags, ...) {
   va_start(ap, flags);
   const mode_t mode = ModeArg(flags, ap);
   va_end(ap);
-  const int fd = __real_open(path, flags, mode);
+  const int fd = __real_open(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
   if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
   return fd;
 }
@@ -159,7 +168,7 @@ int __wrap_open64(const char* path, int flags, ...) {
   va_start(ap, flags);
   const mode_t mode = ModeArg(flags, ap);
   va_end(ap);
-  const int fd = __real_open64(path, flags, mode);
+  const int fd = __real_open64(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
   if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
   return fd;
 }

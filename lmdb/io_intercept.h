@@ -87,10 +87,12 @@ void UnregisterHook(FileHook* hook);
 FileHook* LookupFd(int fd);
 
 // Records the descriptors __wrap_open returns on this thread while alive
-// (Env::Open wraps mdb_env_open in one). Not nestable.
+// (Env::Open wraps mdb_env_open in one). Not nestable. If `existing` is
+// given, opens of exactly that path on this thread get O_NOFOLLOW and lose
+// O_CREAT: mdb_env_open can neither create data.mdb nor follow a link there.
 class OpenCapture {
  public:
-  OpenCapture();
+  explicit OpenCapture(const char* existing = nullptr);
   ~OpenCapture();
   OpenCapture(const OpenCapture&) = delete;
   OpenCapture& operator=(const OpenCapture&) = delete;
@@ -98,8 +100,12 @@ class OpenCapture {
 
  private:
   friend void CaptureOpenedFd(int fd);
+  friend int GuardOpenFlags(const char* path, int flags);
+  const char* const existing_;
   std::vector<int> fds_;
 };
 void CaptureOpenedFd(int fd);
+// The flags __wrap_open passes on for `path` (OpenCapture's `existing`).
+int GuardOpenFlags(const char* path, int flags);
 
 }  // namespace cowbackup::lmdb

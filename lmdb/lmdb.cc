@@ -5,7 +5,9 @@
 
 #include <cassert>
 
+#include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
+#include "lmdb/env_source.h"
 
 namespace cowbackup::lmdb {
 
@@ -128,13 +130,28 @@ Status Env::Open(const std::string& path, const EnvOptions& options, std::unique
   if (options.max_readers > 0 && (rc = mdb_env_set_maxreaders(impl->env, options.max_readers)) != 0) {
     return FromMdb(rc, "mdb_env_set_maxreaders", path);
   }
+  struct stat checked {};
+  if (options.existing_only) {
+    Status s = CheckDataFile(impl->data_path, &checked);
+    if (!s.ok()) return s;
+  }
   std::vector<int> opened;
   {
-    OpenCapture capture;
+    OpenCapture capture(options.existing_only ? impl->data_path.c_str() : nullptr);
     rc = mdb_env_open(impl->env, path.c_str(), options.flags, mdb_mode_t(options.mode));
     opened = capture.fds();
   }
   if (rc != 0) return FromMdb(rc, "mdb_env_open", path);
+  if (options.existing_only) {
+    // What LMDB opened is the file checked above, not one swapped in since.
+    int me_fd = -1;
+    struct stat now;
+    if (mdb_env_get_fd(impl->env, &me_fd) != 0 || ::fstat(me_fd, &now) != 0 ||
+        now.st_dev != checked.st_dev || now.st_ino != checked.st_ino) {
+      return Status::Busy("lmdb: data.mdb was replaced while the environment was being opened",
+                          impl->data_path);
+    }
+  }
   unsigned flags = 0;
   mdb_env_get_flags(impl->env, &flags);
   impl->flags = flags;
@@ -192,6 +209,29 @@ Status Env::copy_to_fd(int fd, bool compact) {
 }
 
 // ---------------------------------------------------------------------------
+// T0Gate
+
+void T0Gate::announce() {
+  MutexLock lock(&mu_);
+  announced_++;
+  waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+}
+
+void T0Gate::done() {
+  MutexLock lock(&mu_);
+  done_++;
+  waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+  cv_.SignalAll();
+}
+
+void T0Gate::wait() {
+  MutexLock lock(&mu_);
+  const uint64_t ahead = announced_;  // the backups this writer lets go first
+  if (done_ < ahead) COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:yield");
+  while (done_ < ahead) cv_.Wait(&mu_);
+}
+
+// ---------------------------------------------------------------------------
 // Txn
 
 Txn::~Txn() { abort(); }
@@ -215,6 +255,8 @@ Txn& Txn::operator=(Txn&& other) noexcept {
 Status Txn::Begin(Env& env, Txn* out, bool read_only) {
   out->abort();
   Env::Impl* e = env.impl();
+  // Before the writer lock: a backup waiting for it goes first.
+  if (!read_only) e->t0_gate.before_write_txn();
   std::unique_lock<std::mutex> nolock;
   if (!read_only && (e->flags & MDB_NOLOCK)) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);
   MDB_txn* txn = nullptr;

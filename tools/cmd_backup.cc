@@ -165,8 +165,12 @@ Status BackupLmdb(const std::string& source, const std::string& dest, const Back
                   ProgressBar* bar, Outcome* out) {
   std::unique_ptr<lmdb::Env> env;
   // LMDB refuses backups of read-only envs (their writers are elsewhere),
-  // so the env is opened read-write; this process still writes nothing.
-  Status s = lmdb::Env::Open(source, lmdb::EnvOptions{}, &env);
+  // so the env is opened read-write; this process still writes nothing:
+  // existing_only refuses a data.mdb that is not already an LMDB data file
+  // (LMDB would initialize an empty one) before LMDB opens it.
+  lmdb::EnvOptions env_options;
+  env_options.existing_only = true;
+  Status s = lmdb::Env::Open(source, env_options, &env);
   if (!s.ok()) return s;
   // This process makes no commit, so a newer meta page at the end means
   // another process wrote pages the hook never saw: checked on the copier

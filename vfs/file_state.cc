@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "engine/posix_file.h"
+#include "engine/sync_point.h"
 
 namespace cowbackup::sqlite {
 
@@ -145,22 +146,50 @@ Status FileState::FileSize(uint64_t* bytes) {
   return Status::OK();
 }
 
+void FileState::CloseGate() {
+  MutexLock lock(&gate_mu_);
+  shared_wanted_.fetch_add(1, std::memory_order_release);
+}
+
+void FileState::OpenGate() {
+  MutexLock lock(&gate_mu_);
+  shared_wanted_.fetch_sub(1, std::memory_order_release);
+  gate_cv_.SignalAll();
+}
+
+void FileState::YieldToBackup() {
+  COWBACKUP_SYNC_POINT("FileState::BeforeExclusive:yield");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kGateMaxWaitMs);
+  MutexLock lock(&gate_mu_);
+  while (shared_wanted_.load(std::memory_order_relaxed) != 0) {
+    if (!gate_cv_.WaitUntil(&gate_mu_, deadline)) {
+      COWBACKUP_SYNC_POINT("FileState::BeforeExclusive:gave_up");
+      break;
+    }
+  }
+}
+
 Status FileState::LockShared(uint32_t timeout_ms) {
   sqlite3_file* f = nullptr;
   Status s = Reader(&f);
   if (!s.ok()) return s;
+  CloseGate();  // opened by Unlock(), or below if no lock is had
+  COWBACKUP_SYNC_POINT("FileState::LockShared:waiting");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto pause = std::chrono::microseconds(50);
   for (;;) {
     const int rc = f->pMethods->xLock(f, SQLITE_LOCK_SHARED);
     if (rc == SQLITE_OK) {
       locked_ = true;
+      COWBACKUP_SYNC_POINT("FileState::LockShared:locked");
       return Status::OK();
     }
     if ((rc & 0xff) != SQLITE_BUSY) {
+      OpenGate();
       return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
+      OpenGate();
       return Status::Busy("the database stayed locked for busy_timeout_ms=" +
                               std::to_string(timeout_ms) + " (a writer holds it)",
                           path_);
@@ -182,6 +211,7 @@ void FileState::Unlock() {
   sqlite3_file* f = OpenedReader();
   f->pMethods->xUnlock(f, SQLITE_LOCK_NONE);
   locked_ = false;
+  OpenGate();
 }
 
 bool FileState::HotJournal() {

@@ -30,6 +30,24 @@
 // Known gap: only commits move the counter; a foreign transaction that
 // spills pages into the file and rolls back is not detected (docs/SQLITE.md).
 //
+// The begin-time gate. A backup needs SHARED (at T0 and at its end check),
+// which a connection holding PENDING or EXCLUSIVE excludes. In rollback
+// mode a connection takes EXCLUSIVE at the start of its commit and holds it
+// through the journal syncs, the page writes, the database sync and the
+// journal's removal; between commits it holds SHARED or RESERVED, which let
+// a reader in, only for the few hundred microseconds its next statement
+// runs. A backup polling for SHARED missed those windows: under writers
+// committing back to back on a loaded machine a quarter of the begin-time
+// locks took over 100 ms. So while a backup of this process waits for
+// SHARED (LockShared until it gets it and Unlock releases it), the shim
+// holds a connection's first EXCLUSIVE request of a transaction, made from
+// RESERVED, which readers may share, for at most kGateMaxWaitMs: the
+// backup's next poll succeeds. A connection already holding PENDING is not
+// held (the backup could not get SHARED past it). Only one connection holds
+// RESERVED, so nothing the held one waits for waits for it in turn; the
+// bound covers what this reasoning does not see (another process, a hot
+// journal rolled back from SHARED).
+//
 // Lock rules:
 //   1. The registry mutex (file_state.cc) guards the map and every refs_.
 //   2. mu_ guards reader_ and job_claimed_; never held across I/O except the
@@ -86,8 +104,17 @@ class FileState {
   Status ReadAt(uint64_t offset, uint8_t* buf, size_t len);
   Status FileSize(uint64_t* bytes);
   // A SHARED lock through the reader, retried for up to `timeout_ms`.
+  // Closes the begin-time gate from the call until Unlock() (or failure).
   Status LockShared(uint32_t timeout_ms);
   void Unlock();
+
+  // The shim, before it forwards a connection's first EXCLUSIVE request
+  // of a transaction: while a backup waits for SHARED (the file comment),
+  // waits for it, at most kGateMaxWaitMs. One acquire load when none waits.
+  void BeforeExclusive() {
+    if (shared_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup();
+  }
+  static constexpr uint32_t kGateMaxWaitMs = 250;
   // True if `<db>-journal` holds a journal nobody is writing (a crashed
   // writer's), i.e. the file is not in a committed state. Call under SHARED.
   bool HotJournal();
@@ -111,6 +138,9 @@ class FileState {
   ~FileState();
   void SetTrackingError(const std::string& msg) noexcept;
   sqlite3_file* OpenedReader();  // reader_, once Reader() has opened it
+  void CloseGate();
+  void OpenGate();
+  void YieldToBackup();
 
   const dev_t dev_;
   const ino_t ino_;
@@ -123,6 +153,11 @@ class FileState {
   sqlite3_filename reader_name_ GUARDED_BY(mu_) = nullptr;  // sqlite3_create_filename
   bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
+
+  // Backups waiting for (or holding) SHARED; written under gate_mu_.
+  std::atomic<uint32_t> shared_wanted_{0};
+  Mutex gate_mu_;
+  CondVar gate_cv_;  // signalled when the gate opens
 
   std::atomic<bool> tracking_{false};
   std::atomic<uint32_t> last_counter_{0};

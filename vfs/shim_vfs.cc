@@ -15,6 +15,7 @@ struct ShimFile {
   sqlite3_file base;   // must come first
   FileState* state;    // null if the file could not be identified
   bool exclusive;      // this connection holds EXCLUSIVE: counted in hook.commits
+  bool asked_exclusive;  // asked for EXCLUSIVE since its last unlock (may hold PENDING)
   // (the parent's object follows, 8-byte aligned by the size check below)
 };
 static_assert(sizeof(ShimFile) % 8 == 0);
@@ -85,6 +86,13 @@ int ShimFileSize(sqlite3_file* f, sqlite3_int64* size) {
 
 int ShimLock(sqlite3_file* f, int lock) {
   sqlite3_file* p = ParentFile(f);
+  ShimFile* s = Shim(f);
+  if (lock == SQLITE_LOCK_EXCLUSIVE && !s->asked_exclusive) {
+    // A commit starting: let a backup waiting for SHARED in first (the
+    // begin-time gate, file_state.h). Not once PENDING may be held.
+    s->asked_exclusive = true;
+    if (s->state != nullptr) s->state->BeforeExclusive();
+  }
   const int rc = p->pMethods->xLock(p, lock);
   if (rc == SQLITE_OK && lock == SQLITE_LOCK_EXCLUSIVE) NoteExclusive(Shim(f), true);
   return rc;
@@ -93,6 +101,7 @@ int ShimLock(sqlite3_file* f, int lock) {
 int ShimUnlock(sqlite3_file* f, int lock) {
   sqlite3_file* p = ParentFile(f);
   if (lock < SQLITE_LOCK_EXCLUSIVE) NoteExclusive(Shim(f), false);
+  if (lock <= SQLITE_LOCK_SHARED) Shim(f)->asked_exclusive = false;
   return p->pMethods->xUnlock(p, lock);
 }
 
@@ -187,6 +196,7 @@ int ShimOpen(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* ou
   ShimFile* shim = Shim(f);
   shim->state = nullptr;
   shim->exclusive = false;
+  shim->asked_exclusive = false;
   sqlite3_file* p = ParentFile(f);
   const int rc = parent->xOpen(parent, name, p, flags, out_flags);
   if (rc != SQLITE_OK) {

@@ -27,6 +27,9 @@
 //   keep committing and reusing free pages, and every page below L+1 they
 //   overwrite before the copier got there has its pre-image saved first.
 //   The archive restores to a data.mdb whose newest meta page is T's.
+//   LMDB's writer mutex is not fair, so while a backup waits for it, write
+//   Txns of this process that Begin after it wait until it has taken T0:
+//   it waits for at most one txn per writer thread (docs/LMDB.md).
 //
 // LIMITATIONS
 //   - Only writes made by this process, through this library, are seen.
@@ -95,6 +98,14 @@ struct EnvOptions {
   unsigned max_dbs = 0;      // named databases; 0 = only the main one
   unsigned max_readers = 0;  // 0 = LMDB's default (126)
   unsigned mode = 0644;      // for files LMDB creates
+  // Open only an environment that already exists, changing nothing in
+  // data.mdb: before mdb_env_open, data.mdb must be a regular file (not a
+  // symbolic link, FIFO or device) holding two valid LMDB meta pages, and
+  // mdb_env_open may neither create it nor follow a link to it; otherwise
+  // Open fails naming the problem. (An empty data.mdb would otherwise be
+  // initialized.) lock.mdb is created if missing, as any LMDB reader does.
+  // For opening an environment only to back it up (the CLI does).
+  bool existing_only = false;
 };
 
 struct EnvInfo {
