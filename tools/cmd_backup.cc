@@ -75,8 +75,13 @@ Status DetectKind(const std::string& source, Kind* kind) {
   if (!S_ISREG(st.st_mode)) {
     return Status::InvalidArgument("source is not a regular file or directory", source);
   }
-  int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO swapped in since the stat must not block us.
+  int fd = ::open(source.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open source", source, errno);
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument("source is not a regular file or directory", source);
+  }
   char head[16] = {};
   const ssize_t n = ::pread(fd, head, sizeof head, 0);
   ::close(fd);
