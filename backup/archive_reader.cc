@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backup/db_image.h"
 #include "engine/checksum.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
@@ -195,6 +196,13 @@ Status ArchiveReader::Next(Record* rec, bool* done) {
   if (type == static_cast<uint8_t>(format::RecordType::kTrailer)) {
     rec->type = format::RecordType::kTrailer;
     s = CheckTrailer(*rec);
+    // Every page is in: the image's first pages, as the records leave
+    // them, must be the kind the header names.
+    if (s.ok()) {
+      first_pages_.resize(size_t(header_.page_size) * 2);
+      s = CheckImageKind(header_.source_kind, header_.page_size, header_.page_count,
+                         first_pages_.data(), first_pages_.data() + header_.page_size, name_);
+    }
     if (!s.ok()) return Fail(s);
     Skip(total);
     // Nothing may follow the trailer.
@@ -234,6 +242,10 @@ Status ArchiveReader::Next(Record* rec, bool* done) {
       return Fail(Status::Corruption("corrupt archive: overlay before its page", Where(at, pgno)));
     }
     overlay_records_++;
+  }
+  if (pgno < 2) {
+    first_pages_.resize(size_t(header_.page_size) * 2);
+    memcpy(first_pages_.data() + pgno * header_.page_size, payload, len);
   }
   digest_.update(tail, 8);
   Skip(total);

@@ -41,11 +41,11 @@ class ArchiveReader {
   uint64_t header_size() const { return header_size_; }
 
   // Next page or overlay record; *done = true once the trailer has been read
-  // and checked (counts, digest, every page present exactly once).
+  // and checked (counts, digest, every page present exactly once) and the
+  // image's first pages are the kind the header names (CheckImageKind).
   Status Next(Record* rec, bool* done);
   const format::Trailer& trailer() const { return trailer_; }
   uint64_t offset() const { return offset_; }  // bytes consumed
-  const std::string& name() const { return name_; }
 
  private:
   enum class State { kHeader, kRecords, kDone, kError };
@@ -72,6 +72,7 @@ class ArchiveReader {
   uint64_t page_records_ = 0;
   uint64_t overlay_records_ = 0;
   SparseBitmap seen_;
+  std::vector<uint8_t> first_pages_;  // pages 0 and 1 as the records leave them
   Checksum digest_;  // over record checksums, file order
 };
 

@@ -33,7 +33,7 @@ int PublishRename(const char* from, const char* to, bool overwrite) {
 }
 
 // True if the regular file open at `fd` begins with a database's header
-// (SQLite's, or an LMDB meta page's magic at offset 16 + 0).
+// (SQLite's, or the magic of an LMDB meta page).
 bool LooksLikeDatabase(int fd) {
   uint8_t head[lmdb::kMetaMagicOffset + 4] = {};
   if (::pread(fd, head, sizeof head, 0) != ssize_t(sizeof head)) return false;

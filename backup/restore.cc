@@ -11,7 +11,6 @@
 
 #include "backup/archive_reader.h"
 #include "backup/archive_writer.h"
-#include "backup/db_image.h"
 #include "backup/output.h"
 #include "engine/posix_file.h"
 
@@ -22,14 +21,10 @@ namespace {
 constexpr uint64_t kProgressEvery = 8 << 20;
 
 // Reads every record after the header; `apply` (may be null) receives
-// pages and overlays. At the end the image's first two pages, as the
-// records leave them, must be the kind the header names (CheckImageKind):
-// verify and restore refuse the same archives.
+// pages and overlays.
 Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress& progress,
                const std::function<Status(const ArchiveReader::Record&)>& apply) {
   report->header = reader->header();
-  const uint32_t page_size = report->header.page_size;
-  std::vector<uint8_t> first(size_t(page_size) * 2);
   Status s;
   uint64_t next_progress = kProgressEvery;
   for (;;) {
@@ -38,7 +33,6 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
     s = reader->Next(&rec, &done);
     if (!s.ok()) return s;
     if (done) break;
-    if (rec.pgno < 2) memcpy(first.data() + rec.pgno * page_size, rec.payload, page_size);
     if (apply) {
       s = apply(rec);
       if (!s.ok()) return s;
@@ -48,9 +42,6 @@ Status ReadAll(ArchiveReader* reader, ArchiveReport* report, const ReadProgress&
       next_progress = reader->offset() + kProgressEvery;
     }
   }
-  s = CheckImageKind(report->header.source_kind, page_size, report->header.page_count,
-                     first.data(), first.data() + page_size, reader->name());
-  if (!s.ok()) return s;
   report->trailer = reader->trailer();
   report->complete = true;
   report->archive_bytes = reader->offset();
