@@ -8,10 +8,6 @@ namespace cowbackup {
 
 namespace {
 constexpr char kSqliteHeaderString[16] = "SQLite format 3";  // with its NUL: 16 bytes
-
-uint32_t Be32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
 }  // namespace
 
 Status sqlite::ParseDbHeader(const uint8_t* buf, size_t len, const std::string& path, DbHeader* h) {
@@ -26,9 +22,9 @@ Status sqlite::ParseDbHeader(const uint8_t* buf, size_t len, const std::string& 
   h->page_size = ps;
   h->write_version = buf[18];
   h->read_version = buf[19];
-  h->change_counter = Be32(buf + 24);
-  h->header_pages = Be32(buf + 28);
-  h->schema_cookie = Be32(buf + 40);
+  h->change_counter = DecodeBig32(buf + 24);
+  h->header_pages = DecodeBig32(buf + 28);
+  h->schema_cookie = DecodeBig32(buf + 40);
   return Status::OK();
 }
 

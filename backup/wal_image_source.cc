@@ -1,0 +1,89 @@
+#include "backup/wal_image_source.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace cowbackup::sqlite {
+
+Status WalImageSource::Make(Source* main, uint64_t main_pages, Source* wal, WalScan scan,
+                            std::unique_ptr<WalImageSource>* out) {
+  const uint32_t ps = main->page_size();
+  if (ps < 512 || ps > 65536 || (ps & (ps - 1)) != 0) {
+    return Status::InvalidArgument("WAL image: bad page size " + std::to_string(ps), main->name());
+  }
+  if (scan.max_frame > 0 && scan.page_size() != ps) {
+    return Status::InvalidArgument("WAL image: the WAL's page size " + std::to_string(scan.page_size()) +
+                                       " is not the database's " + std::to_string(ps),
+                                   main->name());
+  }
+  out->reset(new WalImageSource(main, main_pages, wal, std::move(scan)));
+  return Status::OK();
+}
+
+WalImageSource::WalImageSource(Source* main, uint64_t main_pages, Source* wal, WalScan scan)
+    : main_(main),
+      main_pages_(main_pages),
+      wal_(wal),
+      scan_(std::move(scan)),
+      page_count_(scan_.max_frame > 0 ? scan_.db_pages : main_pages) {}
+
+Status WalImageSource::read(uint64_t offset, uint8_t* buf, size_t len) {
+  const uint64_t ps = page_size();
+  const uint64_t image_bytes = page_count_ * ps;
+  if (offset > image_bytes || len > image_bytes - offset) {
+    return Status::Incomplete("read past the end of the WAL image (" + std::to_string(page_count_) +
+                                  " pages)",
+                              name() + ", offset " + std::to_string(offset));
+  }
+  const std::vector<WalPageFrame>& frames = scan_.pages;
+  while (len > 0) {
+    const uint64_t p = offset / ps;  // 0-based; SQLite's page p + 1
+    const size_t in_page = size_t(offset % ps);
+    // The first page at or after p that the WAL replaces.
+    auto it = std::lower_bound(frames.begin(), frames.end(), p + 1,
+                               [](const WalPageFrame& pf, uint64_t pgno) { return pf.pgno < pgno; });
+    const uint64_t next_wal_page = it == frames.end() ? UINT64_MAX : uint64_t(it->pgno) - 1;
+    size_t n;
+    if (next_wal_page == p) {
+      n = std::min<uint64_t>(len, ps - in_page);
+      Status s = ReadFrame(it->frame, it->pgno, in_page, buf, n);
+      if (!s.ok()) return s;
+    } else if (p < main_pages_) {
+      // A run of main-file pages: one read.
+      const uint64_t run_end = std::min(next_wal_page, main_pages_) * ps;
+      n = std::min<uint64_t>(len, run_end - offset);
+      Status s = main_->read(offset, buf, n);
+      if (!s.ok()) return s;
+    } else {
+      // Past the main file and never written to the WAL: the checkpoint
+      // extends the file with zeros (SQLite's pending-byte page, for one).
+      const uint64_t run_end = std::min(next_wal_page, page_count_) * ps;
+      n = std::min<uint64_t>(len, run_end - offset);
+      memset(buf, 0, n);
+    }
+    offset += n;
+    buf += n;
+    len -= n;
+  }
+  return Status::OK();
+}
+
+Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, uint8_t* buf, size_t len) {
+  const uint32_t ps = page_size();
+  std::vector<uint8_t> f(kWalFrameHeaderSize + ps);
+  Status s = wal_->read(WalFrameOffset(frame, ps), f.data(), f.size());
+  if (!s.ok()) return s;
+  WalFrameHeader h;
+  DecodeWalFrameHeader(f.data(), &h);
+  if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
+    return Status::Corruption("WAL frame " + std::to_string(frame) + " no longer holds page " +
+                                  std::to_string(pgno) +
+                                  " of the WAL state being copied (the WAL was restarted over it)",
+                              wal_->name());
+  }
+  memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
+  return Status::OK();
+}
+
+}  // namespace cowbackup::sqlite
