@@ -21,6 +21,7 @@
 
 #include "engine/sync_point.h"
 #include "lmdb_test_util.h"
+#include "test_util/cpu_burners.h"
 
 namespace cowbackup::lmdb::testing {
 namespace {
@@ -136,31 +137,6 @@ TEST_P(LmdbT0Gate, WriterArrivingAfterTheBackupWaitsForT0) {
 
 INSTANTIATE_TEST_SUITE_P(Flags, LmdbT0Gate, ::testing::Values(0u, kNoLock), FlagsName);
 
-// Threads that keep both cores busy while alive (the machine's other work).
-class CpuBurners {
- public:
-  explicit CpuBurners(int n) {
-    for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
-        uint64_t x = 1;
-        while (!stop_.load(std::memory_order_relaxed)) {
-          for (int j = 0; j < 10000; ++j) x = x * 6364136223846793005ull + 1442695040888963407ull;
-        }
-        sink_.fetch_add(x, std::memory_order_relaxed);
-      });
-    }
-  }
-  ~CpuBurners() {
-    stop_.store(true);
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> sink_{0};
-  std::vector<std::thread> threads_;
-};
-
 // Writers that commit back to back until stopped: a few puts over a fixed
 // key set (the env stays small however long they run), keys made up front
 // so that between a commit and the next Txn::Begin a writer does almost
@@ -234,7 +210,7 @@ TEST_P(LmdbT0Wait, StartIsNotStarvedByBackToBackWriters) {
   sync::SetCallback([&](const char* name) {
     if (std::string(name) == "lmdb::TakeT0:announced") txnid_at_announce.store(LastTxnid(*env));
   });
-  CpuBurners burners(2);
+  cowbackup::test::CpuBurners burners(2);
   BackToBackWriters writers(*env, dbi, kWriters);
   ASSERT_TRUE(WaitFor([&] { return writers.commits() >= 100 || !writers.error().ok(); },
                       Clock::now() + seconds(60)))

@@ -26,6 +26,7 @@
 #include "cowbackup/sqlite.hpp"
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
+#include "test_util/cpu_burners.h"
 #include "vfs/file_state.h"
 
 namespace cowbackup::testing {
@@ -145,31 +146,6 @@ TEST_F(SqliteT0Gate, AConnectionHoldingPendingIsNotHeld) {
   sqlite3_close(writer);
 }
 
-// Threads that keep both cores busy while alive (the machine's other work).
-class CpuBurners {
- public:
-  explicit CpuBurners(int n) {
-    for (int i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
-        uint64_t x = 1;
-        while (!stop_.load(std::memory_order_relaxed)) {
-          for (int j = 0; j < 10000; ++j) x = x * 6364136223846793005ull + 1442695040888963407ull;
-        }
-        sink_.fetch_add(x, std::memory_order_relaxed);
-      });
-    }
-  }
-  ~CpuBurners() {
-    stop_.store(true);
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> sink_{0};
-  std::vector<std::thread> threads_;
-};
-
 uint32_t Be32(const uint8_t* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
@@ -221,7 +197,7 @@ TEST_F(SqliteT0Gate, BeginLockIsNotStarvedByBackToBackWriters) {
       sqlite3_close(conn);
     });
   }
-  CpuBurners burners(2);
+  cowbackup::test::CpuBurners burners(2);
   EXPECT_TRUE(WaitFor([&] { return commits.load() >= 20; }, Clock::now() + seconds(60)));
 
   std::vector<double> waits_ms;
