@@ -22,6 +22,7 @@
 #include "engine/sync_point.h"
 #include "lmdb_test_util.h"
 #include "test_util/cpu_burners.h"
+#include "test_util/wait_for.h"
 
 namespace cowbackup::lmdb::testing {
 namespace {
@@ -30,15 +31,7 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// Polls `done` until it holds or `deadline` passes; whether it held.
-template <typename Pred>
-bool WaitFor(Pred done, Clock::time_point deadline) {
-  while (!done()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
+using cowbackup::test::WaitFor;
 
 std::unique_ptr<Env> OpenWithMainDbi(const std::string& dir, unsigned flags, Dbi* dbi) {
   std::unique_ptr<Env> env;

@@ -27,6 +27,7 @@
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
 #include "test_util/cpu_burners.h"
+#include "test_util/wait_for.h"
 #include "vfs/file_state.h"
 
 namespace cowbackup::testing {
@@ -37,14 +38,7 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using cowbackup::sqlite::FileState;
 
-template <typename Pred>
-bool WaitFor(Pred done, Clock::time_point deadline) {
-  while (!done()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
-}
+using cowbackup::test::WaitFor;
 
 class SqliteT0Gate : public ::testing::Test {
  protected:
