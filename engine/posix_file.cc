@@ -192,7 +192,9 @@ void RemoveAt(int dirfd, const std::string& name) {
 }  // namespace
 
 std::vector<std::string> ListDir(const std::string& dir) {
-  const int fd = OpenDirNoFollow(AT_FDCWD, dir.c_str());
+  // Follows a symlink at `dir`: a destination directory may be reached
+  // through one. Listing opens nothing in it.
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return {};
   std::vector<std::string> names = ListDirFd(fd);
   ::close(fd);

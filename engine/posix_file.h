@@ -20,8 +20,7 @@ Status WriteFull(int fd, const void* buf, size_t len, const std::string& path);
 // Reads up to `len` bytes (fewer only at end of input); *got says how many.
 Status ReadUpTo(int fd, void* buf, size_t len, size_t* got, const std::string& path);
 Status FsyncFd(int fd, const std::string& path);
-// Names in `dir`, not . or ..; empty if it cannot be read. A symlink at
-// `dir` is not followed.
+// Names in `dir`, not . or ..; empty if it cannot be read.
 std::vector<std::string> ListDir(const std::string& dir);
 // Removes `path`: a file, or a directory and everything in it (rm -rf).
 // Walks by directory descriptors opened with O_NOFOLLOW and removes with

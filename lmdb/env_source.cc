@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/encoding.h"
+#include "engine/posix_file.h"
 
 namespace cowbackup::lmdb {
 
@@ -39,15 +40,6 @@ Status ReadNewestMeta(Source* source, MetaPage* newest, int* which) {
 
 namespace {
 
-const char* FileTypeName(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISDIR(mode)) return "a directory";
-  return "not a regular file";
-}
-
 // Why page `pgno` (0 or 1) is not a meta page LMDB 0.9.24 opens, or "".
 std::string MetaProblem(const MetaPage& m, int pgno) {
   char buf[160];
@@ -67,11 +59,6 @@ std::string MetaProblem(const MetaPage& m, int pgno) {
 
 Status CheckOpenedDataFile(int fd, const std::string& path, struct stat* st) {
   if (::fstat(fd, st) != 0) return Status::FromErrno("lmdb: fstat", path, errno);
-  if (!S_ISREG(st->st_mode)) {
-    return Status::InvalidArgument(std::string("lmdb: data.mdb is ") + FileTypeName(st->st_mode) +
-                                       ", not an LMDB data file",
-                                   path);
-  }
   const uint64_t size = uint64_t(st->st_size);
   if (size == 0) {
     return Status::InvalidArgument(
@@ -118,9 +105,16 @@ Status CheckOpenedDataFile(int fd, const std::string& path, struct stat* st) {
 }  // namespace
 
 Status CheckDataFile(const std::string& data_path, struct stat* st) {
-  const int fd = ::open(data_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  // A regular file only: a FIFO would block, a device is never opened.
+  const int fd = OpenRegular(data_path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) {
     const int err = errno;
+    struct stat lst;
+    if (err == EINVAL && ::lstat(data_path.c_str(), &lst) == 0) {
+      return Status::InvalidArgument(std::string("lmdb: data.mdb is ") + FileKind(lst.st_mode) +
+                                         ", not an LMDB data file",
+                                     data_path);
+    }
     if (err == ELOOP) {
       return Status::InvalidArgument(
           "lmdb: data.mdb is a symbolic link; a backup opens only an environment's own data file "

@@ -46,8 +46,8 @@ class EnvSource final : public Source {
 Status ReadNewestMeta(Source* source, MetaPage* newest, int* which = nullptr);
 
 // Whether `data_path` is an LMDB data file that mdb_env_open would open as
-// it is, found without changing anything: opened O_RDONLY | O_NOFOLLOW |
-// O_NONBLOCK (a symbolic link is refused, a FIFO does not block), a regular
+// it is, found without changing anything: opened with OpenRegular (a
+// symbolic link is refused, a FIFO or device is never opened), a regular
 // file of at least two pages whose pages 0 and 1 are both meta pages
 // (P_META, magic, version 1), as mdb_env_read_header requires. An empty
 // file is refused: LMDB would initialize it, writing two meta pages. The

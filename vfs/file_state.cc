@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 
@@ -26,9 +27,6 @@ std::map<std::pair<dev_t, ino_t>, FileState*>& Registry() {
 }
 
 constexpr uint8_t kJournalMagic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
-uint32_t Be32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
 
 std::string SqliteError(const char* what, int rc, const std::string& path) {
   return std::string(what) + ": " + path + ": " + sqlite3_errstr(rc) + " (" + std::to_string(rc) + ")";
@@ -263,7 +261,7 @@ void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
                      "not supported yet (the copy was discarded)");
     return;
   }
-  const uint32_t v = Be32(data + 24);
+  const uint32_t v = DecodeBig32(data + 24);
   const uint32_t last = last_counter_.load(std::memory_order_relaxed);
   // Unsigned arithmetic: wraps at 2^32 like the counter itself.
   if (v != last && v != last + 1 && v != last - 1) {

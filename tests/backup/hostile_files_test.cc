@@ -148,6 +148,24 @@ TEST(HostileFilesTest, RemoveTreeNeverFollowsALink) {
   EXPECT_TRUE(ReadFile<Bytes>((dir / "outside/precious")) == std::vector<uint8_t>{7});
 }
 
+// A destination directory reached through a symlink is still swept: only
+// what the sweep removes is never followed, not the directory it lists.
+TEST(HostileFilesTest, SweepsWorkInADirectoryReachedThroughASymlink) {
+  TempDir dir;
+  ASSERT_EQ(mkdir((dir / "real").c_str(), 0700), 0);
+  ASSERT_EQ(symlink((dir / "real").c_str(), (dir / "link").c_str()), 0);
+  const pid_t dead = [] {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, nullptr, 0);
+    return pid;
+  }();
+  const std::string stale = "out.cowtmp-" + std::to_string(dead) + "-0";
+  WriteFile(dir / ("real/" + stale), Bytes{1});
+  EXPECT_EQ(AtomicFile::RemoveStale(dir / "link/out"), std::vector<std::string>{dir / ("link/" + stale)});
+  EXPECT_FALSE(PathExists(dir / ("real/" + stale)));
+}
+
 // The sweeps remove only what this user owns: run as root, a stale-looking
 // file of another user (nobody) stays; run as nobody in a directory both
 // can write, root's stale-looking file stays.
