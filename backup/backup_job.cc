@@ -84,9 +84,9 @@ BackupJob::BackupJob(Source* source, BackupParams params)
 
 BackupJob::~BackupJob() {
   // Run() or Abort() normally ran; make sure nothing is left behind.
-  if (hook_ != nullptr) {
+  if (!armed_.empty()) {
     job_->cancel();  // releases held writers; before_write becomes a no-op
-    hook_->disarm();
+    for (const HookRoute& route : armed_) route.hook->disarm();
   }
   if (sink_) sink_->abandon();
   if (file_) file_->abandon();
@@ -132,7 +132,7 @@ Status BackupJob::PrepareOutputs() {
   return Status::OK();
 }
 
-Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook) {
+Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, std::vector<HookRoute> hooks) {
   const uint32_t page_size = source_->page_size();
   reserve_in_ = file_.get();
   reserve_bytes_ = t0_pages * page_size;
@@ -166,15 +166,21 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, WriteHoo
   config.variant = params_.options.variant;
   config.max_rate_mb = params_.options.max_rate_mb;
   config.hot_first = params_.options.hot_first;
-  if (params_.options.yield_to_commits) config.yield_to = &hook->commits;
+  if (params_.options.yield_to_commits) config.yield_to = &hooks.front().hook->commits;
   CopyJob* job = new CopyJob(source_, volume_.get(), sink_.get(), config);
   {
     MutexLock lock(&mu_);
     job_.reset(job);
   }
-  Status s = hook->arm(job);
-  if (!s.ok()) return s;
-  hook_ = hook;
+  for (const HookRoute& route : hooks) {
+    Status s = route.hook->arm(job, route.router);
+    if (!s.ok()) {
+      for (const HookRoute& armed : armed_) armed.hook->disarm();
+      armed_.clear();
+      return s;
+    }
+    armed_.push_back(route);
+  }
   if (cancel_requested_.load()) job->cancel();
   return Status::OK();
 }
@@ -192,8 +198,8 @@ Status BackupJob::Run() {
     if (!r.ok()) job->fail(r);
   }
   Status s = job->run();
-  hook_->disarm();
-  hook_ = nullptr;
+  for (const HookRoute& route : armed_) route.hook->disarm();
+  armed_.clear();
   Finish(s);
   return s;
 }

@@ -52,7 +52,16 @@ class BackupJob {
   ~BackupJob();
 
   // T0. `metadata` is "key=value\n" lines (format::MetaLine) for the header.
-  Status Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook);
+  // Arms every hook (the first one's commits are what yield_to_commits
+  // waits out); Run() disarms them.
+  struct HookRoute {
+    WriteHook* hook;
+    WriteRouter* router = nullptr;  // see write_hook.h, "Routes"
+  };
+  Status Begin(uint64_t t0_pages, const std::string& metadata, std::vector<HookRoute> hooks);
+  Status Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook) {
+    return Begin(t0_pages, metadata, std::vector<HookRoute>{{hook}});
+  }
   // Copies, disarms the hook, publishes. Returns the final status.
   Status Run();
   // Without Begin() (the begin-time lock could not be had): removes what
@@ -80,7 +89,7 @@ class BackupJob {
   std::unique_ptr<SnapshotVolume> volume_;
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<CopyJob> job_ GUARDED_BY(mu_);  // set once, by Begin()
-  WriteHook* hook_ = nullptr;
+  std::vector<HookRoute> armed_;  // by Begin(), disarmed by Run()
   std::atomic<bool> cancel_requested_{false};
   std::vector<std::string> stale_removed_;
 

@@ -340,4 +340,41 @@ void CopyWalIndexHeader(const void* shm, uint8_t out[kWalIndexHeaderSize]) {
             (kWalIndexHeaderSize - kWiBackfillAttemptedOffset) / 4);
 }
 
+WalIndexSlot WalIndexFrameSlot(uint32_t frame) {
+  if (frame <= kWalIndexFramesInRegion0) {
+    return {0, uint32_t(kWalIndexHeaderSize + 4 * (frame - 1))};
+  }
+  const uint32_t i = frame - kWalIndexFramesInRegion0 - 1;
+  return {1 + i / kWalIndexFramesPerRegion, 4 * (i % kWalIndexFramesPerRegion)};
+}
+
+WalScan WalScanFromIndex(const WalIndexHeader& h, const std::vector<uint32_t>& frame_pages) {
+  WalScan scan;
+  scan.header.format_version = kWalFormatVersion;
+  scan.header.page_size = h.page_size;
+  scan.header.salt1 = h.salt1;
+  scan.header.salt2 = h.salt2;
+  scan.header_valid = true;
+  scan.max_frame = h.max_frame;
+  scan.db_pages = h.max_frame > 0 ? h.db_pages : 0;
+  scan.max_frame_checksum = h.frame_checksum;
+  scan.valid_frames = h.max_frame;
+  scan.end = WalScanEnd::kFrameLimit;
+  scan.end_frame = h.max_frame + 1;
+  const uint32_t n = std::min<uint32_t>(h.max_frame, uint32_t(frame_pages.size()));
+  std::vector<WalPageFrame> all;
+  all.reserve(n);
+  for (uint32_t f = 1; f <= n; f++) {
+    if (frame_pages[f - 1] != 0) all.push_back({frame_pages[f - 1], f});
+  }
+  // By page, newest frame last; keep the newest of each page.
+  std::stable_sort(all.begin(), all.end(),
+                   [](const WalPageFrame& a, const WalPageFrame& b) { return a.pgno < b.pgno; });
+  for (size_t i = 0; i < all.size(); i++) {
+    if (i + 1 < all.size() && all[i + 1].pgno == all[i].pgno) continue;
+    scan.pages.push_back(all[i]);
+  }
+  return scan;
+}
+
 }  // namespace cowbackup::sqlite

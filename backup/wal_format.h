@@ -55,10 +55,16 @@
 //     96  nBackfill   100 aReadMark[5]   120 aLock[8]: the byte locks
 //    128  nBackfillAttempted            132 unused
 //
+// After the header, the wal-index holds each frame's page number, in
+// 32 KiB regions (xShmMap's unit): frames 1..4062 in region 0 after the
+// 136-byte header, then 4096 frames per region from its first byte (each
+// array followed by a hash table, which is not read here). Host order.
+// Entries up to mxFrame are what SQLite's readers trust for committed
+// frames; WalIndexFrameSlot() says where frame i's entry is, and
+// WalScanFromIndex() turns them into the same WalScan recovery gives.
+//
 // LIMITATIONS. Legacy WAL only (format 3007000): SQLite's wal2 branch
-// (3021000) is refused as SQLite 3.40 refuses it. The wal-index hash tables
-// beyond the header are not read: the committed-frame map comes from the
-// -wal file itself.
+// (3021000) is refused as SQLite 3.40 refuses it.
 #pragma once
 
 #include <cstddef>
@@ -250,6 +256,24 @@ struct WalIndexHeader {
 // one; NotSupported for a version other than 3007000. The lock bytes
 // [120, 128) are not looked at.
 Status ParseWalIndexHeader(const uint8_t* buf, size_t len, const std::string& where, WalIndexHeader* h);
+// ---- The wal-index page-number arrays (after the header) ----
+inline constexpr uint32_t kWalIndexRegionSize = 32768;  // WALINDEX_PGSZ
+inline constexpr uint32_t kWalIndexFramesPerRegion = 4096;  // HASHTABLE_NPAGE
+inline constexpr uint32_t kWalIndexFramesInRegion0 =
+    kWalIndexFramesPerRegion - uint32_t(kWalIndexHeaderSize / 4);  // 4062
+// Frame `frame` (1-based): its region, and the byte offset of its page
+// number in that region.
+struct WalIndexSlot {
+  uint32_t region = 0;
+  uint32_t offset = 0;
+};
+WalIndexSlot WalIndexFrameSlot(uint32_t frame);
+// The WalScan that recovery would give for the WAL the header `h`
+// describes, from the page numbers of frames 1..h.max_frame
+// (`frame_pages[i]` is frame i+1's). header.magic and checkpoint_seq are
+// not in the wal-index and stay 0; end is kFrameLimit.
+WalScan WalScanFromIndex(const WalIndexHeader& h, const std::vector<uint32_t>& frame_pages);
+
 // Copies the header out of a live -shm mapping (`shm`: the start of region
 // 0, 4-byte aligned) as walIndexTryHdr reads it: copy 0, a full memory
 // barrier, copy 1, then the checkpoint info; never the lock bytes (left 0

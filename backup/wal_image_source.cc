@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/copy_job.h"
+
 namespace cowbackup::sqlite {
 
 Status WalImageSource::Make(Source* main, uint64_t main_pages, Source* wal, WalScan scan,
@@ -26,7 +28,12 @@ WalImageSource::WalImageSource(Source* main, uint64_t main_pages, Source* wal, W
       main_pages_(main_pages),
       wal_(wal),
       scan_(std::move(scan)),
-      page_count_(scan_.max_frame > 0 ? scan_.db_pages : main_pages) {}
+      page_count_(scan_.max_frame > 0 ? scan_.db_pages : main_pages),
+      newest_of_frame_(scan_.max_frame, 0) {
+  for (const WalPageFrame& pf : scan_.pages) {
+    if (pf.frame >= 1 && pf.frame <= scan_.max_frame) newest_of_frame_[pf.frame - 1] = pf.pgno;
+  }
+}
 
 Status WalImageSource::read(uint64_t offset, uint8_t* buf, size_t len) {
   const uint64_t ps = page_size();
@@ -84,6 +91,58 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   }
   memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
   return Status::OK();
+}
+
+// ---- Routes ----
+
+void WalImageSource::MainRoute::Report(CopyJob& job, uint64_t first, uint64_t end) const noexcept {
+  const uint64_t ps = image_.page_size();
+  end = std::min(end, image_.page_count_);
+  const std::vector<WalPageFrame>& frames = image_.scan_.pages;
+  auto it = std::lower_bound(frames.begin(), frames.end(), first + 1,
+                             [](const WalPageFrame& pf, uint64_t pgno) { return pf.pgno < pgno; });
+  // Runs of pages between the ones the WAL replaces (0-based p is pgno p + 1).
+  for (uint64_t p = first; p < end;) {
+    const uint64_t replaced = it == frames.end() ? end : std::min<uint64_t>(it->pgno - 1, end);
+    if (replaced > p) job.before_write(p * ps, (replaced - p) * ps);
+    p = replaced + 1;
+    if (it != frames.end()) ++it;
+  }
+}
+
+void WalImageSource::MainRoute::before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept {
+  if (len == 0) return;
+  const uint64_t ps = image_.page_size();
+  Report(job, offset / ps, (offset + len + ps - 1) / ps);
+}
+
+void WalImageSource::MainRoute::before_truncate(CopyJob& job, uint64_t new_size) noexcept {
+  // As CopyJob::before_truncate: the page holding the new end and all after.
+  Report(job, new_size / image_.page_size(), UINT64_MAX);
+}
+
+void WalImageSource::WalRoute::Report(CopyJob& job, uint64_t first, uint64_t last) const noexcept {
+  const uint64_t ps = image_.page_size();
+  last = std::min<uint64_t>(last, image_.newest_of_frame_.size());
+  for (uint64_t f = std::max<uint64_t>(first, 1); f <= last; f++) {
+    const uint32_t pgno = image_.newest_of_frame_[f - 1];
+    if (pgno != 0) job.before_write((pgno - 1) * ps, ps);
+  }
+}
+
+void WalImageSource::WalRoute::before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept {
+  const uint64_t frame_bytes = kWalFrameHeaderSize + image_.page_size();
+  const uint64_t end = offset + len;  // exclusive
+  if (len == 0 || end <= kWalHeaderSize) return;  // the WAL header: no page
+  const uint64_t first = offset < kWalHeaderSize ? 1 : (offset - kWalHeaderSize) / frame_bytes + 1;
+  Report(job, first, (end - 1 - kWalHeaderSize) / frame_bytes + 1);
+}
+
+void WalImageSource::WalRoute::before_truncate(CopyJob& job, uint64_t new_size) noexcept {
+  const uint64_t frame_bytes = kWalFrameHeaderSize + image_.page_size();
+  // Every frame that does not end at or before the new size.
+  const uint64_t first = new_size <= kWalHeaderSize ? 1 : (new_size - kWalHeaderSize) / frame_bytes + 1;
+  Report(job, first, UINT64_MAX);
 }
 
 }  // namespace cowbackup::sqlite

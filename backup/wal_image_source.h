@@ -16,10 +16,19 @@
 // files are read later, so they must still hold that state's bytes when
 // read: the main file's pages below main_pages that the WAL does not
 // replace, and the committed frames. In a live backup the copy-on-write
-// engine guarantees the first; protecting T0's frames from a WAL restart
-// is the live WAL work (docs/SQLITE.md, "WAL mode"). Each frame read is
-// checked to still carry T0's salts and page number, so a restart that
-// overwrote one is an error, not a wrong page.
+// engine guarantees both: the job's hooks on the two files are armed with
+// main_route() and wal_route(), which report a write to either file as a
+// write to the image pages it could change, so those pages are preserved
+// before it lands (docs/SQLITE.md, "WAL mode"):
+//
+//   main file page p     image page p, unless T0's WAL replaces it (then
+//                        the image does not read that page of the file)
+//   -wal bytes [o, o+n)  each image page whose newest T0 frame they
+//                        overlap (a restart writing over T0's frames); a
+//                        truncate, each such frame it cuts
+//
+// Each frame read is still checked to carry T0's salts and page number,
+// so a restart that overwrote one unseen is an error, not a wrong page.
 //
 // Thread-safety: read() may be called concurrently, as the engine does;
 // `main` and `wal` must allow that (Source's contract).
@@ -28,9 +37,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backup/wal_format.h"
 #include "engine/source.h"
+#include "engine/write_hook.h"
 
 namespace cowbackup::sqlite {
 
@@ -56,7 +67,34 @@ class WalImageSource final : public Source {
   uint64_t page_count() const { return page_count_; }
   const WalScan& scan() const { return scan_; }
 
+  // The routes for the job's hooks on the main file and on the -wal file.
+  WriteRouter* main_route() { return &main_route_; }
+  WriteRouter* wal_route() { return &wal_route_; }
+
  private:
+  class MainRoute final : public WriteRouter {
+   public:
+    explicit MainRoute(const WalImageSource& image) : image_(image) {}
+    void before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept override;
+    void before_truncate(CopyJob& job, uint64_t new_size) noexcept override;
+
+   private:
+    // Reports pages [first, end) of the main file, skipping those the WAL replaces.
+    void Report(CopyJob& job, uint64_t first, uint64_t end) const noexcept;
+    const WalImageSource& image_;
+  };
+  class WalRoute final : public WriteRouter {
+   public:
+    explicit WalRoute(const WalImageSource& image) : image_(image) {}
+    void before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept override;
+    void before_truncate(CopyJob& job, uint64_t new_size) noexcept override;
+
+   private:
+    // Reports the image page of each frame in [first, last] that is its page's newest.
+    void Report(CopyJob& job, uint64_t first, uint64_t last) const noexcept;
+    const WalImageSource& image_;
+  };
+
   WalImageSource(Source* main, uint64_t main_pages, Source* wal, WalScan scan);
   // One page's part [in_page, in_page + len) from the WAL's frame `frame`.
   Status ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, uint8_t* buf, size_t len);
@@ -66,6 +104,11 @@ class WalImageSource final : public Source {
   Source* const wal_;
   const WalScan scan_;
   const uint64_t page_count_;
+  // For each frame 1..max_frame (index frame - 1): its page number if it
+  // is that page's newest committed frame (the one the image reads), else 0.
+  std::vector<uint32_t> newest_of_frame_;
+  MainRoute main_route_{*this};
+  WalRoute wal_route_{*this};
 };
 
 }  // namespace cowbackup::sqlite

@@ -4,11 +4,12 @@
 
 namespace cowbackup {
 
-Status WriteHook::arm(CopyJob* job) {
+Status WriteHook::arm(CopyJob* job, WriteRouter* router) {
   CopyJob* expected = nullptr;
   if (!job_.compare_exchange_strong(expected, job, std::memory_order_acq_rel)) {
     return Status::Busy("a backup of this database is already running");
   }
+  router_ = router;
   state_.fetch_or(kArmed, std::memory_order_acq_rel);
   return Status::OK();
 }
@@ -32,14 +33,14 @@ CopyJob* WriteHook::enter() noexcept {
 
 void WriteHook::slow_before_write(uint64_t offset, uint64_t len) noexcept {
   if (CopyJob* job = enter()) {
-    job->before_write(offset, len);
+    router_ != nullptr ? router_->before_write(*job, offset, len) : job->before_write(offset, len);
     leave();
   }
 }
 
 void WriteHook::slow_before_truncate(uint64_t new_size) noexcept {
   if (CopyJob* job = enter()) {
-    job->before_truncate(new_size);
+    router_ != nullptr ? router_->before_truncate(*job, new_size) : job->before_truncate(new_size);
     leave();
   }
 }

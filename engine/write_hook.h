@@ -15,6 +15,13 @@
 // Arming is the caller's begin-time instant: it must arm while no write to
 // the file is in flight (the SQLite shim holds a SHARED lock, the LMDB
 // wrapper the writer mutex), so every later write sees the armed bit.
+//
+// Routes. Usually the file a hook guards is the image the job copies, byte
+// for byte. When it is not (a SQLite WAL database: the image is the main
+// file with the -wal file's committed frames applied, and both files are
+// written), the hook is armed with a WriteRouter, which turns a write to
+// its file into before_write() calls on the image pages that write could
+// change. One job, several hooks, one router each.
 #pragma once
 
 #include <atomic>
@@ -25,6 +32,16 @@
 #include "engine/copy_job.h"
 
 namespace cowbackup {
+
+// Maps writes to one file onto the image pages a job copies (see above).
+// Called only while the hook is armed, from the writer's thread; must call
+// the job before returning and never fail.
+class WriteRouter {
+ public:
+  virtual ~WriteRouter() = default;
+  virtual void before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept = 0;
+  virtual void before_truncate(CopyJob& job, uint64_t new_size) noexcept = 0;
+};
 
 class WriteHook {
  public:
@@ -45,8 +62,9 @@ class WriteHook {
   }
   bool armed() const { return state_.load(std::memory_order_acquire) & kArmed; }
 
-  // Busy if a job is already armed on this hook.
-  Status arm(CopyJob* job);
+  // Busy if a job is already armed on this hook. With a router, writes go
+  // through it (not owned; it must outlive disarm()).
+  Status arm(CopyJob* job, WriteRouter* router = nullptr);
   // Stops routing writes to the job and waits for writers inside it to
   // leave. After it returns the job may be destroyed.
   void disarm();
@@ -67,6 +85,7 @@ class WriteHook {
 
   std::atomic<uint64_t> state_{0};
   std::atomic<CopyJob*> job_{nullptr};
+  WriteRouter* router_ = nullptr;  // written before the armed bit is set, read after
 };
 
 }  // namespace cowbackup

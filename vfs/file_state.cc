@@ -62,6 +62,7 @@ void FileState::Release(FileState* state) {
 FileState::~FileState() {
   if (reader_ != nullptr) {
     if (reader_->pMethods != nullptr) {
+      if (shm_mapped_) reader_->pMethods->xShmUnmap(reader_, 0);
       if (locked_) reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
       reader_->pMethods->xClose(reader_);
     }
@@ -231,15 +232,160 @@ bool FileState::HotJournal() {
 }
 
 // ---------------------------------------------------------------------------
+// WAL mode
+
+Status FileState::WalIndexRegion(uint32_t region, const volatile void** out) {
+  sqlite3_file* f = nullptr;
+  Status s = Reader(&f);
+  if (!s.ok()) return s;
+  MutexLock lock(&mu_);
+  if (f->pMethods->iVersion < 2 || f->pMethods->xShmMap == nullptr) {
+    return Status::NotSupported("the parent VFS has no shared memory for WAL mode", path_);
+  }
+  void volatile* p = nullptr;
+  // bExtend 0: map what SQLite made, never create or grow it.
+  const int rc = f->pMethods->xShmMap(f, int(region), int(kWalIndexRegionSize), 0, &p);
+  shm_mapped_ = true;  // even on failure the parent may hold a wal-index connection
+  if (rc != SQLITE_OK && rc != SQLITE_READONLY) {
+    return Status::FromErrno(SqliteError("map the wal-index", rc, path_ + "-shm"), "", EIO);
+  }
+  if (p == nullptr) {
+    return Status::Busy("the wal-index (-shm) has no region " + std::to_string(region) +
+                            " (no connection has read the database in WAL mode, or one uses "
+                            "locking_mode=EXCLUSIVE, whose wal-index is private)",
+                        path_);
+  }
+  if (region == 0) shm0_.store(p, std::memory_order_release);
+  *out = p;
+  return Status::OK();
+}
+
+Status FileState::LockWal(int first, int n, uint32_t timeout_ms) {
+  const volatile void* shm = nullptr;
+  Status s = WalIndexRegion(0, &shm);
+  if (!s.ok()) return s;
+  sqlite3_file* f = OpenedReader();
+  CloseGate();  // opened by UnlockWal(), or below if no lock is had
+  COWBACKUP_SYNC_POINT("FileState::LockWal:waiting");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    const int rc = f->pMethods->xShmLock(f, first, n, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+    if (rc == SQLITE_OK) {
+      wal_locked_first_ = first;
+      wal_locked_n_ = n;
+      COWBACKUP_SYNC_POINT("FileState::LockWal:locked");
+      return Status::OK();
+    }
+    if ((rc & 0xff) != SQLITE_BUSY) {
+      OpenGate();
+      return Status::FromErrno(SqliteError("WAL lock", rc, path_), "", EIO);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      OpenGate();
+      return Status::Busy("the WAL " + std::string(first == kWalWriteLock ? "write" : "checkpoint") +
+                              " lock stayed held for busy_timeout_ms=" + std::to_string(timeout_ms),
+                          path_);
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(200));
+  }
+}
+
+void FileState::UnlockWal() {
+  if (wal_locked_first_ < 0) return;
+  sqlite3_file* f = OpenedReader();
+  f->pMethods->xShmLock(f, wal_locked_first_, wal_locked_n_, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  wal_locked_first_ = -1;
+  OpenGate();
+}
+
+Status FileState::ReadWalIndex(WalIndexHeader* h) {
+  const volatile void* shm = nullptr;
+  Status s = WalIndexRegion(0, &shm);
+  if (!s.ok()) return s;
+  uint8_t buf[kWalIndexHeaderSize];
+  for (int attempt = 0;; attempt++) {
+    CopyWalIndexHeader(const_cast<const void*>(shm), buf);
+    s = ParseWalIndexHeader(buf, sizeof buf, path_ + "-shm", h);
+    // A writer halfway through the header, or a restart that has published
+    // mxFrame 0 but not yet reset nBackfill: read again.
+    const bool settling = s.IsBusy() || (s.ok() && h->backfilled > h->max_frame);
+    if (!settling || attempt >= 1000) return settling ? Status::Busy("the wal-index header kept changing", path_) : s;
+    std::this_thread::yield();
+  }
+}
+
+Status FileState::ReadWalFramePages(uint32_t max_frame, std::vector<uint32_t>* pages) {
+  pages->assign(max_frame, 0);
+  const volatile void* region = nullptr;
+  uint32_t mapped = UINT32_MAX;
+  for (uint32_t frame = 1; frame <= max_frame; frame++) {
+    const WalIndexSlot slot = WalIndexFrameSlot(frame);
+    if (slot.region != mapped) {
+      Status s = WalIndexRegion(slot.region, &region);
+      if (!s.ok()) return s;
+      mapped = slot.region;
+    }
+    // Stable under the write lock; atomic loads keep the shared mapping race-free to TSan.
+    const auto* word = reinterpret_cast<const std::atomic<uint32_t>*>(
+        const_cast<const uint8_t*>(static_cast<const volatile uint8_t*>(region)) + slot.offset);
+    (*pages)[frame - 1] = word->load(std::memory_order_relaxed);
+  }
+  return Status::OK();
+}
+
+bool FileState::ReadWalMark(WalMark* m) {
+  WalIndexHeader h;
+  if (!ReadWalIndex(&h).ok()) return false;
+  *m = WalMark{h.salt1, h.salt2, h.max_frame, h.backfilled};
+  return true;
+}
+
+void FileState::AfterShmLock(int offset, int n) {
+  const bool checkpoint = offset == kWalCkptLock && n == 1;
+  if (checkpoint) ckpt_here_.fetch_add(1, std::memory_order_acq_rel);
+  if (!wal_tracker.active() || (offset != kWalWriteLock && !checkpoint)) return;
+  WalMark m;
+  if (!ReadWalMark(&m)) {
+    wal_tracker.Fail("the wal-index header could not be read during the backup");
+    return;
+  }
+  if (checkpoint) {
+    wal_tracker.CheckpointLocked(m);
+  } else {
+    // This connection's own checkpoint lock counts too: nBackfill may move
+    // under it, and its release records where it went.
+    wal_tracker.WriteLocked(m, ckpt_here_.load(std::memory_order_acquire) > 0);
+  }
+}
+
+void FileState::BeforeShmUnlock(int offset, int n) {
+  const bool checkpoint = offset == kWalCkptLock && n == 1;
+  if (wal_tracker.active() && (offset == kWalWriteLock || checkpoint)) {
+    WalMark m;
+    if (!ReadWalMark(&m)) {
+      wal_tracker.Fail("the wal-index header could not be read during the backup");
+    } else if (checkpoint) {
+      wal_tracker.CheckpointUnlocking(m);
+    } else {
+      wal_tracker.WriteUnlocking(m);
+    }
+  }
+  if (checkpoint) ckpt_here_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+// ---------------------------------------------------------------------------
 // Commit tracking
 
-void FileState::BeginTracking(uint32_t counter) {
+void FileState::BeginTracking(uint32_t counter, bool wal) {
   {
     MutexLock lock(&error_mu_);
     tracking_error_.clear();
   }
   tracking_failed_.store(false, std::memory_order_relaxed);
   last_counter_.store(counter, std::memory_order_relaxed);
+  tracking_wal_.store(wal, std::memory_order_relaxed);
   tracking_.store(true, std::memory_order_release);
 }
 
@@ -256,11 +402,15 @@ void FileState::SetTrackingError(const std::string& msg) noexcept {
 
 void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
   if (len < 28 || !tracking()) return;
-  if (data[18] == 2 || data[19] == 2) {
-    SetTrackingError("the database switched to WAL mode during the backup; WAL databases are "
-                     "not supported yet (the copy was discarded)");
+  const bool wal = data[18] == 2 || data[19] == 2;
+  if (wal != tracking_wal_.load(std::memory_order_relaxed)) {
+    SetTrackingError(wal ? "the database switched to WAL mode during the backup (the copy was "
+                           "discarded; back it up again)"
+                         : "the database left WAL mode during the backup (the copy was "
+                           "discarded; back it up again)");
     return;
   }
+  if (wal) return;  // the counter does not count WAL commits: wal_tracker does
   const uint32_t v = DecodeBig32(data + 24);
   const uint32_t last = last_counter_.load(std::memory_order_relaxed);
   // Unsigned arithmetic: wraps at 2^32 like the counter itself.
@@ -274,7 +424,10 @@ void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
 }
 
 Status FileState::TrackingError() const {
-  if (!tracking_failed_.load(std::memory_order_acquire)) return Status::OK();
+  if (!tracking_failed_.load(std::memory_order_acquire)) {
+    Status s = wal_tracker.error();
+    return s.ok() ? s : Status::Corruption(s.message(), path_);
+  }
   MutexLock lock(&error_mu_);
   return Status::Corruption(tracking_error_, path_);
 }

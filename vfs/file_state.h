@@ -48,6 +48,19 @@
 // bound covers what this reasoning does not see (another process, a hot
 // journal rolled back from SHARED).
 //
+// WAL mode (docs/SQLITE.md, "WAL mode"). A WAL database is written in two
+// files: wal_hook guards <db>-wal as hook guards the main file. The
+// begin-time instant and the end check take SQLite's own WAL locks
+// (LockWal) through the reader's wal-index, exactly as a connection of
+// another process would; the shim reports every WAL write and checkpoint
+// lock a connection of this process takes or releases (AfterShmLock,
+// BeforeShmUnlock), which drives wal_tracker (foreign-writer detection)
+// and, for the write lock, hook.commits (what yield_to_commits waits out).
+// The begin-time gate holds a connection's request for the write or
+// checkpoint lock, as it holds EXCLUSIVE in rollback mode, while a backup
+// waits for or holds a WAL lock, so this process's writers never see
+// SQLITE_BUSY because of a backup.
+//
 // Lock rules:
 //   1. The registry mutex (file_state.cc) guards the map and every refs_.
 //   2. mu_ guards reader_ and job_claimed_; never held across I/O except the
@@ -63,12 +76,15 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cowbackup/status.h"
 #include "backup/db_image.h"
+#include "backup/wal_format.h"
 #include "engine/mutex.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
+#include "vfs/wal_tracker.h"
 
 namespace cowbackup::sqlite {
 
@@ -119,15 +135,39 @@ class FileState {
   // writer's), i.e. the file is not in a committed state. Call under SHARED.
   bool HotJournal();
 
+  // ---- WAL mode (see the file comment) ----
+  WriteHook wal_hook;  // in front of every write to <db>-wal
+  WalTracker wal_tracker;
+  // SQLite's WAL locks [first, first + n) (kWalWriteLock, kWalCkptLock)
+  // taken exclusively through the reader's wal-index, retried for up to
+  // `timeout_ms`. Closes the begin-time gate until UnlockWal().
+  Status LockWal(int first, int n, uint32_t timeout_ms);
+  void UnlockWal();
+  // The wal-index header, consistent (read again while a writer is
+  // updating it). Stable while the write lock is held.
+  Status ReadWalIndex(WalIndexHeader* h);
+  // Under the write lock: the page number of each frame 1..max_frame.
+  Status ReadWalFramePages(uint32_t max_frame, std::vector<uint32_t>* pages);
+  // From the shim, for an exclusive xShmLock of a connection's: granted,
+  // and about to be released.
+  void AfterShmLock(int offset, int n);
+  void BeforeShmUnlock(int offset, int n);
+
   // ---- Commit tracking (see the file comment) ----
-  // At T0, under SHARED: starts tracking from `counter`.
-  void BeginTracking(uint32_t counter);
-  void EndTracking() { tracking_.store(false, std::memory_order_release); }
+  // At T0, under SHARED: starts tracking from `counter`. In WAL mode
+  // (`wal`), page-1 writes are only checked to keep the journal mode, and
+  // wal_tracker does the rest.
+  void BeginTracking(uint32_t counter, bool wal = false);
+  void EndTracking() {
+    tracking_.store(false, std::memory_order_release);
+    wal_tracker.End();
+  }
   // From xWrite, after a write at offset 0 of `len` bytes landed.
   void NotePage1Write(const uint8_t* data, size_t len) noexcept;
   // True while a job tracks commits; page-1 writes are parsed only then.
   bool tracking() const { return tracking_.load(std::memory_order_acquire); }
-  // OK, or the error saying a write bypassed the shim (or WAL was entered).
+  // OK, or the error saying a write bypassed the shim (or the journal
+  // mode changed); in WAL mode, wal_tracker's too.
   Status TrackingError() const;
   // At the end, under SHARED: the file's counter against the last seen.
   Status CheckCounterAtEnd(uint32_t file_counter) const;
@@ -141,6 +181,10 @@ class FileState {
   void CloseGate();
   void OpenGate();
   void YieldToBackup();
+  // The reader's wal-index region `region` (mapped on first use; null if
+  // SQLite has not made it).
+  Status WalIndexRegion(uint32_t region, const volatile void** out);
+  bool ReadWalMark(WalMark* m);
 
   const dev_t dev_;
   const ino_t ino_;
@@ -153,6 +197,10 @@ class FileState {
   sqlite3_filename reader_name_ GUARDED_BY(mu_) = nullptr;  // sqlite3_create_filename
   bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
+  bool shm_mapped_ GUARDED_BY(mu_) = false;  // the reader has a wal-index connection
+  int wal_locked_first_ = -1, wal_locked_n_ = 0;  // LockWal's, like locked_
+  std::atomic<const volatile void*> shm0_{nullptr};  // the reader's region 0
+  std::atomic<int> ckpt_here_{0};  // connections of this process holding the checkpoint lock
 
   // Backups waiting for (or holding) SHARED; written under gate_mu_.
   std::atomic<uint32_t> shared_wanted_{0};
@@ -160,6 +208,7 @@ class FileState {
   CondVar gate_cv_;  // signalled when the gate opens
 
   std::atomic<bool> tracking_{false};
+  std::atomic<bool> tracking_wal_{false};
   std::atomic<uint32_t> last_counter_{0};
   std::atomic<bool> tracking_failed_{false};
   mutable Mutex error_mu_;

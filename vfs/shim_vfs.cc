@@ -13,9 +13,11 @@ namespace {
 
 struct ShimFile {
   sqlite3_file base;   // must come first
-  FileState* state;    // null if the file could not be identified
-  bool exclusive;      // this connection holds EXCLUSIVE: counted in hook.commits
+  FileState* state;    // the main database's; null if the file could not be identified
+  bool wal;            // this is <db>-wal (writes go to state->wal_hook), not the database
+  bool exclusive;      // this connection holds EXCLUSIVE or the WAL write lock: counted in hook.commits
   bool asked_exclusive;  // asked for EXCLUSIVE since its last unlock (may hold PENDING)
+  bool holds_ckpt;     // holds the WAL checkpoint lock
   // (the parent's object follows, 8-byte aligned by the size check below)
 };
 static_assert(sizeof(ShimFile) % 8 == 0);
@@ -57,11 +59,11 @@ int ShimRead(sqlite3_file* f, void* buf, int amt, sqlite3_int64 ofs) {
 
 int ShimWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 ofs) {
   FileState* st = Shim(f)->state;
-  if (st != nullptr) st->hook.before_write(uint64_t(ofs), uint64_t(amt));
+  if (st != nullptr) (Shim(f)->wal ? st->wal_hook : st->hook).before_write(uint64_t(ofs), uint64_t(amt));
   sqlite3_file* p = ParentFile(f);
   const int rc = p->pMethods->xWrite(p, buf, amt, ofs);
   // Page 1 carries the file change counter; parsed only while a job runs.
-  if (ofs == 0 && rc == SQLITE_OK && st != nullptr && st->tracking()) {
+  if (ofs == 0 && rc == SQLITE_OK && st != nullptr && !Shim(f)->wal && st->tracking()) {
     st->NotePage1Write(static_cast<const uint8_t*>(buf), size_t(amt));
   }
   return rc;
@@ -69,7 +71,7 @@ int ShimWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 ofs) {
 
 int ShimTruncate(sqlite3_file* f, sqlite3_int64 size) {
   FileState* st = Shim(f)->state;
-  if (st != nullptr) st->hook.before_truncate(uint64_t(size));
+  if (st != nullptr) (Shim(f)->wal ? st->wal_hook : st->hook).before_truncate(uint64_t(size));
   sqlite3_file* p = ParentFile(f);
   return p->pMethods->xTruncate(p, size);
 }
@@ -136,9 +138,35 @@ int ShimShmMap(sqlite3_file* f, int pg, int pgsz, int extend, void volatile** ou
   return p->pMethods->xShmMap(p, pg, pgsz, extend, out);
 }
 
+// The WAL write lock (slot 0) is held for a whole write transaction, the
+// checkpoint lock (slot 1, alone) for a checkpoint. Both are reported to
+// the FileState (foreign-writer tracking; the write lock is also what a
+// yielding backup waits out), and a request for either waits at the
+// begin-time gate first (file_state.h), except a checkpointer's request
+// for the write lock: a backup may be waiting for the lock it holds.
 int ShimShmLock(sqlite3_file* f, int offset, int n, int flags) {
   sqlite3_file* p = ParentFile(f);
-  return p->pMethods->xShmLock(p, offset, n, flags);
+  ShimFile* s = Shim(f);
+  FileState* st = s->state;
+  const bool tracked = offset == kWalWriteLock || (offset == kWalCkptLock && n == 1);
+  if (st == nullptr || !tracked || (flags & SQLITE_SHM_EXCLUSIVE) == 0) {
+    return p->pMethods->xShmLock(p, offset, n, flags);
+  }
+  if (flags & SQLITE_SHM_UNLOCK) {
+    const bool held = offset == kWalWriteLock ? s->exclusive : s->holds_ckpt;
+    if (held) st->BeforeShmUnlock(offset, n);
+    if (offset == kWalWriteLock) NoteExclusive(s, false);
+    if (offset == kWalCkptLock) s->holds_ckpt = false;
+    return p->pMethods->xShmLock(p, offset, n, flags);
+  }
+  if (!s->holds_ckpt) st->BeforeExclusive();
+  const int rc = p->pMethods->xShmLock(p, offset, n, flags);
+  if (rc == SQLITE_OK) {
+    if (offset == kWalWriteLock) NoteExclusive(s, true);
+    if (offset == kWalCkptLock) s->holds_ckpt = true;
+    st->AfterShmLock(offset, n);
+  }
+  return rc;
 }
 
 void ShimShmBarrier(sqlite3_file* f) {
@@ -189,14 +217,17 @@ bool IsShimMethods(const sqlite3_io_methods* m) {
 
 int ShimOpen(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_flags) {
   sqlite3_vfs* parent = Parent();
-  if ((flags & SQLITE_OPEN_MAIN_DB) == 0 || name == nullptr) {
-    // Journals, WAL, temp files: the parent's object, our code never runs.
+  const bool wal = (flags & SQLITE_OPEN_WAL) != 0;
+  if (((flags & SQLITE_OPEN_MAIN_DB) == 0 && !wal) || name == nullptr) {
+    // Journals, temp files: the parent's object, our code never runs.
     return parent->xOpen(parent, name, f, flags, out_flags);
   }
   ShimFile* shim = Shim(f);
   shim->state = nullptr;
+  shim->wal = wal;
   shim->exclusive = false;
   shim->asked_exclusive = false;
+  shim->holds_ckpt = false;
   sqlite3_file* p = ParentFile(f);
   const int rc = parent->xOpen(parent, name, p, flags, out_flags);
   if (rc != SQLITE_OK) {
@@ -205,10 +236,13 @@ int ShimOpen(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* ou
   }
   const int version = p->pMethods->iVersion;
   f->pMethods = version >= 3 ? &kMethodsV3 : version == 2 ? &kMethodsV2 : &kMethodsV1;
+  // A WAL file belongs to its database (SQLite passes the -wal name made
+  // from it); its writes go to that database's FileState.
+  const char* db_name = wal ? sqlite3_filename_database(name) : name;
   struct stat st;
-  if (::stat(name, &st) == 0) {
+  if (db_name != nullptr && ::stat(db_name, &st) == 0) {
     try {
-      shim->state = FileState::Acquire(st.st_dev, st.st_ino, name, parent);
+      shim->state = FileState::Acquire(st.st_dev, st.st_ino, db_name, parent);
     } catch (...) {
       shim->state = nullptr;  // out of memory: the file works, backups refuse it
     }
@@ -299,7 +333,7 @@ Status RegisterShimVfs(bool make_default) {
 }
 
 FileState* ShimFileState(sqlite3_file* file) {
-  if (file == nullptr || !IsShimMethods(file->pMethods)) return nullptr;
+  if (file == nullptr || !IsShimMethods(file->pMethods) || Shim(file)->wal) return nullptr;
   return Shim(file)->state;
 }
 

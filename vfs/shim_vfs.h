@@ -16,10 +16,12 @@
 //     +---------------------+------------------------------------+
 //     ^ pFile               ^ ParentFile(pFile)
 //
-//   Only main database files get a ShimFile; journals, WAL and temp files
-//   go straight to the parent's xOpen and never touch our code. Every
-//   method forwards; xWrite and xTruncate report to the FileState's
-//   WriteHook first (idle path: one atomic load). A backup problem fails the
+//   Main database files and their -wal files get a ShimFile (a WAL's
+//   FileState is its database's); journals and temp files go straight to
+//   the parent's xOpen and never touch our code. Every method forwards;
+//   xWrite and xTruncate report to the FileState's WriteHook first (the
+//   main file's hook or wal_hook; idle path: one atomic load), and
+//   xShmLock reports the WAL write and checkpoint locks. A backup problem fails the
 //   job; the write still goes through. Our io_methods version matches the
 //   parent file's (three tables, as test_multiplex.c keeps two).
 #pragma once

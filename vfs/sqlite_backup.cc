@@ -5,16 +5,27 @@
 // Begin time (issue 3, requirement 2), in BeginJob():
 //   1. refuse what cannot be copied correctly: temp/in-memory schemas, files
 //      not opened through the shim, a destination that is the database or
-//      its journal/WAL/shm, a second job on the same file, WAL databases;
-//   2. read the header without a lock (page size), create the outputs;
-//   3. SHARED lock through the parent VFS (retried up to busy_timeout_ms):
-//      no writer is inside a commit, so the file is committed; re-read the
-//      header (page count, change counter), start commit tracking, arm the
-//      job (T0), unlock. Nothing that blocks writers is held after that.
-// End (before the destination is published, on the copier thread): SHARED
-// again, compare the change counter with the commits the shim saw.
+//      its journal/WAL/shm, a second job on the same file;
+//   2. read the header without a lock (page size, journal mode), create the
+//      outputs;
+//   3. rollback mode (TakeT0): SHARED lock through the parent VFS (retried
+//      up to busy_timeout_ms): no writer is inside a commit, so the file is
+//      committed; re-read the header (page count, change counter), start
+//      commit tracking, arm the job (T0), unlock.
+//      WAL mode (TakeWalT0): the WAL write lock through the parent VFS's
+//      xShmLock (retried the same way): no commit is halfway, and the
+//      wal-index says exactly which frames are committed (mxFrame); read
+//      them from it, open our own descriptor of the -wal file, make the
+//      image source (backup/wal_image_source.h), start tracking, arm the
+//      job's two hooks (main file and -wal, each with its route), unlock.
+//   Nothing that blocks writers or checkpoints is held after that.
+// End (before the destination is published, on the copier thread): the
+// same lock again (WAL mode: the write and checkpoint locks), and check
+// that every commit (and checkpoint) since T0 went through the shim.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -28,8 +39,10 @@
 #include "backup/format.h"
 #include "backup/job_runner.h"
 #include "backup/text.h"
+#include "backup/wal_image_source.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/mutex.h"
+#include "engine/file_source.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 #include "vfs/file_state.h"
@@ -59,7 +72,7 @@ struct Job {
   std::string schema, database, destination;
   FileState* state = nullptr;  // a reference, released in the destructor
   bool claimed = false;        // holds state's one-job claim
-  std::unique_ptr<ShimSource> source;
+  std::unique_ptr<Source> source;  // a ShimSource, or a WalJobSource in WAL mode
   std::unique_ptr<BackupJob> backup;  // until T0, then the runner's
   int64_t started_ms = 0;
   std::unique_ptr<JobRunner> runner;  // set once T0 is taken
@@ -119,11 +132,61 @@ Status ReadHeader(FileState* st, uint64_t* size, DbHeader* h) {
   return s;
 }
 
-Status WalRefused(const std::string& path) {
-  return Status::NotSupported(
-      "the database is in WAL mode, which this version of cowbackup does not support yet; "
-      "switch it with PRAGMA journal_mode=DELETE (or TRUNCATE/PERSIST) to back it up",
-      path);
+// The source of a WAL-mode job: the database as a full checkpoint at T0
+// would leave it (backup/wal_image_source.h). Made before T0, bound at T0.
+class WalJobSource final : public Source {
+ public:
+  WalJobSource(FileState* st, uint32_t page_size) : main_(st, page_size) {}
+  ~WalJobSource() override {
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+  }
+  Status read(uint64_t offset, uint8_t* buf, size_t len) override { return image_->read(offset, buf, len); }
+  uint32_t page_size() const override { return main_.page_size(); }
+  const std::string& name() const override { return main_.name(); }
+
+  // Under the WAL write lock: T0's committed frames, from the wal-index
+  // header `h`, and the main file's size then. The -wal file is read
+  // through a descriptor of our own from now on, so neither SQLite
+  // deleting the file nor a new one in its place changes what is read.
+  Status Bind(FileState* st, const WalIndexHeader& h, uint64_t main_pages) {
+    const std::string wal_path = st->path() + "-wal";
+    wal_fd_ = OpenRegular(wal_path, O_RDONLY | O_CLOEXEC);
+    if (wal_fd_ >= 0) {
+      wal_ = std::make_unique<FileSource>(wal_fd_, wal_path, page_size());
+    } else if (errno != ENOENT || h.max_frame > 0) {
+      return Status::FromErrno("open the WAL", wal_path, errno);
+    }
+    std::vector<uint32_t> frame_pages;
+    Status s = st->ReadWalFramePages(h.max_frame, &frame_pages);
+    if (!s.ok()) return s;
+    return WalImageSource::Make(&main_, main_pages, wal_.get(), WalScanFromIndex(h, frame_pages),
+                                &image_);
+  }
+  WalImageSource* image() { return image_.get(); }
+
+ private:
+  ShimSource main_;
+  int wal_fd_ = -1;
+  std::unique_ptr<FileSource> wal_;  // null if there was no -wal file (then no frame)
+  std::unique_ptr<WalImageSource> image_;
+};
+
+// Before a WAL-mode T0: a read transaction on the backing-up connection
+// makes sure the wal-index exists and is recovered (SQLite runs WAL
+// recovery if a writer crashed), and leaves the connection as every WAL
+// connection is, holding a SHARED lock on the database file, which keeps
+// the -wal file from being deleted and the journal mode from changing.
+Status OpenWal(sqlite3* db, const std::string& schema) {
+  char* sql = sqlite3_mprintf("PRAGMA \"%w\".schema_version", schema.c_str());
+  if (sql == nullptr) return Status::FromErrno("prepare", schema, ENOMEM);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  sqlite3_free(sql);
+  if (rc == SQLITE_OK) return Status::OK();
+  std::string msg = err != nullptr ? err : sqlite3_errstr(rc);
+  sqlite3_free(err);
+  return (rc & 0xff) == SQLITE_BUSY ? Status::Busy("begin-time read: " + msg, schema)
+                                    : Status::FromErrno("begin-time read: " + msg, schema, EIO);
 }
 
 // Runs on the copier thread before the destination is published. The file's
@@ -139,24 +202,58 @@ Status EndCheck(FileState* st, uint32_t timeout_ms) {
   DbHeader h;
   s = ReadHeader(st, &size, &h);
   COWBACKUP_SYNC_POINT("sqlite::EndCheck:before_compare");
-  if (s.ok()) s = h.wal() ? WalRefused(st->path()) : st->CheckCounterAtEnd(h.change_counter);
+  if (s.ok() && h.wal()) {
+    s = Status::Corruption("the database switched to WAL mode during the backup (the copy was "
+                           "discarded; back it up again)",
+                           st->path());
+  }
+  if (s.ok()) s = st->CheckCounterAtEnd(h.change_counter);
   st->Unlock();
   return s;
 }
 
+// The same in WAL mode, under both WAL locks: no commit, restart or
+// checkpoint is halfway, so the wal-index and nBackfill are final
+// (vfs/wal_tracker.h).
+Status EndCheckWal(FileState* st, uint32_t timeout_ms) {
+  Status s = st->TrackingError();
+  if (!s.ok()) return s;
+  s = st->LockWal(kWalWriteLock, 2, timeout_ms);
+  if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
+  WalIndexHeader wi;
+  s = st->ReadWalIndex(&wi);
+  COWBACKUP_SYNC_POINT("sqlite::EndCheckWal:before_compare");
+  if (s.ok()) s = st->wal_tracker.CheckAtEnd({wi.salt1, wi.salt2, wi.max_frame, wi.backfilled});
+  uint64_t size = 0;
+  DbHeader h;
+  if (s.ok()) s = ReadHeader(st, &size, &h);
+  if (s.ok() && size > 0 && !h.wal()) {
+    // Another process switched it (ours would have shown in a page-1 write).
+    s = Status::Corruption("the database left WAL mode during the backup (the copy was "
+                           "discarded; back it up again)");
+  }
+  st->UnlockWal();
+  return s.ok() || s.IsBusy() ? s : Status::Corruption(s.message(), st->path());
+}
+
+// `wal`: T0's wal-index header in WAL mode, else null.
 std::string Metadata(const std::string& path, const std::string& schema, const DbHeader& h,
-                     uint64_t pages) {
+                     uint64_t pages, const WalIndexHeader* wal) {
   using format::MetaLine;
-  return MetaLine("source_path", path) + MetaLine("sqlite_schema", schema) +
-         MetaLine("sqlite_change_counter", std::to_string(h.change_counter)) +
-         MetaLine("sqlite_page_count", std::to_string(pages)) +
-         MetaLine("sqlite_schema_cookie", std::to_string(h.schema_cookie)) +
-         MetaLine("sqlite_journal_mode", "rollback") +
-         MetaLine("sqlite_version", sqlite3_libversion());
+  std::string m = MetaLine("source_path", path) + MetaLine("sqlite_schema", schema) +
+                  MetaLine("sqlite_change_counter", std::to_string(h.change_counter)) +
+                  MetaLine("sqlite_page_count", std::to_string(pages)) +
+                  MetaLine("sqlite_schema_cookie", std::to_string(h.schema_cookie)) +
+                  MetaLine("sqlite_journal_mode", wal != nullptr ? "wal" : "rollback");
+  if (wal != nullptr) {
+    m += MetaLine("sqlite_wal_max_frame", std::to_string(wal->max_frame)) +
+         MetaLine("sqlite_wal_salts", std::to_string(wal->salt1) + "/" + std::to_string(wal->salt2));
+  }
+  return m + MetaLine("sqlite_version", sqlite3_libversion());
 }
 
 // Step 3 of the file comment: the begin-time instant itself.
-Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, bool* retry) {
+Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
   FileState* st = job->state;
   *retry = false;
   Status s = st->LockShared(options.busy_timeout_ms);
@@ -174,13 +271,15 @@ Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, 
   DbHeader h;
   s = ReadHeader(st, &size, &h);
   if (!s.ok()) return s;
-  if (h.wal()) return WalRefused(st->path());
+  if (h.wal()) {
+    *retry = true;  // switched to WAL mode since we looked
+    return Status::Busy("the database switched to WAL mode while starting", st->path());
+  }
   const uint32_t page_size = job->source->page_size();
   if (size > 0 && h.page_size != page_size) {
     *retry = true;  // VACUUM changed the page size since we looked
     return Status::Busy("page size changed while starting", st->path());
   }
-  (void)expected;
   if (size % page_size != 0) {
     return Status::Corruption("database file size " + std::to_string(size) +
                                   " is not a multiple of its page size " + std::to_string(page_size),
@@ -188,7 +287,55 @@ Status TakeT0(Job* job, const BackupOptions& options, const DbHeader& expected, 
   }
   const uint64_t pages = size / page_size;
   st->BeginTracking(h.change_counter);
-  s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages), &st->hook);
+  s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, nullptr), &st->hook);
+  if (!s.ok()) st->EndTracking();
+  return s;
+}
+
+// Step 3 in WAL mode. The write lock is held from LockWal to the end of
+// this function: reading the header and the frames' page numbers from
+// shared memory, one open and one fstat, a 100-byte read, and arming.
+Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
+  FileState* st = job->state;
+  auto* source = static_cast<WalJobSource*>(job->source.get());
+  *retry = false;
+  Status s = st->LockWal(kWalWriteLock, 1, options.busy_timeout_ms);
+  if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
+  struct Unlocker {
+    FileState* st;
+    ~Unlocker() { st->UnlockWal(); }
+  } unlock{st};
+  WalIndexHeader wi;
+  s = st->ReadWalIndex(&wi);
+  if (!s.ok()) return s;
+  uint64_t size = 0;
+  s = st->FileSize(&size);
+  if (!s.ok()) return s;
+  const uint32_t page_size = source->page_size();
+  if (size % page_size != 0) {
+    return Status::Corruption("database file size " + std::to_string(size) +
+                                  " is not a multiple of its page size " + std::to_string(page_size),
+                              st->path());
+  }
+  s = source->Bind(st, wi, size / page_size);
+  if (!s.ok()) return s;
+  const uint64_t pages = source->image()->page_count();
+  DbHeader h;
+  if (pages > 0) {
+    uint8_t buf[100];
+    s = source->read(0, buf, sizeof buf);
+    if (s.ok()) s = ParseDbHeader(buf, sizeof buf, st->path(), &h);
+    if (!s.ok()) return s;
+    if (!h.wal()) {
+      *retry = true;  // a commit in the WAL left WAL mode since we looked
+      return Status::Busy("the database left WAL mode while starting", st->path());
+    }
+  }
+  st->BeginTracking(h.change_counter, /*wal=*/true);
+  st->wal_tracker.Begin({wi.salt1, wi.salt2, wi.max_frame, wi.backfilled});
+  WalImageSource* image = source->image();
+  s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, &wi),
+                         {{&st->hook, image->main_route()}, {&st->wal_hook, image->wal_route()}});
   if (!s.ok()) st->EndTracking();
   return s;
 }
@@ -293,9 +440,18 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     DbHeader h;
     s = ReadHeader(job->state, &size, &h);
     if (!s.ok()) return s;
-    if (h.wal()) return WalRefused(job->state->path());
+    const bool wal = h.wal();
+    if (wal) {
+      s = OpenWal(db, schema);
+      if (!s.ok()) return s;
+    }
     job->backup.reset();
-    job->source = std::make_unique<ShimSource>(job->state, size == 0 ? 4096 : h.page_size);
+    const uint32_t page_size = size == 0 ? 4096 : h.page_size;
+    if (wal) {
+      job->source = std::make_unique<WalJobSource>(job->state, page_size);
+    } else {
+      job->source = std::make_unique<ShimSource>(job->state, page_size);
+    }
     BackupParams params;
     params.dest = dest;
     params.options = options;
@@ -303,11 +459,13 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     params.source_name = job->state->path();
     FileState* st = job->state;
     const uint32_t timeout_ms = options.busy_timeout_ms;
-    params.before_publish = [st, timeout_ms] { return EndCheck(st, timeout_ms); };
+    params.before_publish = [st, timeout_ms, wal] {
+      return wal ? EndCheckWal(st, timeout_ms) : EndCheck(st, timeout_ms);
+    };
     s = BackupJob::Prepare(job->source.get(), params, &job->backup);
     if (!s.ok()) return s;
     bool retry = false;
-    s = TakeT0(job.get(), options, h, &retry);
+    s = wal ? TakeWalT0(job.get(), options, &retry) : TakeT0(job.get(), options, &retry);
     if (s.ok()) break;
     job->backup->Abort(s);
     if (!retry || attempt >= 3) return s;
