@@ -84,7 +84,11 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    return Status::Corruption("WAL frame " + std::to_string(frame) + " no longer holds page " +
+    // Incomplete, as for bytes a truncate cut off: T0's bytes of this page
+    // are gone from the file, so the engine must have preserved them
+    // (kOverlayAtEnd reads live pages and overlays the preserved ones;
+    // CopyJob::finish fails the job if one was not).
+    return Status::Incomplete("WAL frame " + std::to_string(frame) + " no longer holds page " +
                                   std::to_string(pgno) +
                                   " of the WAL state being copied (the WAL was restarted over it)",
                               wal_->name());
@@ -95,54 +99,45 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
 
 // ---- Routes ----
 
-void WalImageSource::MainRoute::Report(CopyJob& job, uint64_t first, uint64_t end) const noexcept {
-  const uint64_t ps = image_.page_size();
-  end = std::min(end, image_.page_count_);
-  const std::vector<WalPageFrame>& frames = image_.scan_.pages;
-  auto it = std::lower_bound(frames.begin(), frames.end(), first + 1,
-                             [](const WalPageFrame& pf, uint64_t pgno) { return pf.pgno < pgno; });
-  // Runs of pages between the ones the WAL replaces (0-based p is pgno p + 1).
-  for (uint64_t p = first; p < end;) {
-    const uint64_t replaced = it == frames.end() ? end : std::min<uint64_t>(it->pgno - 1, end);
-    if (replaced > p) job.before_write(p * ps, (replaced - p) * ps);
-    p = replaced + 1;
-    if (it != frames.end()) ++it;
-  }
-}
-
-void WalImageSource::MainRoute::before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept {
+void WalImageSource::PagesChangedBy(File file, uint64_t offset, uint64_t len,
+                                    const std::function<void(PageRange)>& each) const {
   if (len == 0) return;
-  const uint64_t ps = image_.page_size();
-  Report(job, offset / ps, (offset + len + ps - 1) / ps);
-}
-
-void WalImageSource::MainRoute::before_truncate(CopyJob& job, uint64_t new_size) noexcept {
-  // As CopyJob::before_truncate: the page holding the new end and all after.
-  Report(job, new_size / image_.page_size(), UINT64_MAX);
-}
-
-void WalImageSource::WalRoute::Report(CopyJob& job, uint64_t first, uint64_t last) const noexcept {
-  const uint64_t ps = image_.page_size();
-  last = std::min<uint64_t>(last, image_.newest_of_frame_.size());
-  for (uint64_t f = std::max<uint64_t>(first, 1); f <= last; f++) {
-    const uint32_t pgno = image_.newest_of_frame_[f - 1];
-    if (pgno != 0) job.before_write((pgno - 1) * ps, ps);
+  const uint64_t ps = page_size();
+  const uint64_t last_byte = len > UINT64_MAX - offset ? UINT64_MAX : offset + len - 1;
+  if (file == File::kMain) {
+    // The file's pages are the image's, except those T0's WAL replaces.
+    const uint64_t end = std::min(last_byte / ps + 1, page_count_);
+    auto it = std::lower_bound(scan_.pages.begin(), scan_.pages.end(), offset / ps + 1,
+                               [](const WalPageFrame& pf, uint64_t pgno) { return pf.pgno < pgno; });
+    for (uint64_t p = offset / ps; p < end; ++it) {  // p is 0-based: SQLite's page p + 1
+      const uint64_t replaced = it == scan_.pages.end() ? end : std::min<uint64_t>(it->pgno - 1, end);
+      if (replaced > p) each({p, replaced});
+      p = replaced + 1;
+      if (it == scan_.pages.end()) break;
+    }
+    return;
+  }
+  // The -wal file: the frames the bytes overlap (none in its header), and
+  // of those the ones the image reads.
+  if (last_byte < kWalHeaderSize) return;
+  const uint64_t frame_bytes = kWalFrameHeaderSize + ps;
+  const uint64_t first = offset < kWalHeaderSize ? 1 : (offset - kWalHeaderSize) / frame_bytes + 1;
+  const uint64_t last = std::min<uint64_t>((last_byte - kWalHeaderSize) / frame_bytes + 1,
+                                           newest_of_frame_.size());
+  for (uint64_t f = first; f <= last; f++) {
+    const uint32_t pgno = newest_of_frame_[f - 1];
+    if (pgno != 0 && pgno <= page_count_) each({pgno - 1, pgno});
   }
 }
 
-void WalImageSource::WalRoute::before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept {
-  const uint64_t frame_bytes = kWalFrameHeaderSize + image_.page_size();
-  const uint64_t end = offset + len;  // exclusive
-  if (len == 0 || end <= kWalHeaderSize) return;  // the WAL header: no page
-  const uint64_t first = offset < kWalHeaderSize ? 1 : (offset - kWalHeaderSize) / frame_bytes + 1;
-  Report(job, first, (end - 1 - kWalHeaderSize) / frame_bytes + 1);
+void WalImageSource::Route::before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept {
+  const uint64_t ps = image_.page_size();
+  image_.PagesChangedBy(file_, offset, len,
+                        [&](PageRange r) { job.before_write(r.begin * ps, r.size() * ps); });
 }
 
-void WalImageSource::WalRoute::before_truncate(CopyJob& job, uint64_t new_size) noexcept {
-  const uint64_t frame_bytes = kWalFrameHeaderSize + image_.page_size();
-  // Every frame that does not end at or before the new size.
-  const uint64_t first = new_size <= kWalHeaderSize ? 1 : (new_size - kWalHeaderSize) / frame_bytes + 1;
-  Report(job, first, UINT64_MAX);
+void WalImageSource::Route::before_truncate(CopyJob& job, uint64_t new_size) noexcept {
+  before_write(job, new_size, UINT64_MAX - new_size);
 }
 
 }  // namespace cowbackup::sqlite

@@ -27,19 +27,23 @@
 //                        overlap (a restart writing over T0's frames); a
 //                        truncate, each such frame it cuts
 //
-// Each frame read is still checked to carry T0's salts and page number,
-// so a restart that overwrote one unseen is an error, not a wrong page.
+// Each frame read is still checked to carry T0's salts and page number: a
+// frame overwritten since is Incomplete, like a page a truncate cut off,
+// which the engine accepts only for a page it preserved. So a restart
+// that overwrote one unseen is an error, not a wrong page.
 //
 // Thread-safety: read() may be called concurrently, as the engine does;
 // `main` and `wal` must allow that (Source's contract).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "backup/wal_format.h"
+#include "engine/page_range.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
 
@@ -67,32 +71,28 @@ class WalImageSource final : public Source {
   uint64_t page_count() const { return page_count_; }
   const WalScan& scan() const { return scan_; }
 
+  // The two files a WAL database's writers change.
+  enum class File : uint8_t { kMain, kWal };
+  // Calls `each` with the runs of image pages, in ascending order, that a
+  // write of [offset, offset + len) to `file` could change (a truncate to
+  // `offset`: len UINT64_MAX - offset). See the file comment.
+  void PagesChangedBy(File file, uint64_t offset, uint64_t len,
+                      const std::function<void(PageRange)>& each) const;
+
   // The routes for the job's hooks on the main file and on the -wal file.
   WriteRouter* main_route() { return &main_route_; }
   WriteRouter* wal_route() { return &wal_route_; }
 
  private:
-  class MainRoute final : public WriteRouter {
+  class Route final : public WriteRouter {
    public:
-    explicit MainRoute(const WalImageSource& image) : image_(image) {}
+    Route(const WalImageSource& image, File file) : image_(image), file_(file) {}
     void before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept override;
     void before_truncate(CopyJob& job, uint64_t new_size) noexcept override;
 
    private:
-    // Reports pages [first, end) of the main file, skipping those the WAL replaces.
-    void Report(CopyJob& job, uint64_t first, uint64_t end) const noexcept;
     const WalImageSource& image_;
-  };
-  class WalRoute final : public WriteRouter {
-   public:
-    explicit WalRoute(const WalImageSource& image) : image_(image) {}
-    void before_write(CopyJob& job, uint64_t offset, uint64_t len) noexcept override;
-    void before_truncate(CopyJob& job, uint64_t new_size) noexcept override;
-
-   private:
-    // Reports the image page of each frame in [first, last] that is its page's newest.
-    void Report(CopyJob& job, uint64_t first, uint64_t last) const noexcept;
-    const WalImageSource& image_;
+    const File file_;
   };
 
   WalImageSource(Source* main, uint64_t main_pages, Source* wal, WalScan scan);
@@ -107,8 +107,8 @@ class WalImageSource final : public Source {
   // For each frame 1..max_frame (index frame - 1): its page number if it
   // is that page's newest committed frame (the one the image reads), else 0.
   std::vector<uint32_t> newest_of_frame_;
-  MainRoute main_route_{*this};
-  WalRoute wal_route_{*this};
+  Route main_route_{*this, File::kMain};
+  Route wal_route_{*this, File::kWal};
 };
 
 }  // namespace cowbackup::sqlite

@@ -13,6 +13,13 @@
 // writes, writes past T0 (file growth), truncates (also below and back
 // above T0), both variants, the hot-first reordering, copy requests added
 // at the front while the job runs, and several writers contending (FIFO).
+//
+// WAL schedules (RunWal) copy a SQLite WAL database's image instead
+// (backup/wal_image_source.h): a random main file and -wal file (committed
+// frames, frames past the last commit, several pages replaced more than
+// once), writers writing and truncating either file, each write routed to
+// the image pages it could change (PagesChangedBy, as the hooks' routes do)
+// and claimed run by run before it lands.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -20,16 +27,19 @@
 #include <optional>
 #include <random>
 
+#include "backup/wal_image_source.h"
 #include "copy_job_peer.h"
 #include "engine/copy_job.h"
 #include "memory_parts.h"
 #include "test_util/long_run.h"
+#include "test_util/wal.h"
 
 namespace cowbackup::test {
 namespace {
 
 struct WriteAction {
   bool truncate = false;
+  bool wal = false;  // WAL schedules: to the -wal file, not the main file
   uint64_t offset = 0, len = 0;  // write: bytes; truncate: offset = new size
 };
 
@@ -37,6 +47,8 @@ struct WriteAction {
 struct WriterActor {
   std::vector<WriteAction> script;
   size_t next = 0;
+  std::vector<PageRange> runs;  // the image pages the current action changes, claimed in turn
+  size_t run = 0;
   enum class Phase { kIdle, kClaiming, kPreserve, kPublish, kApply, kDone } phase = Phase::kIdle;
   std::unique_ptr<CopyJobTestPeer::WriteOp> op;
 };
@@ -62,7 +74,40 @@ class Schedule {
     source_ = std::make_unique<MemorySource>(page_size_, bytes);
     t0_pages_ = pages;
     t0_image_.assign(bytes.begin(), bytes.begin() + pages * page_size_);
+    return RunJob(source_.get(), force_variant, image_out);
+  }
 
+  // A WAL database: the main file and the -wal file are written, the job
+  // copies the image of the two.
+  std::string RunWal() {
+    page_size_ = Pick({512, 1024});
+    const uint64_t main_pages = Uniform(0, 30);
+    std::vector<uint8_t> bytes(main_pages * page_size_);
+    for (auto& b : bytes) b = uint8_t(rng_());
+    source_ = std::make_unique<MemorySource>(page_size_, bytes);
+    WalBuilder wal(page_size_, Uniform(0, 1) == 1, uint32_t(rng_()), uint32_t(rng_()));
+    const uint64_t frames = Uniform(0, 40);
+    for (uint64_t i = 0; i < frames; i++) {
+      std::vector<uint8_t> page(page_size_);
+      for (auto& b : page) b = uint8_t(rng_());
+      const uint32_t commit = Uniform(0, 3) == 0 ? uint32_t(Uniform(1, main_pages + 6)) : 0;
+      wal.FrameWith(uint32_t(Uniform(1, main_pages + 6)), page, commit, wal.header().salt1, wal.header().salt2);
+    }
+    wal_ = std::make_unique<MemorySource>(page_size_, wal.bytes);
+    sqlite::WalScan scan;
+    Status s = sqlite::ScanWal(wal.bytes.data(), wal.bytes.size(), &scan);
+    if (s.ok()) s = sqlite::WalImageSource::Make(source_.get(), main_pages, wal_.get(), scan, &image_);
+    if (!s.ok()) return "setup: " + s.ToString();
+    t0_pages_ = image_->page_count();
+    t0_image_.resize(t0_pages_ * page_size_);
+    s = image_->read(0, t0_image_.data(), t0_image_.size());
+    if (!s.ok()) return "T0 image: " + s.ToString();
+    return RunJob(image_.get(), std::nullopt, nullptr);
+  }
+
+ private:
+  std::string RunJob(Source* source, std::optional<Variant> force_variant,
+                     std::vector<uint8_t>* image_out) {
     JobConfig config;
     config.page_size = page_size_;
     config.t0_pages = t0_pages_;
@@ -72,7 +117,7 @@ class Schedule {
     config.hot_first = Uniform(0, 2) == 0;
     volume_ = std::make_unique<MemoryVolume>(page_size_);
     sink_ = std::make_unique<MemorySink>(page_size_, t0_pages_);
-    job_ = std::make_unique<CopyJob>(source_.get(), volume_.get(), sink_.get(), config);
+    job_ = std::make_unique<CopyJob>(source, volume_.get(), sink_.get(), config);
     steps_ = std::make_unique<CopyJobTestPeer>(job_.get());
 
     const int nwriters = int(Uniform(1, 4));
@@ -128,7 +173,6 @@ class Schedule {
     return "";
   }
 
- private:
   uint64_t Uniform(uint64_t lo, uint64_t hi) {
     return std::uniform_int_distribution<uint64_t>(lo, hi)(rng_);
   }
@@ -137,6 +181,17 @@ class Schedule {
   }
 
   WriteAction RandomAction() {
+    if (image_ && Uniform(0, 1) == 0) {
+      // The -wal file: a restart's frames over old ones, or a truncate.
+      WriteAction a;
+      a.wal = true;
+      const uint64_t frame = sqlite::kWalFrameHeaderSize + page_size_;
+      const uint64_t span = wal_->bytes.size() + frame;
+      a.truncate = Uniform(0, 5) == 0;
+      a.offset = Uniform(0, span);
+      a.len = Uniform(0, 1) ? frame : Uniform(1, 2 * frame);
+      return a;
+    }
     WriteAction a;
     const uint64_t span = (t0_pages_ + 3) * page_size_;
     switch (Uniform(0, 9)) {
@@ -168,16 +223,26 @@ class Schedule {
           return "";
         }
         const WriteAction& a = w->script[w->next];
-        w->op = std::make_unique<CopyJobTestPeer::WriteOp>();
-        // What before_write/before_truncate compute before claiming.
-        w->op->pages = a.truncate ? PageRange{a.offset / page_size_, t0_pages_}.clip(t0_pages_)
-                                  : PageRange::FromBytes(a.offset, a.len, page_size_).clip(t0_pages_);
+        // What before_write/before_truncate compute before claiming; in a
+        // WAL schedule, for each run the route reports.
+        w->runs.clear();
+        w->run = 0;
+        if (image_) {
+          image_->PagesChangedBy(a.wal ? sqlite::WalImageSource::File::kWal
+                                       : sqlite::WalImageSource::File::kMain,
+                                 a.offset, a.truncate ? UINT64_MAX - a.offset : a.len,
+                                 [&](PageRange r) { w->runs.push_back(r.clip(t0_pages_)); });
+        } else {
+          w->runs.push_back(a.truncate ? PageRange{a.offset / page_size_, t0_pages_}.clip(t0_pages_)
+                                       : PageRange::FromBytes(a.offset, a.len, page_size_).clip(t0_pages_));
+        }
         w->phase = WriterActor::Phase::kClaiming;
-        return "";
+        return NextRun(w);
       }
       case WriterActor::Phase::kClaiming:
         if (steps_->ClaimWrite(w->op.get())) {
-          w->phase = w->op->claimed.empty() ? WriterActor::Phase::kApply : WriterActor::Phase::kPreserve;
+          w->phase = WriterActor::Phase::kPreserve;
+          if (w->op->claimed.empty()) return NextRun(w);
         }
         return "";
       case WriterActor::Phase::kPreserve:
@@ -186,16 +251,16 @@ class Schedule {
         return job_->failed() ? "job failed in preserve: " + job_->status().ToString() : "";
       case WriterActor::Phase::kPublish:
         steps_->PublishPreserved(w->op.get());
-        w->phase = WriterActor::Phase::kApply;
-        return "";
+        return NextRun(w);
       case WriterActor::Phase::kApply: {
         const WriteAction& a = w->script[w->next++];
+        MemorySource* file = a.wal ? wal_.get() : source_.get();
         if (a.truncate) {
-          source_->truncate(a.offset);
+          file->truncate(a.offset);
         } else {
           std::vector<uint8_t> data(a.len);
           for (auto& b : data) b = uint8_t(rng_());
-          source_->write(a.offset, data.data(), data.size());
+          file->write(a.offset, data.data(), data.size());
         }
         w->phase = WriterActor::Phase::kIdle;
         return "";
@@ -203,6 +268,18 @@ class Schedule {
       case WriterActor::Phase::kDone:
         return "";
     }
+    return "";
+  }
+
+  // The writer's next run to claim, or its data write once none is left.
+  std::string NextRun(WriterActor* w) {
+    if (w->run == w->runs.size()) {
+      w->phase = WriterActor::Phase::kApply;
+      return "";
+    }
+    w->op = std::make_unique<CopyJobTestPeer::WriteOp>();
+    w->op->pages = w->runs[w->run++];
+    w->phase = WriterActor::Phase::kClaiming;
     return "";
   }
 
@@ -252,8 +329,8 @@ class Schedule {
     }
     const WriterActor& w = writers_[who];
     const WriteAction* a = w.next < w.script.size() ? &w.script[w.next] : nullptr;
-    fprintf(stderr, "writer %d phase %d %s off %lu len %lu pages [%lu,%lu)\n", who, int(w.phase),
-            a && a->truncate ? "truncate" : "write", a ? (unsigned long)a->offset : 0ul,
+    fprintf(stderr, "writer %d phase %d %s%s off %lu len %lu pages [%lu,%lu)\n", who, int(w.phase),
+            a && a->wal ? "wal " : "", a && a->truncate ? "truncate" : "write", a ? (unsigned long)a->offset : 0ul,
             a ? (unsigned long)a->len : 0ul, w.op ? (unsigned long)w.op->pages.begin : 0ul,
             w.op ? (unsigned long)w.op->pages.end : 0ul);
   }
@@ -264,7 +341,9 @@ class Schedule {
   uint32_t page_size_ = 0;
   uint64_t t0_pages_ = 0;
   std::vector<uint8_t> t0_image_;
-  std::unique_ptr<MemorySource> source_;
+  std::unique_ptr<MemorySource> source_;  // the file, or a WAL database's main file
+  std::unique_ptr<MemorySource> wal_;     // WAL schedules: the -wal file
+  std::unique_ptr<sqlite::WalImageSource> image_;  // WAL schedules: what the job copies
   std::unique_ptr<MemoryVolume> volume_;
   std::unique_ptr<MemorySink> sink_;
   std::unique_ptr<CopyJob> job_;
@@ -294,6 +373,19 @@ TEST(Interleaving, EveryScheduleCopiesTheT0Image) {
   for (uint64_t seed = 1; seed <= n; seed++) {
     const std::string err = Schedule(seed).Run();
     ASSERT_EQ(err, "") << "schedule failed; replay with COWBACKUP_SEED=" << seed;
+  }
+}
+
+TEST(Interleaving, EveryWalScheduleCopiesTheT0Image) {
+  if (const char* one = getenv("COWBACKUP_SEED")) {
+    const uint64_t seed = strtoull(one, nullptr, 10);
+    EXPECT_EQ(Schedule(seed).RunWal(), "") << "seed " << seed;
+    return;
+  }
+  const uint64_t n = ScheduleCount() / 5;
+  for (uint64_t seed = 1; seed <= n; seed++) {
+    const std::string err = Schedule(seed).RunWal();
+    ASSERT_EQ(err, "") << "WAL schedule failed; replay with COWBACKUP_SEED=" << seed;
   }
 }
 
