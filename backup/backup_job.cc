@@ -111,7 +111,12 @@ Status BackupJob::PrepareOutputs() {
     stream_.reset(new StreamOutput(params_.dest_fd, params_.dest.empty() ? "<stream>" : params_.dest));
   } else {
     stale_removed_ = AtomicFile::RemoveStale(params_.dest);
-    Status s = AtomicFile::Create(params_.dest, params_.options.overwrite, &file_);
+    // A plain copy is a database SQLite may open (a raw source's may be one
+    // too); an LMDB image is data.mdb, with nothing beside it to apply.
+    const bool sqlite_image = params_.options.format == BackupOptions::Format::kPlain &&
+                              params_.kind != format::SourceKind::kLmdb;
+    Status s = AtomicFile::Create(params_.dest, params_.options.overwrite, &file_,
+                                  sqlite_image ? Contents::kSqliteImage : Contents::kOther);
     if (!s.ok()) return s;
   }
   std::string dir = params_.options.snapshot_dir;

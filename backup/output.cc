@@ -103,6 +103,59 @@ Status CheckOutputPath(const std::string& dest, bool overwrite, const char* opti
   return Status::OK();
 }
 
+Status CheckSqliteSidecars(const std::string& dest) {
+  // What SQLite ignores of each, besides an empty file: a journal whose
+  // first byte is zero is never hot.
+  static constexpr struct {
+    const char* suffix;
+    const char* label;
+    bool zero_head_ignored;
+  } kSidecars[] = {{"-wal", "write-ahead log (-wal)", false},
+                   {"-journal", "rollback journal (-journal)", true}};
+  const std::string remove = "; remove it if it belongs to no live database";
+  for (const auto& side : kSidecars) {
+    const std::string path = dest + side.suffix;
+    const std::string label = side.label;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return Status::FromErrno("look for a SQLite " + label + " beside the new database", path, errno);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument(std::string(FileKind(st.st_mode)) + " stands where SQLite looks for "
+                                         "the new database's " + label + ", and SQLite would take what it "
+                                         "reads there for that database's own" + remove,
+                                     path);
+    }
+    const int fd = OpenRegular(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+      if (errno == ENOENT) continue;  // removed since the lstat
+      return Status::FromErrno("read the SQLite " + label + " beside the new database (SQLite would "
+                               "apply it to the new database" + remove + ")",
+                               path, errno);
+    }
+    uint8_t first = 0;
+    const bool ignored = ::fstat(fd, &st) == 0 &&
+                         (st.st_size == 0 ||
+                          (side.zero_head_ignored && ::pread(fd, &first, 1, 0) == 1 && first == 0));
+    const bool live = ignored && FileSharing(fd) == Sharing::kOpenElsewhere;
+    ::close(fd);
+    if (live) {
+      return Status::InvalidArgument("the SQLite " + label + " beside the new database is open in a "
+                                         "process, so it belongs to a live database: SQLite would apply "
+                                         "what that process writes to it to the new database",
+                                     path);
+    }
+    if (!ignored) {
+      return Status::InvalidArgument("a SQLite " + label + " lies beside the new database (another "
+                                         "database's, or planted): SQLite would apply it to the new "
+                                         "database when opening it" + remove,
+                                     path);
+    }
+  }
+  return Status::OK();
+}
+
 Status PublishDirectory(const std::string& temp_dir, const std::string& dest) {
   std::string old;  // where the replaced directory is, if there was one
   if (PathExists(dest)) {
@@ -137,12 +190,14 @@ Status PublishDirectory(const std::string& temp_dir, const std::string& dest) {
   return s;
 }
 
-AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite)
+AtomicFile::AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite,
+                       Contents contents)
     : dest_(std::move(dest)),
       temp_(std::move(temp)),
       fd_(fd),
       direct_fd_(direct_fd),
       overwrite_(overwrite),
+      contents_(contents),
       stage_(kDirectChunk) {}
 
 AtomicFile::~AtomicFile() {
@@ -150,8 +205,9 @@ AtomicFile::~AtomicFile() {
 }
 
 Status AtomicFile::Create(const std::string& dest, bool overwrite,
-                          std::unique_ptr<AtomicFile>* out) {
+                          std::unique_ptr<AtomicFile>* out, Contents contents) {
   Status s = CheckOutputPath(dest, overwrite);
+  if (s.ok() && contents == Contents::kSqliteImage) s = CheckSqliteSidecars(dest);
   if (!s.ok()) return s;
   std::string temp;
   const int fd = MakeTemp(dest, CreateExclusiveFile, &temp);
@@ -159,7 +215,7 @@ Status AtomicFile::Create(const std::string& dest, bool overwrite,
   COWBACKUP_SYNC_POINT("AtomicFile::Create:created");
   // -1 where the filesystem has no O_DIRECT (EINVAL): buffered writes only.
   const int direct_fd = ReopenFd(fd, O_WRONLY | O_DIRECT);
-  out->reset(new AtomicFile(dest, temp, fd, direct_fd, overwrite));
+  out->reset(new AtomicFile(dest, temp, fd, direct_fd, overwrite, contents));
   return Status::OK();
 }
 
@@ -326,6 +382,10 @@ Status AtomicFile::commit() {
       if (s.ok()) s = Status::InvalidArgument("destination changed while writing; not replaced", dest_);
     }
   }
+  // A -wal or -journal that appeared beside the destination while we
+  // wrote would be applied to what we publish: look again, as late as we
+  // can. (What appears between this look and the rename is not seen.)
+  if (s.ok() && contents_ == Contents::kSqliteImage) s = CheckSqliteSidecars(dest_);
   if (s.ok() && PublishRename(temp_.c_str(), dest_.c_str(), overwrite_) != 0) {
     s = errno == EEXIST
             ? Status::InvalidArgument("destination appeared while writing; not replaced", dest_)

@@ -49,11 +49,49 @@ int MakeTemp(const std::string& dest, int (*make)(const char*), std::string* pat
 Status CheckOutputPath(const std::string& dest, bool overwrite, const char* option = "overwrite",
                        const char* noun = "destination");
 
+// What a destination is going to hold, for the checks that depend on it.
+enum class Contents {
+  kOther,        // an archive; an LMDB data file (see CheckSqliteSidecars)
+  kSqliteImage,  // a database image SQLite may open (plain backup, restore)
+};
+
+// Whether a SQLite database may be published at `dest` as far as the files
+// SQLite looks for beside it are concerned. SQLite applies two of them to
+// a database when it opens it, and cannot tell that they belong to another
+// one (whatever was at `dest` before, or a file someone planted):
+//  1. "<dest>-wal": whenever it exists beside a non-empty database, SQLite
+//     opens the database in WAL mode, whatever its header says (pager.c,
+//     pagerOpenWalIfPresent), and WAL recovery takes every frame whose
+//     salts and checksums agree with the log's own header; nothing ties
+//     them to the database. Checked by hand on Debian's 3.40.1: a restore
+//     beside another database's -wal opened as that other database's
+//     schema, and integrity_check said "ok".
+//  2. "<dest>-journal": hot (rolled back into the database, which is also
+//     truncated to the journal's original size) when its first byte is not
+//     zero and no connection holds RESERVED (pager.c, hasHotJournal).
+// So either is refused if it exists as anything (a symlink, dangling or
+// not, a FIFO, a directory...) except a regular file SQLite ignores: an
+// empty one (a -wal with no frames recovers nothing; an empty -journal is
+// never hot; journal_mode=TRUNCATE leaves one), or a -journal whose first
+// byte is zero (journal_mode=PERSIST leaves one) -- and then only if no
+// process has it open, since a live database's connection may be about to
+// fill it. "<dest>-shm" is harmless: the first connection to open it when
+// no process holds its dead-man-switch lock truncates it and rebuilds the
+// wal-index from the -wal (os_unix.c, unixLockSharedMemory; wal.c,
+// walIndexRecover), and without a -wal there is nothing to rebuild from.
+// Nothing is ever removed: the files are not ours (the message says so).
+// LMDB has no analogue: lock.mdb holds no data and is reinitialised by the
+// first process to open the environment (mdb.c, mdb_env_setup_locks).
+Status CheckSqliteSidecars(const std::string& dest);
+
 class AtomicFile final : public ByteOutput {
  public:
-  // Refuses what CheckOutputPath refuses. Fails early on an unwritable
-  // directory, so a job never starts when it could not finish.
-  static Status Create(const std::string& dest, bool overwrite, std::unique_ptr<AtomicFile>* out);
+  // Refuses what CheckOutputPath refuses, and for a kSqliteImage what
+  // CheckSqliteSidecars refuses, before anything is created; commit()
+  // checks the sidecars again just before the rename. Fails early on an
+  // unwritable directory, so a job never starts when it could not finish.
+  static Status Create(const std::string& dest, bool overwrite, std::unique_ptr<AtomicFile>* out,
+                       Contents contents = Contents::kOther);
   ~AtomicFile() override;  // abandons unless committed
 
   Status append(const uint8_t* data, size_t len) override;
@@ -98,7 +136,8 @@ class AtomicFile final : public ByteOutput {
   void DisableDirect();
 
  private:
-  AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite);
+  AtomicFile(std::string dest, std::string temp, int fd, int direct_fd, bool overwrite,
+             Contents contents);
   Status Stage(const uint8_t* data, size_t len, uint64_t offset);
   Status Drain(bool all);
   Status WriteBuffered(const uint8_t* data, size_t len, uint64_t offset);
@@ -109,6 +148,7 @@ class AtomicFile final : public ByteOutput {
   int fd_;
   int direct_fd_;  // O_DIRECT descriptor of temp_, or -1
   const bool overwrite_;
+  const Contents contents_;
   // stage_[i] holds file offset stage_base_ + i (stage_base_ is aligned);
   // the valid bytes are [stage_begin_, stage_end_).
   IoBuffer stage_;

@@ -144,7 +144,10 @@ Status RestoreArchive(const std::string& archive, const std::string& out_given, 
     image_path = temp_dir + "/data.mdb";
   }
   std::unique_ptr<AtomicFile> file;
-  s = AtomicFile::Create(image_path, !lmdb && force, &file);
+  // A SQLite (or raw: it may be one) image is checked for a -wal or
+  // -journal beside OUT that SQLite would apply to it.
+  s = AtomicFile::Create(image_path, !lmdb && force, &file,
+                         lmdb ? Contents::kOther : Contents::kSqliteImage);
   if (s.ok()) s = file->Reserve(h.page_count * h.page_size);
   if (s.ok()) {
     // The same sink a plain-format backup writes through.

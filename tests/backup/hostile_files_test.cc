@@ -202,5 +202,133 @@ TEST(HostileFilesTest, SweepsTouchOnlyThisUsersFiles) {
   EXPECT_TRUE(PathExists(nobodys)) << "root's sweep removed nobody's file";
 }
 
+// ---- A SQLite image is never published beside a -wal or -journal ----------
+// SQLite would apply either to the new database (CheckSqliteSidecars); the
+// real files, made by Debian's sqlite3 shell, are in cli_hostile_test.
+
+// What is refused: anything under either name except what SQLite ignores
+// (an empty file; a journal whose first byte is zero). Nothing is removed.
+TEST(HostileFilesTest, SqliteSidecarsAreRefusedUnlessSqliteIgnoresThem) {
+  TempDir dir;
+  const std::string out = dir / "out.db";
+  EXPECT_TRUE(CheckSqliteSidecars(out).ok());
+  Bytes zeroed_head(28 + 4096, 0);  // journal_mode=PERSIST zeroes the header
+  zeroed_head[100] = 0xd9;
+  Bytes hot_head = zeroed_head;
+  hot_head[0] = 0xd9;
+  const struct {
+    const char* suffix;
+    Bytes bytes;
+    bool refused;
+  } cases[] = {{"-wal", {}, false},           {"-journal", {}, false},
+               {"-journal", zeroed_head, false}, {"-wal", zeroed_head, true},
+               {"-wal", {0x37, 0x7f, 6, 0x82}, true}, {"-journal", hot_head, true},
+               {"-shm", hot_head, false}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.suffix) + " of " + std::to_string(c.bytes.size()) + " bytes");
+    const std::string path = out + c.suffix;
+    WriteFile(path, c.bytes);
+    const Status s = CheckSqliteSidecars(out);
+    EXPECT_EQ(s.ok(), !c.refused) << s.ToString();
+    if (c.refused) {
+      EXPECT_NE(s.ToString().find("SQLite would apply it to the new database"), std::string::npos) << s.ToString();
+      EXPECT_NE(s.ToString().find("remove it if it belongs to no live database: " + path), std::string::npos)
+          << s.ToString();
+    }
+    EXPECT_TRUE(ReadFile<Bytes>(path) == c.bytes) << "the check changed " << path;
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+  }
+}
+
+TEST(HostileFilesTest, SqliteSidecarsThatAreNotRegularFilesAreRefused) {
+  TempDir dir;
+  const std::string out = dir / "out.db";
+  WriteFile(dir / "target", Bytes{});  // an empty file behind a link is still refused
+  for (const char* suffix : {"-wal", "-journal"}) {
+    const std::string path = out + suffix;
+    const auto expect_refused = [&](const char* kind) {
+      const Status s = CheckSqliteSidecars(out);
+      EXPECT_FALSE(s.ok()) << kind << " " << suffix;
+      EXPECT_EQ(s.ToString().rfind(std::string(kind) + " stands where SQLite looks for", 0), 0u) << s.ToString();
+      EXPECT_NE(s.ToString().find(path), std::string::npos) << s.ToString();
+    };
+    ASSERT_EQ(::symlink((dir / "target").c_str(), path.c_str()), 0);
+    expect_refused("a symbolic link");
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    ASSERT_EQ(::symlink((dir / "nowhere").c_str(), path.c_str()), 0);  // dangling
+    expect_refused("a symbolic link");
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);  // never opened: a blocked open would hang here
+    expect_refused("a FIFO");
+    EXPECT_TRUE(PathExists(path));
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    ASSERT_EQ(::mkdir(path.c_str(), 0700), 0);
+    expect_refused("a directory");
+    ASSERT_EQ(::rmdir(path.c_str()), 0);
+  }
+}
+
+// An empty -wal that a process has open belongs to a live database whose
+// next commit would land in it: refused too.
+TEST(HostileFilesTest, AnEmptySqliteSidecarOpenInAProcessIsRefused) {
+  TempDir dir;
+  const std::string out = dir / "out.db";
+  for (const char* suffix : {"-wal", "-journal"}) {
+    const std::string path = out + suffix;
+    WriteFile(path, Bytes{});
+    const int held = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(held, 0);
+    const Status s = CheckSqliteSidecars(out);
+    ::close(held);
+    EXPECT_FALSE(s.ok()) << suffix;
+    EXPECT_NE(s.ToString().find("is open in a process, so it belongs to a live database"), std::string::npos)
+        << s.ToString();
+    EXPECT_TRUE(CheckSqliteSidecars(out).ok()) << "closed, it is harmless";
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+  }
+}
+
+// AtomicFile: a SQLite image is checked before anything is created, and a
+// -wal that appears while it is written (planted at the sync point after
+// the temporary exists) is seen at commit: nothing is published, the
+// temporary goes, the planted file stays. An archive (kOther) is not a
+// database: its sidecars do not matter.
+TEST(HostileFilesTest, ASqliteImageIsNeverPublishedBesideAWalOrJournal) {
+  const Bytes frames = {0x37, 0x7f, 0x06, 0x82, 0, 0x2d, 0xe2, 0x18};
+  for (const char* suffix : {"-wal", "-journal"}) {
+    SCOPED_TRACE(suffix);
+    TempDir dir;
+    const std::string out = dir / "out.db", side = out + suffix;
+    const Bytes page(4096, 'x');
+    WriteFile(side, frames);
+    std::unique_ptr<AtomicFile> f;
+    Status s = AtomicFile::Create(out, false, &f, Contents::kSqliteImage);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.ToString().find(side), std::string::npos) << s.ToString();
+    EXPECT_EQ(dir.list(), std::vector<std::string>{BaseName(side)}) << "a temporary was made";
+    ASSERT_EQ(::unlink(side.c_str()), 0);
+
+    SyncPointGuard guard;
+    sync::SetCallback([&](const char* name) {
+      if (strcmp(name, "AtomicFile::Create:created") == 0) WriteFile(side, frames);
+    });
+    ASSERT_TRUE(AtomicFile::Create(out, false, &f, Contents::kSqliteImage).ok());
+    sync::SetCallback(nullptr);
+    ASSERT_TRUE(f->append(page.data(), page.size()).ok());
+    s = f->commit();
+    EXPECT_FALSE(s.ok()) << "published beside a " << suffix << " that appeared while writing";
+    EXPECT_NE(s.ToString().find("SQLite would apply it to the new database"), std::string::npos) << s.ToString();
+    f.reset();  // abandons
+    EXPECT_FALSE(PathExists(out));
+    EXPECT_EQ(dir.list(), std::vector<std::string>{BaseName(side)});
+    EXPECT_TRUE(ReadFile<Bytes>(side) == frames);
+
+    ASSERT_TRUE(AtomicFile::Create(dir / "out.cbk", false, &f).ok());
+    WriteFile(dir / ("out.cbk" + std::string(suffix)), frames);
+    ASSERT_TRUE(f->append(page.data(), page.size()).ok());
+    EXPECT_TRUE(f->commit().ok()) << "an archive is not a database";
+  }
+}
+
 }  // namespace
 }  // namespace cowbackup::test

@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 
+#include <functional>
 #include <thread>
 
 #include "tests/cli/cli_harness.h"
@@ -273,6 +274,161 @@ TEST_F(HostileCliTest, RestoreRefusesAnImageOfTheWrongKind) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("the archive says LMDB, but neither page 0 nor page 1"), std::string::npos) << r.err;
   EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "junk-env.cbk", "junk.cbk"}));
+}
+
+// ---- A -wal or -journal beside a SQLite copy ------------------------------
+// SQLite applies "<OUT>-wal" and a hot "<OUT>-journal" to the database at
+// OUT when it opens it, whichever database they came from; a copy is never
+// published beside one (backup/output.h, CheckSqliteSidecars).
+
+class SidecarCliTest : public HostileCliTest {
+ protected:
+  // Runs `script` in Debian's sqlite3 shell on `db`; the shell then kills
+  // itself (SIGKILL), so nothing is checkpointed or rolled back: the files
+  // a crashed application leaves.
+  void CrashShell(const std::string& db, const std::string& script) {
+    WriteFile(Path("script.sql"), script + "\n.system kill -9 $PPID\n");
+    // "; exit": the subshell waits for the shell itself, so the "Killed"
+    // it reports goes to the captured stderr.
+    Result r = Shell("/usr/bin/sqlite3 " + Sh(db) + " <" + Sh(Path("script.sql")) + "; exit $?");
+    ASSERT_EQ(r.code, 128 + SIGKILL) << r.err;
+    unlink(Path("script.sql").c_str());
+  }
+  // other.db-wal: committed frames of another database (a table "other").
+  void MakeForeignWal() {
+    CrashShell(Path("other.db"),
+               "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+               "CREATE TABLE other(x); INSERT INTO other VALUES('from another database');");
+    ASSERT_GT(ReadFile(Path("other.db-wal")).size(), 32u);
+  }
+  // hot.db-journal: the hot journal of a writer killed mid-transaction
+  // (a tiny cache makes it spill, so the journal is synced and the
+  // database already half-written).
+  void MakeHotJournal() {
+    CrashShell(Path("hot.db"),
+               "CREATE TABLE j(id INTEGER PRIMARY KEY, v TEXT);"
+               "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<300)"
+               "  INSERT INTO j SELECT i, printf('%0300d', i) FROM c;"
+               "PRAGMA cache_size=2; BEGIN; UPDATE j SET v = printf('%0300d', -id);");
+    const std::string journal = ReadFile(Path("hot.db-journal"));
+    ASSERT_FALSE(journal.empty());
+    ASSERT_NE(journal[0], 0) << "not hot";
+  }
+  // The shell opens `db` read-write (rolling back or recovering what is
+  // beside it), checks it and closes it (checkpointing a WAL into it).
+  std::string OpenWithShell(const std::string& db) {
+    return Shell("/usr/bin/sqlite3 " + Sh(db) + " 'PRAGMA integrity_check; SELECT count(*) FROM t;'").out;
+  }
+};
+
+// The fixture is the danger it claims: each file, put beside a good copy,
+// changes what SQLite reads there (the WAL's frames replace the schema:
+// no table t, and integrity_check still says ok; the journal is rolled
+// back into the file). The old code published beside them, exit 0.
+TEST_F(SidecarCliTest, ForeignWalAndHotJournalChangeTheDatabaseBesideThem) {
+  MakeForeignWal();
+  MakeHotJournal();
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  ASSERT_EQ(Run("restore " + Sh(Path("a.cbk")) + " " + Sh(Path("good.db"))).code, 0);
+  EXPECT_EQ(OpenWithShell(Path("good.db")), "ok\n200\n");
+  for (const std::string& side : {Path("other.db-wal"), Path("hot.db-journal")}) {
+    const std::string suffix = side.substr(side.rfind('-'));
+    ASSERT_EQ(Shell("cp " + Sh(Path("good.db")) + " " + Sh(Path("probe.db")) + " && cp " + Sh(side) + " " +
+                    Sh(Path("probe.db") + suffix)).code, 0);
+    EXPECT_NE(OpenWithShell(Path("probe.db")), "ok\n200\n") << "SQLite applied nothing from " << side;
+    Shell("rm -f " + Sh(Path("probe.db")) + "*");
+  }
+}
+
+// Restore, plain backup and restore --force over a stopped database: each
+// is refused by name before anything is written, OUT is left as it was, the
+// file beside it is untouched (never removed: it is not ours), and no
+// temporary is left.
+TEST_F(SidecarCliTest, ASqliteCopyIsNeverPublishedBesideAWalOrJournal) {
+  MakeForeignWal();
+  MakeHotJournal();
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  const std::string out = Path("out.db");
+  const struct {
+    std::string name, suffix;
+    std::function<void(const std::string&)> make;
+  } sidecars[] = {
+      {"another database's -wal", "-wal",
+       [&](const std::string& p) { ASSERT_EQ(Shell("cp " + Sh(Path("other.db-wal")) + " " + Sh(p)).code, 0); }},
+      {"a hot journal", "-journal",
+       [&](const std::string& p) { ASSERT_EQ(Shell("cp " + Sh(Path("hot.db-journal")) + " " + Sh(p)).code, 0); }},
+      {"a symlink to a -wal", "-wal",
+       [&](const std::string& p) { ASSERT_EQ(symlink(Path("other.db-wal").c_str(), p.c_str()), 0); }},
+      {"a dangling symlink", "-journal",
+       [&](const std::string& p) { ASSERT_EQ(symlink(Path("nowhere").c_str(), p.c_str()), 0); }},
+      {"a FIFO", "-wal", [&](const std::string& p) { MakeFifo(p); }},
+  };
+  const std::vector<std::string> commands = {
+      "restore " + Sh(Path("a.cbk")) + " " + Sh(out),
+      "backup --format plain " + Sh(db_) + " " + Sh(out),
+      "restore --force " + Sh(Path("a.cbk")) + " " + Sh(out),
+      "backup --force --format plain " + Sh(db_) + " " + Sh(out)};
+  for (const auto& side : sidecars) {
+    for (const std::string& cmd : commands) {
+      SCOPED_TRACE(side.name + ": " + cmd);
+      const bool force = cmd.find("--force") != std::string::npos;
+      // With --force, OUT is a stopped database (the one the file beside
+      // it may really belong to).
+      if (force) {
+        ASSERT_EQ(Shell("cp " + Sh(Path("other.db")) + " " + Sh(out)).code, 0);
+      }
+      const std::string before = ReadFile(out), path = out + side.suffix;
+      side.make(path);
+      const mode_t type = TypeOf(path);
+      const std::string link = type == S_IFLNK ? Shell("readlink " + Sh(path)).out : "";
+      const std::string bytes = type == S_IFREG ? ReadFile(path) : "";
+      Result r = Run(cmd);
+      EXPECT_EQ(r.code, 1) << r.err;
+      EXPECT_NE(r.err.find("SQLite would"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("remove it if it belongs to no live database: " + path), std::string::npos) << r.err;
+      EXPECT_EQ(Exists(out), force);
+      EXPECT_TRUE(ReadFile(out) == before) << "OUT was changed";
+      EXPECT_EQ(TypeOf(path), type);
+      if (type == S_IFLNK) {
+        EXPECT_EQ(Shell("readlink " + Sh(path)).out, link);
+      }
+      if (type == S_IFREG) {
+        EXPECT_TRUE(ReadFile(path) == bytes) << "the file beside OUT was changed";
+      }
+      EXPECT_FALSE(AnyNamed(".cowtmp-"));
+      EXPECT_FALSE(AnyNamed(".cowsnap"));
+      Shell("rm -f " + Sh(out) + " " + Sh(path));
+    }
+  }
+  // An archive is not a database: what lies beside it does not matter.
+  ASSERT_EQ(Shell("cp " + Sh(Path("other.db-wal")) + " " + Sh(Path("b.cbk-wal"))).code, 0);
+  Result r = Run("backup " + Sh(db_) + " " + Sh(Path("b.cbk")));
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+// What SQLite ignores is no reason to refuse: an empty -wal or -journal
+// (journal_mode=TRUNCATE leaves one), and a journal whose header
+// journal_mode=PERSIST zeroed. The copy opens as itself.
+TEST_F(SidecarCliTest, SidecarsSqliteIgnoresDoNotStopACopy) {
+  ASSERT_EQ(Shell("/usr/bin/sqlite3 " + Sh(Path("p.db")) +
+                  " 'PRAGMA journal_mode=PERSIST; CREATE TABLE p(x); INSERT INTO p VALUES(1);'").code, 0);
+  const std::string persisted = ReadFile(Path("p.db-journal"));
+  ASSERT_FALSE(persisted.empty());
+  ASSERT_EQ(persisted[0], 0);
+  ASSERT_EQ(Run("backup " + Sh(db_) + " " + Sh(Path("a.cbk"))).code, 0);
+  const std::string out = Path("out.db");
+  for (const std::string& cmd : {"restore " + Sh(Path("a.cbk")) + " " + Sh(out),
+                                 "backup --format plain " + Sh(db_) + " " + Sh(out)}) {
+    for (const std::string& contents : {std::string(), persisted}) {
+      SCOPED_TRACE(cmd + (contents.empty() ? ": empty" : ": PERSIST journal"));
+      if (contents.empty()) WriteFile(out + "-wal", "");
+      WriteFile(out + "-journal", contents);
+      Result r = Run(cmd);
+      EXPECT_EQ(r.code, 0) << r.err;
+      EXPECT_EQ(OpenWithShell(out), "ok\n200\n");
+      Shell("rm -f " + Sh(out) + "*");
+    }
+  }
 }
 
 }  // namespace
