@@ -226,6 +226,11 @@ Summary BackupJob::Finish(const Status& s) {
   return summary_;
 }
 
+void BackupJob::NoteBeginLock(std::chrono::steady_clock::duration held) {
+  MutexLock lock(&mu_);
+  summary_.begin_lock_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(held).count());
+}
+
 void BackupJob::cancel() {
   cancel_requested_.store(true);
   MutexLock lock(&mu_);

@@ -68,6 +68,10 @@ class BackupJob {
   // Prepare created.
   void Abort(const Status& why);
 
+  // The front end, after releasing its begin-time lock: how long it held
+  // it (Summary::begin_lock_us).
+  void NoteBeginLock(std::chrono::steady_clock::duration held);
+
   void cancel();
   Progress progress() const;
   Summary summary() const;

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <lmdb.h>
 
+#include <chrono>
 #include <mutex>
 
 #include "backup/backup_job.h"
@@ -104,6 +105,7 @@ Status TakeT0(Env::Impl* e, BackupRun* run) {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(e->env, nullptr, 0, &txn);
   if (rc != 0) return FromMdb(rc, "lmdb backup: mdb_txn_begin", e->path);
+  const auto locked = std::chrono::steady_clock::now();
 
   Status s;
   MDB_envinfo info;
@@ -136,6 +138,7 @@ Status TakeT0(Env::Impl* e, BackupRun* run) {
     s = run->job->Begin(r.t0_pages, metadata, &e->file.hook);
   }
   mdb_txn_abort(txn);  // writes nothing; releases the writer mutex
+  run->job->NoteBeginLock(std::chrono::steady_clock::now() - locked);
   return s;
 }
 

@@ -259,9 +259,13 @@ Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
   Status s = st->LockShared(options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
   struct Unlocker {
-    FileState* st;
-    ~Unlocker() { st->Unlock(); }
-  } unlock{st};
+    Job* job;
+    std::chrono::steady_clock::time_point locked = std::chrono::steady_clock::now();
+    ~Unlocker() {
+      job->state->Unlock();
+      job->backup->NoteBeginLock(std::chrono::steady_clock::now() - locked);
+    }
+  } unlock{job};
   if (st->HotJournal()) {
     return Status::Busy("the database has a hot journal (a writer crashed mid-transaction); open "
                         "it with SQLite and read from it once to roll it back, then retry",
@@ -302,9 +306,14 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
   Status s = st->LockWal(kWalWriteLock, 1, options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
   struct Unlocker {
-    FileState* st;
-    ~Unlocker() { st->UnlockWal(); }
-  } unlock{st};
+    Job* job;
+    std::chrono::steady_clock::time_point locked = std::chrono::steady_clock::now();
+    ~Unlocker() {
+      job->state->UnlockWal();
+      COWBACKUP_SYNC_POINT("sqlite::TakeWalT0:unlocked");
+      job->backup->NoteBeginLock(std::chrono::steady_clock::now() - locked);
+    }
+  } unlock{job};
   WalIndexHeader wi;
   s = st->ReadWalIndex(&wi);
   if (!s.ok()) return s;
@@ -565,17 +574,17 @@ std::vector<JobInfo> ListJobs() {
 }
 
 std::string SummaryJson(const Summary& s, uint64_t job_id) {
-  char buf[352];
+  char buf[400];
   snprintf(buf, sizeof buf,
            "{\"job_id\":%llu,\"state\":\"%s\",\"pages\":%llu,\"preserved_pages\":%llu,"
            "\"bytes\":%llu,\"seconds\":%.6f,\"page_size\":%u,\"max_write_wait_us\":%llu,"
-           "\"yield_ms\":%llu",
+           "\"yield_ms\":%llu,\"begin_lock_us\":%llu",
            (unsigned long long)job_id, JobStateName(s.state),
            (unsigned long long)s.progress.pages_done,
            (unsigned long long)s.progress.pages_preserved,
            (unsigned long long)s.progress.bytes_written, s.seconds, s.page_size,
            (unsigned long long)s.progress.max_write_wait_us,
-           (unsigned long long)s.progress.yield_ms);
+           (unsigned long long)s.progress.yield_ms, (unsigned long long)s.begin_lock_us);
   std::string out = buf;
   if (!s.error.empty()) {
     out += ",\"error\":" + JsonQuote(s.error);  // one escaper with the CLI's --json

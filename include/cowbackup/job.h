@@ -43,7 +43,9 @@ struct BackupOptions {
   // Hold each destination write while an application commit of this
   // process is in its I/O phase (at most 10 ms at a time): the application
   // keeps more of its throughput on a disk it shares with the destination,
-  // for a longer backup. Writers in other processes are not seen.
+  // for a longer backup. Writers in other processes are not seen. (SQLite
+  // in WAL mode: while a connection holds the WAL write lock, i.e. for
+  // its whole write transaction.)
   bool yield_to_commits = false;
   // Called on the copier thread once every page is copied, just before the
   // destination is published; a non-OK status fails the backup instead and
@@ -77,6 +79,10 @@ struct Summary {
   Progress progress;
   uint32_t page_size = 0;
   double seconds = 0;
+  // How long the begin-time lock was held, the only moment a backup holds
+  // writers off (SQLite: SHARED in rollback mode, the WAL write lock in
+  // WAL mode; LMDB: the writer mutex). 0 if T0 was never taken.
+  uint64_t begin_lock_us = 0;
   std::string error;  // empty unless failed or cancelled
 };
 

@@ -91,7 +91,7 @@ TEST_F(SqlTest, SummaryHasTheDocumentedFields) {
   sqlite3* db = MakeDb(dir_ / "s.db", 100);
   const std::string json = Query(db, "SELECT cowbackup(" + Quote(dir_ / "s.cowbak") + ")");
   for (const char* key : {"\"pages\":", "\"preserved_pages\":", "\"bytes\":", "\"seconds\":",
-                          "\"max_write_wait_us\":", "\"yield_ms\":"}) {
+                          "\"max_write_wait_us\":", "\"yield_ms\":", "\"begin_lock_us\":"}) {
     EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
   }
   EXPECT_EQ(Query(db, "SELECT json_extract(" + Quote(json) + ", '$.pages') = " +
