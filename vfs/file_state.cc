@@ -260,43 +260,53 @@ Status FileState::WalIndexRegion(uint32_t region, const volatile void** out) {
   return Status::OK();
 }
 
-Status FileState::LockWal(int first, int n, uint32_t timeout_ms) {
-  const volatile void* shm = nullptr;
-  Status s = WalIndexRegion(0, &shm);
-  if (!s.ok()) return s;
-  sqlite3_file* f = OpenedReader();
-  CloseGate();  // opened by UnlockWal(), or below if no lock is had
-  COWBACKUP_SYNC_POINT("FileState::LockWal:waiting");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+Status FileState::TakeWalLock(sqlite3_file* f, int slot, std::chrono::steady_clock::time_point deadline,
+                              uint32_t timeout_ms) {
   auto pause = std::chrono::microseconds(20);
   for (;;) {
-    const int rc = f->pMethods->xShmLock(f, first, n, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
-    if (rc == SQLITE_OK) {
-      wal_locked_first_ = first;
-      wal_locked_n_ = n;
-      COWBACKUP_SYNC_POINT("FileState::LockWal:locked");
-      return Status::OK();
-    }
-    if ((rc & 0xff) != SQLITE_BUSY) {
-      OpenGate();
-      return Status::FromErrno(SqliteError("WAL lock", rc, path_), "", EIO);
-    }
+    const int rc = f->pMethods->xShmLock(f, slot, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+    if (rc == SQLITE_OK) return Status::OK();
+    if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("WAL lock", rc, path_), "", EIO);
     if (std::chrono::steady_clock::now() >= deadline) {
-      OpenGate();
-      return Status::Busy("the WAL " + std::string(first == kWalWriteLock ? "write" : "checkpoint") +
+      return Status::Busy("the WAL " + std::string(slot == kWalWriteLock ? "write" : "checkpoint") +
                               " lock stayed held for busy_timeout_ms=" + std::to_string(timeout_ms),
                           path_);
     }
     std::this_thread::sleep_for(pause);
+    // Short pauses, as in LockShared: the gaps between commits are brief.
     pause = std::min(pause * 2, std::chrono::microseconds(200));
   }
 }
 
-void FileState::UnlockWal() {
-  if (wal_locked_first_ < 0) return;
+Status FileState::LockWal(bool checkpoint_too, uint32_t timeout_ms) {
+  const volatile void* shm = nullptr;
+  Status s = WalIndexRegion(0, &shm);
+  if (!s.ok()) return s;
   sqlite3_file* f = OpenedReader();
-  f->pMethods->xShmLock(f, wal_locked_first_, wal_locked_n_, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
-  wal_locked_first_ = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (checkpoint_too) {
+    s = TakeWalLock(f, kWalCkptLock, deadline, timeout_ms);
+    if (!s.ok()) return s;
+  }
+  CloseGate();  // opened by UnlockWal(), or below if the lock is not had
+  COWBACKUP_SYNC_POINT("FileState::LockWal:waiting");
+  s = TakeWalLock(f, kWalWriteLock, deadline, timeout_ms);
+  if (!s.ok()) {
+    if (checkpoint_too) f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    OpenGate();
+    return s;
+  }
+  wal_locked_ = checkpoint_too ? 2 : 1;
+  COWBACKUP_SYNC_POINT("FileState::LockWal:locked");
+  return Status::OK();
+}
+
+void FileState::UnlockWal() {
+  if (wal_locked_ == 0) return;
+  sqlite3_file* f = OpenedReader();
+  f->pMethods->xShmLock(f, kWalWriteLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  if (wal_locked_ == 2) f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  wal_locked_ = 0;
   OpenGate();
 }
 

@@ -74,6 +74,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -138,10 +139,12 @@ class FileState {
   // ---- WAL mode (see the file comment) ----
   WriteHook wal_hook;  // in front of every write to <db>-wal
   WalTracker wal_tracker;
-  // SQLite's WAL locks [first, first + n) (kWalWriteLock, kWalCkptLock)
-  // taken exclusively through the reader's wal-index, retried for up to
-  // `timeout_ms`. Closes the begin-time gate until UnlockWal().
-  Status LockWal(int first, int n, uint32_t timeout_ms);
+  // SQLite's WAL write lock, and first the checkpoint lock if
+  // `checkpoint_too`, taken exclusively through the reader's wal-index,
+  // each retried for up to `timeout_ms`. The begin-time gate is closed from
+  // the wait for the write lock until UnlockWal(): a long checkpoint being
+  // waited out never holds this process's writers at the gate.
+  Status LockWal(bool checkpoint_too, uint32_t timeout_ms);
   void UnlockWal();
   // The wal-index header, consistent (read again while a writer is
   // updating it). Stable while the write lock is held.
@@ -198,7 +201,10 @@ class FileState {
   bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
   bool shm_mapped_ GUARDED_BY(mu_) = false;  // the reader has a wal-index connection
-  int wal_locked_first_ = -1, wal_locked_n_ = 0;  // LockWal's, like locked_
+  int wal_locked_ = 0;  // LockWal's: 0, 1 (write) or 2 (write and checkpoint); like locked_
+  // Polls for one exclusive WAL lock until `deadline`.
+  Status TakeWalLock(sqlite3_file* f, int slot, std::chrono::steady_clock::time_point deadline,
+                     uint32_t timeout_ms);
   std::atomic<const volatile void*> shm0_{nullptr};  // the reader's region 0
   std::atomic<int> ckpt_here_{0};  // connections of this process holding the checkpoint lock
 

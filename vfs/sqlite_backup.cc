@@ -218,7 +218,7 @@ Status EndCheck(FileState* st, uint32_t timeout_ms) {
 Status EndCheckWal(FileState* st, uint32_t timeout_ms) {
   Status s = st->TrackingError();
   if (!s.ok()) return s;
-  s = st->LockWal(kWalWriteLock, 2, timeout_ms);
+  s = st->LockWal(/*checkpoint_too=*/true, timeout_ms);
   if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
   WalIndexHeader wi;
   s = st->ReadWalIndex(&wi);
@@ -303,7 +303,7 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
   FileState* st = job->state;
   auto* source = static_cast<WalJobSource*>(job->source.get());
   *retry = false;
-  Status s = st->LockWal(kWalWriteLock, 1, options.busy_timeout_ms);
+  Status s = st->LockWal(/*checkpoint_too=*/false, options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
   struct Unlocker {
     Job* job;
