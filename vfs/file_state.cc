@@ -255,7 +255,6 @@ Status FileState::WalIndexRegion(uint32_t region, const volatile void** out) {
                             "locking_mode=EXCLUSIVE, whose wal-index is private)",
                         path_);
   }
-  if (region == 0) shm0_.store(p, std::memory_order_release);
   *out = p;
   return Status::OK();
 }

@@ -205,7 +205,6 @@ class FileState {
   // Polls for one exclusive WAL lock until `deadline`.
   Status TakeWalLock(sqlite3_file* f, int slot, std::chrono::steady_clock::time_point deadline,
                      uint32_t timeout_ms);
-  std::atomic<const volatile void*> shm0_{nullptr};  // the reader's region 0
   std::atomic<int> ckpt_here_{0};  // connections of this process holding the checkpoint lock
 
   // Backups waiting for (or holding) SHARED; written under gate_mu_.
