@@ -186,7 +186,7 @@ TEST_F(WalGrowthTest, ThrottledBackupLeavesTheWalTheSizeItIsWithoutOne) {
     backup_s = std::chrono::duration<double>(Clock::now() - t0).count();
     EXPECT_TRUE(s.ok()) << s.ToString();
   }, &commits_with);
-  ASSERT_EQ(summary.state, JobState::kDone) << summary.error;
+  ASSERT_EQ(summary.state, JobState::kDone) << JobStateName(summary.state) << ": " << summary.error;
   // The throttle is a floor (engine/copy_job.cc throttle()), so a loaded
   // machine only lengthens this.
   ASSERT_GE(backup_s, 10.0);
