@@ -1,5 +1,5 @@
-// Issue 3's performance section, side by side in one run, through the real
-// build/cowbackup.so loaded into this process:
+// Issue 3's performance section, and issue 11's in WAL mode, side by side in
+// one run, through the real build/cowbackup.so loaded into this process:
 //
 //   dd_conv_fsync        dd bs=1M conv=fsync of the database file
 //   cowbackup_idle       SELECT cowbackup(plain) and (archive), no writer
@@ -15,8 +15,13 @@
 //                        writer, cut off at kCutoff x idle time
 //   vacuum_into_writer   VACUUM INTO under the writer
 //
-// The writer commits 10-row UPDATE transactions without pause (rollback
-// journal, synchronous=FULL) on its own connection.
+// The writer commits 10-row UPDATE transactions without pause
+// (synchronous=FULL) on its own connection. The live figures are taken in
+// both journal modes (the benchmarks' last argument: 0 rollback journal,
+// 1 WAL with the default autocheckpoint); in WAL mode they add the WAL's
+// peak size during the copy (against an equal period of the same writer
+// right after it, for cowbackup) and how long cowbackup held SQLite's WAL
+// write lock at T0 and at its end check.
 //
 //   COWBACKUP_SQLITE_BENCH_MB   database size (default 1024; e.g. 64 for a
 //                               smoke run)
@@ -25,6 +30,7 @@
 //                               the database, the same disk)
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -35,12 +41,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "backup/wal_format.h"
 
 namespace {
 
@@ -49,18 +59,21 @@ constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle t
 
 std::string g_dir, g_db, g_ext, g_dest_dir;
 int g_rows = 0;
-// The final table: figure name -> value, printed in the order each figure
-// was first set (a deque: Figure's references stay valid).
-std::deque<std::pair<std::string, std::string>> g_table;
+bool g_wal = false;  // the database's journal mode now (UseJournal)
+// The final tables, one per journal mode: figure name -> value, printed in
+// the order each figure was first set (a deque: Figure's references stay
+// valid). Figure() writes to the current mode's.
+std::deque<std::pair<std::string, std::string>> g_tables[2];
 
 void Figure(const std::string& name, const std::string& value) {
-  for (auto& [n, v] : g_table) {
+  auto& table = g_tables[g_wal];
+  for (auto& [n, v] : table) {
     if (n == name) {
       v = value;
       return;
     }
   }
-  g_table.emplace_back(name, value);
+  table.emplace_back(name, value);
 }
 void Figure(const std::string& name, double v, const char* fmt) {
   char b[64];
@@ -100,7 +113,129 @@ sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
   return db;
 }
 
+// ---------------------------------------------------------------------------
+// The begin-time lock hold, timed from the unix VFS's own fcntl calls
+// (replaced through its xSetSystemCall; cowbackup.so exports no sync
+// points). SQLite's WAL write lock is byte 120 of the -shm file
+// (UNIX_SHM_BASE + slot 0, os_unix.c), taken with F_SETLK; the main file's
+// locks sit at 1 GiB. The writer thread takes it for every commit and is
+// not timed. During a cowbackup() call every other hold is the backup's:
+// T0's is the write lock alone (FileState::LockWal .. UnlockWal in
+// TakeWalT0; the last such: a connection's WAL recovery before it takes
+// one too), the end check's the write and checkpoint locks together
+// (EndCheckWal). A hold is timed from the granting fcntl's return to the
+// releasing one's.
+
+thread_local bool t_is_writer = false;
+thread_local Clock::time_point t_wal_locked_at;
+int (*g_real_fcntl)(int, int, ...) = nullptr;
+std::atomic<bool> g_probe_armed{false};
+std::atomic<int64_t> g_t0_hold_ns{-1}, g_end_hold_ns{-1};  // -1: not seen
+constexpr off_t kShmWriteLockByte = 120;
+
+int TimedFcntl(int fd, int op, ...) {
+  va_list ap;
+  va_start(ap, op);
+  void* arg = va_arg(ap, void*);  // as glibc's fcntl reads it
+  va_end(ap);
+  const int rc = g_real_fcntl(fd, op, arg);
+  if (op != F_SETLK || t_is_writer || rc != 0) return rc;
+  const auto* fl = static_cast<const struct flock*>(arg);
+  if (fl->l_whence != SEEK_SET || fl->l_start != kShmWriteLockByte) return rc;
+  if (fl->l_type == F_WRLCK) {
+    t_wal_locked_at = Clock::now();
+  } else if (fl->l_type == F_UNLCK && t_wal_locked_at != Clock::time_point{}) {
+    const int64_t ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t_wal_locked_at).count();
+    t_wal_locked_at = {};
+    if (g_probe_armed.load(std::memory_order_relaxed)) {
+      if (fl->l_len == 1) g_t0_hold_ns = ns;
+      if (fl->l_len == 2) g_end_hold_ns = ns;
+    }
+  }
+  return rc;
+}
+
+void InstallLockProbe() {
+  sqlite3_vfs* unix_vfs = sqlite3_vfs_find("unix");
+  if (unix_vfs == nullptr || unix_vfs->iVersion < 3) return;
+  g_real_fcntl = reinterpret_cast<int (*)(int, int, ...)>(unix_vfs->xGetSystemCall(unix_vfs, "fcntl"));
+  const auto timed = reinterpret_cast<sqlite3_syscall_ptr>(&TimedFcntl);
+  if (g_real_fcntl == nullptr || unix_vfs->xSetSystemCall(unix_vfs, "fcntl", timed) != SQLITE_OK) {
+    g_real_fcntl = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The WAL's size: SQLite's wal-index header (mxFrame) read from the -shm
+// file. The -wal file itself only grows (a restart rewrites it from the
+// start), so its size says nothing about a later window.
+
+uint64_t WalBytes(uint32_t frames, uint32_t page_size) {
+  return frames == 0 ? 0 : cowbackup::sqlite::WalFrameOffset(frames + 1, page_size);
+}
+
+// Samples mxFrame every millisecond while it lives; the largest since
+// open_window().
+class WalSampler {
+ public:
+  WalSampler() {
+    thread_ = std::thread([this] {
+      int fd = -1;
+      while (!stop_.load()) {
+        if (fd < 0) fd = ::open((g_db + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
+        uint8_t buf[cowbackup::sqlite::kWalIndexHeaderSize];
+        cowbackup::sqlite::WalIndexHeader h;
+        for (int attempt = 0; fd >= 0 && attempt < 10; attempt++) {
+          if (::pread(fd, buf, sizeof buf, 0) != ssize_t(sizeof buf)) break;
+          if (cowbackup::sqlite::ParseWalIndexHeader(buf, sizeof buf, "", &h).ok()) {
+            page_size_.store(h.page_size);
+            uint32_t peak = peak_.load();
+            while (h.max_frame > peak && !peak_.compare_exchange_weak(peak, h.max_frame)) {
+            }
+            break;
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (fd >= 0) ::close(fd);
+    });
+  }
+  ~WalSampler() {
+    stop_ = true;
+    thread_.join();
+  }
+  void open_window() { peak_.store(0); }
+  // The peak since open_window(), in bytes of WAL.
+  uint64_t peak_bytes() const { return WalBytes(peak_.load(), page_size_.load()); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> peak_{0}, page_size_{0};
+  std::thread thread_;
+};
+
+// Switches the database to WAL or back to a rollback journal (DELETE), on a
+// connection of its own: no other may be open.
+void UseJournal(bool wal) {
+  if (wal == g_wal) return;
+  sqlite3* db = Open(g_db);
+  sqlite3_stmt* st = nullptr;
+  const char* mode = wal ? "wal" : "delete";
+  sqlite3_prepare_v2(db, (std::string("PRAGMA journal_mode=") + mode).c_str(), -1, &st, nullptr);
+  const bool ok = sqlite3_step(st) == SQLITE_ROW &&
+                  strcmp(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), mode) == 0;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  if (!ok) {
+    std::fprintf(stderr, "sqlite_bench: cannot switch %s to journal_mode=%s\n", g_db.c_str(), mode);
+    std::exit(1);
+  }
+  g_wal = wal;
+}
+
 void Setup() {
+  InstallLockProbe();
   const char* mb_env = getenv("COWBACKUP_SQLITE_BENCH_MB");
   const int mb = mb_env ? std::max(4, atoi(mb_env)) : 1024;
   g_rows = mb * 256;  // one ~3.9 KB row per 4 KiB page
@@ -130,19 +265,31 @@ void Setup() {
   (void)!system(("cat '" + g_db + "' > /dev/null").c_str());
 }
 
+// What a writer did in a window: commits/s, its longest commit, and in WAL
+// mode the WAL's peak size.
+struct WindowResult {
+  double tps = 0, max_ms = 0;
+  uint64_t wal_peak = 0;  // bytes
+};
+
 // The continuous writer: 10-row UPDATE transactions without pause. Every
 // commit's [begin, end] is recorded, so a window's figures count a commit
-// that was stuck across the whole window too (VACUUM INTO blocks it).
+// that was stuck across the whole window too (VACUUM INTO blocks it). In
+// WAL mode the autocheckpoint runs inside its COMMIT, so a commit's time
+// includes the checkpoint it ran.
 struct Writer {
   std::atomic<bool> stop{false};
   std::atomic<bool> in_commit{false};  // inside COMMIT: the oracle the gated ideal copy uses
   std::mutex mu;
   std::vector<std::pair<Clock::time_point, Clock::time_point>> commits;  // GUARDED_BY(mu)
   Clock::time_point window_start;
+  std::unique_ptr<WalSampler> wal;  // in WAL mode
   std::thread thread;
 
   explicit Writer(const char* vfs, bool sync_off = false) {
+    if (g_wal) wal = std::make_unique<WalSampler>();
     thread = std::thread([this, vfs, sync_off] {
+      t_is_writer = true;
       sqlite3* db = Open(g_db, vfs);
       // PERSIST: no journal unlink per commit, so no discard wait either.
       if (sync_off) Exec(db, "PRAGMA synchronous=OFF; PRAGMA journal_mode=PERSIST");
@@ -168,10 +315,16 @@ struct Writer {
       sqlite3_close(db);
     });
   }
-  void open_window() { window_start = Clock::now(); }
-  // Commits/s ending inside [window_start, now] and the longest commit
-  // overlapping it (waits for the commit in flight at the end).
-  std::pair<double, double> close_window(Clock::time_point) {
+  void open_window() {
+    window_start = Clock::now();
+    if (wal) wal->open_window();
+  }
+  // Commits/s ending inside [window_start, now], the longest commit
+  // overlapping it (waits for the commit in flight at the end), and the
+  // WAL's peak in it.
+  WindowResult close_window() {
+    WindowResult r;
+    if (wal) r.wal_peak = wal->peak_bytes();
     const auto end = Clock::now();
     const auto give_up = end + std::chrono::seconds(60);
     for (;;) {
@@ -184,14 +337,14 @@ struct Writer {
     }
     std::lock_guard<std::mutex> lock(mu);
     int64_t n = 0;
-    double max_ms = 0;
     for (const auto& [b, e] : commits) {
       if (e >= window_start && e <= end) n++;
       if (e >= window_start && b <= end) {
-        max_ms = std::max(max_ms, std::chrono::duration<double, std::milli>(e - b).count());
+        r.max_ms = std::max(r.max_ms, std::chrono::duration<double, std::milli>(e - b).count());
       }
     }
-    return {double(n) / std::chrono::duration<double>(end - window_start).count(), max_ms};
+    r.tps = double(n) / std::chrono::duration<double>(end - window_start).count();
+    return r;
   }
   ~Writer() {
     stop = true;
@@ -199,10 +352,10 @@ struct Writer {
   }
 };
 
-// The writer alone for `seconds`: commits/s; its longest commit and the
-// share of the time the disk was busy, if asked.
+// The writer alone for `seconds`: commits/s; its longest commit, the share
+// of the time the disk was busy and the WAL's peak, if asked.
 double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms,
-                 double* disk_busy = nullptr) {
+                 double* disk_busy = nullptr, uint64_t* wal_peak = nullptr) {
   Writer w(vfs, sync_off);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto t0 = Clock::now();
@@ -210,18 +363,21 @@ double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms,
   w.open_window();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   if (disk_busy) *disk_busy = (DiskBusyMs() - busy0) / 1000 / Seconds(t0);
-  auto [tps, ms] = w.close_window(t0);
-  if (max_ms) *max_ms = ms;
-  return tps;
+  const WindowResult r = w.close_window();
+  if (max_ms) *max_ms = r.max_ms;
+  if (wal_peak) *wal_peak = r.wal_peak;
+  return r.tps;
 }
 
-// One SELECT cowbackup(); its wall time and the longest stall it added to
-// an application write (the summary's max_write_wait_us).
+// One SELECT cowbackup(); its wall time, the longest stall it added to an
+// application write (the summary's max_write_wait_us) and, in WAL mode, how
+// long it held the WAL write lock at T0 and at the end check (-1: not seen).
 struct CowResult {
   double seconds = 0;
   double max_write_wait_ms = 0;
+  double t0_hold_ms = -1, end_hold_ms = -1;
 };
-double g_idle_plain = 0;  // BM_CowbackupIdle/0 sets it: the clean idle figure
+double g_idle_plain[2] = {0, 0};  // BM_CowbackupIdle/0/mode sets it: the clean idle figure
 
 // The copy is left at its path until RemoveCopies(): deleting 1 GiB frees
 // (and, on a disk mounted with discard, trims) its blocks in the next
@@ -230,6 +386,9 @@ double g_idle_plain = 0;  // BM_CowbackupIdle/0 sets it: the clean idle figure
 CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield = false) {
   sqlite3* db = Open(g_db);
   const std::string dest = g_dest_dir + "/out." + format;
+  g_t0_hold_ns = -1;
+  g_end_hold_ns = -1;
+  g_probe_armed = true;
   const auto t0 = Clock::now();
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, ("SELECT cowbackup('" + dest + "', 'main', '{\"format\":\"" + format +
@@ -242,6 +401,9 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield =
   }
   CowResult r;
   r.seconds = Seconds(t0);
+  g_probe_armed = false;
+  if (g_t0_hold_ns >= 0) r.t0_hold_ms = double(g_t0_hold_ns) / 1e6;
+  if (g_end_hold_ns >= 0) r.end_hold_ms = double(g_end_hold_ns) / 1e6;
   const std::string summary = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
   const size_t at = summary.find("\"max_write_wait_us\":");
   if (at != std::string::npos) r.max_write_wait_ms = std::stod(summary.substr(at + 20)) / 1000;
@@ -267,14 +429,28 @@ void Quiesce() {
 // figure BM_CowbackupIdle/0 measured, or one taken now on a quiet disk when
 // a filter left that out.
 double IdlePlain() {
-  if (g_idle_plain == 0) {
+  if (g_idle_plain[g_wal] == 0) {
     Quiesce();
-    g_idle_plain = Cowbackup("plain").seconds;
+    g_idle_plain[g_wal] = Cowbackup("plain").seconds;
   }
-  return g_idle_plain;
+  return g_idle_plain[g_wal];
+}
+
+// Figures: "4.2 MB"; "0.123 ms" ("not seen" if negative).
+std::string Mb(uint64_t bytes) {
+  char b[32];
+  snprintf(b, sizeof b, "%.1f MB", double(bytes) / 1e6);
+  return b;
+}
+std::string Ms(double ms) {
+  if (ms < 0) return "not seen";
+  char b[32];
+  snprintf(b, sizeof b, "%.3f ms", ms);
+  return b;
 }
 
 void BM_DdConvFsync(benchmark::State& state) {
+  UseJournal(false);
   for (auto _ : state) {
     Quiesce();
     const std::string dest = g_dir + "/dd.copy";
@@ -287,8 +463,10 @@ void BM_DdConvFsync(benchmark::State& state) {
   }
 }
 
+// range(0): archive; range(1): WAL mode.
 void BM_CowbackupIdle(benchmark::State& state) {
   const std::string format = state.range(0) ? "archive" : "plain";
+  UseJournal(state.range(1) != 0);
   for (auto _ : state) {
     // The best of three: one slow run (writeback of the freshly built file)
     // would otherwise flatter every "vs idle" ratio below.
@@ -305,22 +483,24 @@ void BM_CowbackupIdle(benchmark::State& state) {
     state.SetIterationTime(s);
     Figure("cowbackup idle (" + format + ")", s, "%.3f s");
     if (format == "plain") {
-      g_idle_plain = s;
+      g_idle_plain[g_wal] = s;
       Figure("  disk busy, idle backup (plain, io_ticks)", busy_s, "%.2f s");
     }
   }
 }
 
 // A copy run under the continuous writer, against the writer alone measured
-// just before it.
+// just before it. In WAL mode, with `after`, the same writer goes on for an
+// equal period once the copy is done: the WAL's peak without a copy.
 struct UnderWriterResult {
   double seconds = 0, tps_ratio = 0, max_ms = 0, base_tps = 0, base_ms = 0, base_disk_busy = 0;
+  uint64_t wal_peak = 0, base_wal_peak = 0, after_wal_peak = 0;  // bytes
 };
 template <typename Copy>
-UnderWriterResult UnderWriter(Copy copy) {
+UnderWriterResult UnderWriter(Copy copy, bool after = false) {
   UnderWriterResult r;
   Quiesce();
-  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms, &r.base_disk_busy);
+  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms, &r.base_disk_busy, &r.base_wal_peak);
   Quiesce();
   Writer w(nullptr);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -328,18 +508,25 @@ UnderWriterResult UnderWriter(Copy copy) {
   w.open_window();
   copy(&w);
   r.seconds = Seconds(t0);
-  auto [tps, max_ms] = w.close_window(t0);
-  r.tps_ratio = tps / r.base_tps;
-  r.max_ms = max_ms;
+  const WindowResult during = w.close_window();
+  r.tps_ratio = during.tps / r.base_tps;
+  r.max_ms = during.max_ms;
+  r.wal_peak = during.wal_peak;
+  if (after && g_wal) {
+    w.open_window();
+    std::this_thread::sleep_for(std::chrono::duration<double>(r.seconds));
+    r.after_wal_peak = w.close_window().wal_peak;
+  }
   return r;
 }
 
-// range(0): max_rate_mb (0 = unlimited); range(1): yield_to_commits. The
-// throttled and yielding runs show what each buys the writer on a disk the
-// two share.
+// range(0): max_rate_mb (0 = unlimited); range(1): yield_to_commits;
+// range(2): WAL mode. The throttled and yielding runs show what each buys
+// the writer on a disk the two share.
 void BM_CowbackupUnderWriter(benchmark::State& state) {
   const int rate = int(state.range(0));
   const bool yield = state.range(1) != 0;
+  UseJournal(state.range(2) != 0);
   const std::string at = yield  ? "  yield_to_commits: "
                          : rate ? "  max_rate_mb=" + std::to_string(rate) + ": "
                                 : "  ";
@@ -348,7 +535,8 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     // after the writer's load, while writeback still runs.
     const double idle = IdlePlain();
     CowResult cow;
-    const UnderWriterResult r = UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); });
+    const UnderWriterResult r =
+        UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); }, /*after=*/true);
     state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
     state.SetIterationTime(r.seconds);
     state.counters["vs_idle"] = r.seconds / idle;
@@ -364,6 +552,23 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     Figure(at + "time vs idle", r.seconds / idle, "%.2fx");
     Figure(at + "writer's longest commit", r.max_ms, "%.1f ms");
     Figure(at + "writer throughput vs no backup", 100 * r.tps_ratio, "%.0f %%");
+    if (g_wal) {
+      // Against an equal period of the same writer right after the backup.
+      const double ratio = double(r.wal_peak) / double(std::max<uint64_t>(r.after_wal_peak, 1));
+      state.counters["wal_peak_ratio"] = ratio;
+      state.counters["t0_lock_ms"] = cow.t0_hold_ms;
+      char x[32];
+      snprintf(x, sizeof x, " (%.2fx)", ratio);
+      Figure(at + "WAL peak: during / equal period after",
+             Mb(r.wal_peak) + " / " + Mb(r.after_wal_peak) + x);
+      Figure(at + "WAL write lock held: T0 / end check",
+             Ms(cow.t0_hold_ms) + " / " + Ms(cow.end_hold_ms));
+      if (rate == 0 && !yield) {
+        Figure("  WAL peak, writer alone (3 s)", Mb(r.base_wal_peak));
+      } else {
+        Figure(at + "longest stall cowbackup added to a write", cow.max_write_wait_ms, "%.2f ms");
+      }
+    }
   }
 }
 
@@ -403,6 +608,7 @@ double IdealCopy(size_t chunk, const std::atomic<bool>* gate) {
 void BM_IdealCopyUnderWriter(benchmark::State& state) {
   const size_t chunk = size_t(state.range(0)) << 10;
   const bool gated = state.range(1) != 0;
+  UseJournal(false);
   for (auto _ : state) {
     const double idle = IdlePlain();
     double s = 0;
@@ -419,6 +625,7 @@ void BM_IdealCopyUnderWriter(benchmark::State& state) {
 
 void BM_ShimOverhead(benchmark::State& state) {
   constexpr int kPairs = 6;
+  UseJournal(false);
   for (auto _ : state) {
     Quiesce();
     // synchronous=OFF so fsync does not hide the VFS's own cost. Pairs in
@@ -445,7 +652,9 @@ void BM_ShimOverhead(benchmark::State& state) {
   }
 }
 
+// range(0): WAL mode (here and in BM_VacuumIntoUnderWriter).
 void BM_DotBackupUnderWriter(benchmark::State& state) {
+  UseJournal(state.range(0) != 0);
   for (auto _ : state) {
     Quiesce();
     const double idle = IdlePlain();
@@ -466,20 +675,22 @@ void BM_DotBackupUnderWriter(benchmark::State& state) {
     const bool finished = rc == SQLITE_DONE;
     sqlite3_backup_finish(b);
     const double s = Seconds(t0);
-    auto [tps, max_ms] = w.close_window(t0);
+    const WindowResult during = w.close_window();
     sqlite3_close(dst);
     sqlite3_close(src);
     unlink(dest.c_str());
     state.SetIterationTime(s);
     state.counters["finished"] = finished;
-    state.counters["max_commit_ms"] = max_ms;
+    state.counters["max_commit_ms"] = during.max_ms;
     Figure(".backup under writer",
            finished ? std::to_string(s) + " s" : "never finished (cut at " + std::to_string(int(s)) + " s)");
-    Figure("  .backup: writer's longest commit", max_ms, "%.1f ms");
+    Figure("  .backup: writer's longest commit", during.max_ms, "%.1f ms");
+    if (g_wal) Figure("  .backup: WAL peak", Mb(during.wal_peak));
   }
 }
 
 void BM_VacuumIntoUnderWriter(benchmark::State& state) {
+  UseJournal(state.range(0) != 0);
   for (auto _ : state) {
     Quiesce();
     Writer w(nullptr);
@@ -491,25 +702,31 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
     w.open_window();
     Exec(db, "VACUUM INTO '" + dest + "'");
     const double s = Seconds(t0);
-    auto [tps, max_ms] = w.close_window(t0);
+    const WindowResult during = w.close_window();
     sqlite3_close(db);
     unlink(dest.c_str());
     state.SetIterationTime(s);
-    state.counters["max_commit_ms"] = max_ms;
+    state.counters["max_commit_ms"] = during.max_ms;
     Figure("VACUUM INTO under writer", s, "%.3f s");
-    Figure("  VACUUM INTO: writer's longest commit", max_ms, "%.1f ms");
+    Figure("  VACUUM INTO: writer's longest commit", during.max_ms, "%.1f ms");
+    if (g_wal) Figure("  VACUUM INTO: WAL peak", Mb(during.wal_peak));
   }
 }
 
 BENCHMARK(BM_DdConvFsync)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CowbackupIdle)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CowbackupUnderWriter)->Args({0, 0})->Args({500, 0})->Args({250, 0})->Args({0, 1})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CowbackupIdle)
+    ->Args({0, 0})->Args({1, 0})->Args({0, 1})->Args({1, 1})
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CowbackupUnderWriter)
+    ->Args({0, 0, 0})->Args({500, 0, 0})->Args({250, 0, 0})->Args({0, 1, 0})
+    ->Args({0, 0, 1})->Args({500, 0, 1})->Args({250, 0, 1})->Args({0, 1, 1})
+    ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IdealCopyUnderWriter)
     ->Args({4096, 0})->Args({1024, 0})->Args({256, 0})->Args({64, 0})->Args({1024, 1})->Args({256, 1})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ShimOverhead)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_DotBackupUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_VacuumIntoUnderWriter)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_DotBackupUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VacuumIntoUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
@@ -518,8 +735,16 @@ int main(int argc, char** argv) {
   Setup();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  std::printf("\nSQLite hot backup, %d MB database, 4 KiB pages, warm page cache\n", g_rows / 256);
-  for (const auto& [name, value] : g_table) std::printf("  %-48s %s\n", name.c_str(), value.c_str());
+  for (const bool wal : {false, true}) {
+    if (g_tables[wal].empty()) continue;
+    std::printf("\nSQLite hot backup, %s, %d MB database, 4 KiB pages, warm page cache\n",
+                wal ? "WAL mode (default autocheckpoint)" : "rollback journal", g_rows / 256);
+    size_t width = 48;
+    for (const auto& [name, value] : g_tables[wal]) width = std::max(width, name.size());
+    for (const auto& [name, value] : g_tables[wal]) {
+      std::printf("  %-*s %s\n", int(width), name.c_str(), value.c_str());
+    }
+  }
   (void)!system(("rm -rf '" + g_dir + "'").c_str());
   return 0;
 }
