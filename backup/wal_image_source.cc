@@ -78,7 +78,10 @@ Status WalImageSource::read(uint64_t offset, uint8_t* buf, size_t len) {
 
 Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, uint8_t* buf, size_t len) {
   const uint32_t ps = page_size();
-  std::vector<uint8_t> f(kWalFrameHeaderSize + ps);
+  // One read per frame (header and page), into a buffer each thread keeps:
+  // a segment of WAL pages is read frame by frame.
+  thread_local std::vector<uint8_t> f;
+  f.resize(kWalFrameHeaderSize + ps);
   Status s = wal_->read(WalFrameOffset(frame, ps), f.data(), f.size());
   if (!s.ok()) return s;
   WalFrameHeader h;
