@@ -28,7 +28,11 @@
 //                        truncate, each such frame it cuts
 //
 // Each frame read is still checked to carry T0's salts and page number,
-// so a restart that overwrote one unseen is an error, not a wrong page.
+// so a restart that overwrote one is an error, not a wrong page. The error
+// is Incomplete, as for a page a truncate cut off: kOverlayAtEnd reads live
+// pages without holding writers off and takes such a page from the volume
+// at the end (the restart's write was reported first, so it was preserved;
+// CopyJob::finish fails the job if it was not); elsewhere the job fails.
 //
 // Thread-safety: read() may be called concurrently, as the engine does;
 // `main` and `wal` must allow that (Source's contract).
