@@ -1,4 +1,10 @@
-// Faults at the SQLite level, under live writer connections.
+// Faults at the SQLite level, under live writer connections, in rollback
+// and in WAL mode (each test runs in both; the WAL runs end in "Wal").
+// In WAL mode the writers also checkpoint (faults/sqlite_workload.h:
+// automatic and explicit PASSIVE, FULL, RESTART, TRUNCATE), so backfills
+// into the main file and WAL restarts over T0's frames preserve pages into
+// the snapshot volume during the backup, and a fault there must fail the
+// backup, never the checkpoint; every checkpoint returns SQLITE_OK.
 //
 // FullDiskFailsTheBackupNeverACommit: a real file system: the snapshot volume
 // (snapshot_dir) or the destination sits on a tiny tmpfs, so the backup runs
@@ -20,7 +26,7 @@
 // injected beneath the library and beneath SQLite, swept over the n-th call:
 //   - the snapshot volume's pwritev (a pre-image saved on an application
 //     write's path) and preadv (the copier taking it back): this binary is
-//     linked with --wrap=pwritev,--wrap=preadv,--wrap=pwrite,--wrap=fsync,
+//     linked with --wrap of pwritev, preadv, pwrite, pread and fsync,
 //     so the library's calls pass through the __wrap_ functions below (the
 //     shared libsqlite3's own calls do not: application I/O is never
 //     faulted);
@@ -28,7 +34,10 @@
 //   - the copier's reads of the database: SQLite's unix VFS takes its
 //     pread/pread64/read from xSetSystemCall, SQLite's own fault hook; the
 //     read-only descriptor of the database file is the shim's reader (every
-//     application connection opens it read-write).
+//     application connection opens it read-write);
+//   - WAL mode only: the copier's reads of T0's frames, through the job's
+//     own read-only descriptor of <db>-wal (the library's pread: also
+//     --wrap'ed).
 // The same promises as for a full disk, with Status::kIOError and
 // "Input/output error".
 #include <fcntl.h>
@@ -51,16 +60,17 @@
 #include "faults/page_workload.h"
 #include "faults/sqlite_workload.h"
 #include "sqlite/sqlite_test_util.h"
+#include "test_util/sync_points.h"
 
 namespace cowbackup::faults {
 
 // Where the next EIO goes, and after how many calls there (see the header).
-enum class Site { kNone, kVolumeWrite, kVolumeRead, kDestWrite, kDestSync, kSourceRead };
+enum class Site { kNone, kVolumeWrite, kVolumeRead, kDestWrite, kDestSync, kSourceRead, kWalRead };
 namespace {
 std::atomic<Site> g_site{Site::kNone};
 std::atomic<int> g_countdown{0};
 std::atomic<int> g_fired{0};
-std::string g_db_path;  // the database, for kSourceRead; set before arming
+std::string g_db_path;  // the database, for kSourceRead and kWalRead; set before arming
 
 std::string FdPath(int fd) {
   char link[64], path[4096];
@@ -81,6 +91,9 @@ bool Fail(Site site, int fd) {
     case Site::kDestSync: ours = path.find(cowbackup::kTempInfix) != std::string::npos; break;
     case Site::kSourceRead:
       ours = path == g_db_path && (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
+      break;
+    case Site::kWalRead:
+      ours = path == g_db_path + "-wal" && (::fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
       break;
     case Site::kNone: break;
   }
@@ -123,6 +136,7 @@ extern "C" {
 ssize_t __real_pwritev(int, const struct iovec*, int, off_t);
 ssize_t __real_preadv(int, const struct iovec*, int, off_t);
 ssize_t __real_pwrite(int, const void*, size_t, off_t);
+ssize_t __real_pread(int, void*, size_t, off_t);
 int __real_fsync(int);
 ssize_t __wrap_pwritev(int fd, const struct iovec* iov, int n, off_t off) {
   return Fail(Site::kVolumeWrite, fd) ? -1 : __real_pwritev(fd, iov, n, off);
@@ -133,6 +147,9 @@ ssize_t __wrap_preadv(int fd, const struct iovec* iov, int n, off_t off) {
 ssize_t __wrap_pwrite(int fd, const void* buf, size_t len, off_t off) {
   return Fail(Site::kDestWrite, fd) ? -1 : __real_pwrite(fd, buf, len, off);
 }
+ssize_t __wrap_pread(int fd, void* buf, size_t len, off_t off) {
+  return Fail(Site::kWalRead, fd) ? -1 : __real_pread(fd, buf, len, off);
+}
 int __wrap_fsync(int fd) { return Fail(Site::kDestSync, fd) ? -1 : __real_fsync(fd); }
 }  // extern "C"
 
@@ -140,6 +157,25 @@ namespace cowbackup::faults {
 namespace {
 
 using testing::Exec;
+
+// Test-name suffix: rollback-mode names stay as they were.
+std::string JournalName(bool wal) { return wal ? "Wal" : ""; }
+
+// Over a sweep in WAL mode: the writers checkpointed while backups ran, and
+// that preserved pages (the sweep reached the WAL paths it is about).
+struct WalActivity {
+  int64_t checkpoints = 0;
+  uint64_t preserved = 0;
+  void Add(const Writers& writers, const Summary& summary) {
+    checkpoints += writers.checkpoints();
+    preserved += summary.progress.pages_preserved;
+  }
+  void Expect(bool wal) const {
+    if (!wal) return;
+    EXPECT_GT(checkpoints, 0) << "no checkpoint ran during the backups";
+    EXPECT_GT(preserved, 0u) << "no checkpoint or WAL restart preserved a page";
+  }
+};
 
 // A tmpfs of `kib` KiB at `dir`, unmounted when it goes.
 class TinyTmpfs {
@@ -163,13 +199,22 @@ class TinyTmpfs {
   std::string error_;
 };
 
-class SqliteFaultTest : public SqliteWorkloadTest, public ::testing::WithParamInterface<bool> {};
+// Param: (true = the snapshot volume fills the disk, false = the archive;
+// WAL mode).
+class SqliteFaultTest : public SqliteWorkloadTest,
+                        public ::testing::WithParamInterface<std::tuple<bool, bool>> {
+ protected:
+  void SetUp() override {
+    wal_ = std::get<1>(GetParam());
+    SqliteWorkloadTest::SetUp();
+  }
+};
 
-// Param: true = the snapshot volume fills the disk, false = the archive.
 TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
-  const bool volume_side = GetParam();
+  const bool volume_side = std::get<0>(GetParam());
   const std::string small = dir_ + "/small";
   int faults = 0, sizes = 0, at_reserve = 0;
+  WalActivity activity;
   // 4 KiB steps at first (every stage of a volume or an archive header),
   // then coarser: the archive of this ~1.2 MiB database needs ~1.3 MiB.
   for (int kib = 4; kib <= 4096; kib += kib < 64 ? 4 : kib < 512 ? 32 * kSanitizerSlowdown : 128) {
@@ -184,13 +229,14 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
     options.segment_pages = 16;
     options.variant = kib % 8 ? Variant::kSnapshotFirst : Variant::kOverlayAtEnd;
 
-    Writers writers(db_, 4);
+    Writers writers(db_, 4, wal_);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     Summary summary;
     const Status s = BackupThroughShim(dest, options, &summary);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     writers.Stop();
     sizes++;
+    activity.Add(writers, summary);
 
     EXPECT_EQ(writers.error(), "") << "tmpfs " << kib << " KiB";
     EXPECT_LT(writers.longest_ms(), 10000) << "a commit waited on the failing backup";
@@ -219,8 +265,13 @@ TEST_P(SqliteFaultTest, FullDiskFailsTheBackupNeverACommit) {
     if (s.ok()) break;
   }
   EXPECT_GT(faults, 0) << "the disk never filled: the sweep tested nothing";
-  fprintf(stderr, "%s side: %d tmpfs sizes, %d real ENOSPC failures (%d reserving the archive), every commit kept\n",
-          volume_side ? "snapshot volume" : "archive", sizes, faults, at_reserve);
+  activity.Expect(wal_);
+  fprintf(stderr,
+          "%s mode, %s side: %d tmpfs sizes, %d real ENOSPC failures (%d reserving the archive), "
+          "every commit kept; %lld checkpoints, %llu pages preserved\n",
+          wal_ ? "WAL" : "rollback", volume_side ? "snapshot volume" : "archive", sizes, faults,
+          at_reserve, static_cast<long long>(activity.checkpoints),
+          static_cast<unsigned long long>(activity.preserved));
 }
 
 // A destination that cannot hold the copy fails before a page is copied
@@ -256,27 +307,88 @@ TEST_F(SqliteWorkloadTest, TooSmallADestinationFailsBeforeCopying) {
   EXPECT_EQ(ListDir(small), std::vector<std::string>{});
 }
 
-INSTANTIATE_TEST_SUITE_P(Side, SqliteFaultTest, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return std::string(info.param ? "SnapshotVolume" : "Archive");
+INSTANTIATE_TEST_SUITE_P(Side, SqliteFaultTest,
+                         ::testing::Combine(::testing::Values(true, false), ::testing::Values(false, true)),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, bool>>& info) {
+                           return std::string(std::get<0>(info.param) ? "SnapshotVolume" : "Archive") +
+                                  JournalName(std::get<1>(info.param));
                          });
 
+// The sweeps above found it (their overlay_at_end runs in WAL mode): a WAL
+// restart over a T0 frame the copier had not read yet. kOverlayAtEnd reads
+// live pages without holding writers off and overlays the ones a writer
+// preserved; the restart's page was preserved, but reading the overwritten
+// frame failed the backup ("WAL frame 1 no longer holds page ...") instead
+// of leaving it to the overlay, as a page cut off by a truncate is.
+// Deterministic: the copier is parked at its first read while a TRUNCATE
+// checkpoint and one commit restart the WAL over T0's frames.
+class SqliteWalWorkloadTest : public SqliteWorkloadTest {
+ protected:
+  void SetUp() override {
+    wal_ = true;
+    SqliteWorkloadTest::SetUp();
+  }
+};
 
-class SqliteEioTest : public SqliteWorkloadTest, public ::testing::WithParamInterface<Site> {};
+TEST_F(SqliteWalWorkloadTest, WalRestartOverAFrameNotYetReadIsOverlaidAtTheEnd) {
+  test::SyncPointGuard guard;
+  sqlite3* writer = testing::Open(db_, sqlite::kVfsName);
+  ASSERT_EQ(Exec(writer, "PRAGMA wal_autocheckpoint = 0"), "");
+  testing::CommitCounters counters;
+  std::string e;
+  ASSERT_TRUE(testing::CommitOne(writer, 0, kFillerRows, &counters, &e)) << e;  // T0's WAL: frames 1..n
+  sqlite3* conn = testing::Open(db_, sqlite::kVfsName);
+  const std::string dest = dir_ + "/app.cowbak";
+  BackupOptions options;
+  options.variant = Variant::kOverlayAtEnd;
+  options.segment_pages = 4096;  // the whole database in the first read
+  uint64_t job_id = 0;
+  {
+    test::ParkAt park("CopyJob::read_segment:source");
+    ASSERT_TRUE(sqlite::StartBackup(conn, "main", dest, options, &job_id).ok());
+    park.WaitUntilParked();
+    // Backfill T0's frames, empty the WAL, and write frame 1 again.
+    ASSERT_EQ(sqlite3_wal_checkpoint_v2(writer, "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(writer);
+    ASSERT_TRUE(testing::CommitOne(writer, 0, kFillerRows, &counters, &e)) << e;
+    park.Release();
+    Summary summary;
+    const Status s = sqlite::WaitBackup(job_id, &summary);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_GT(summary.progress.pages_preserved, 0u);
+  }
+  sqlite3_close(conn);
+  sqlite3_close(writer);
+  const std::string restored = dir_ + "/restored.db";
+  ASSERT_TRUE(testing::RestoreTo(dest, restored).ok());
+  testing::CheckPrefix(restored, 1, 1);
+}
+
+// Param: (the site, WAL mode).
+class SqliteEioTest : public SqliteWorkloadTest,
+                      public ::testing::WithParamInterface<std::tuple<Site, bool>> {
+ protected:
+  void SetUp() override {
+    wal_ = std::get<1>(GetParam());
+    SqliteWorkloadTest::SetUp();
+  }
+};
 
 TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
-  const Site site = GetParam();
+  const Site site = std::get<0>(GetParam());
   HookUnixReads();
   g_db_path = db_;
   const std::string dest = dir_ + "/app.cowbak";
   int faults = 0, runs = 0;
+  WalActivity activity;
   bool clean = false;  // a run in which the armed call never came
   for (int nth = 1; !clean && nth < 100000; nth += 1 + nth / 2, runs++) {
     BackupOptions options;
     options.max_rate_mb = 8;  // ~150 ms: writers preserve many pages meanwhile
     options.segment_pages = 16;
     options.variant = runs % 2 ? Variant::kOverlayAtEnd : Variant::kSnapshotFirst;
-    Writers writers(db_, 4);
+    Writers writers(db_, 4, wal_);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     const int64_t before = committed_ + writers.commits();
     g_fired = 0;
@@ -289,6 +401,7 @@ TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
     const int64_t after = committed_ + writers.commits();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     writers.Stop();
+    activity.Add(writers, summary);
 
     EXPECT_EQ(writers.error(), "") << "call " << nth;
     EXPECT_LT(writers.longest_ms(), 10000) << "a commit waited on the failing backup";
@@ -299,6 +412,7 @@ TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
       EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
       EXPECT_NE(s.ToString().find("Input/output error"), std::string::npos) << s.ToString();
       const std::string file = site == Site::kSourceRead ? db_
+                               : site == Site::kWalRead ? db_ + "-wal"
                                : site == Site::kVolumeWrite || site == Site::kVolumeRead ? kVolumeSuffix
                                                                                          : dest;
       EXPECT_NE(s.ToString().find(file), std::string::npos) << "names the file: " << s.ToString();
@@ -327,16 +441,26 @@ TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
   }
   EXPECT_TRUE(clean) << "the sweep never got past the last call";
   EXPECT_GT(faults, 0) << "no call was ever failed: the sweep tested nothing";
-  fprintf(stderr, "%d backups, %d failed by an EIO, every commit kept\n", runs, faults);
+  activity.Expect(wal_);
+  fprintf(stderr, "%s mode: %d backups, %d failed by an EIO, every commit kept; %lld checkpoints, %llu pages preserved\n",
+          wal_ ? "WAL" : "rollback", runs, faults, static_cast<long long>(activity.checkpoints),
+          static_cast<unsigned long long>(activity.preserved));
 }
 
-std::string SiteName(const ::testing::TestParamInfo<Site>& info) {
-  static const char* const kNames[] = {"None", "VolumeWrite", "VolumeRead", "DestWrite", "DestSync", "SourceRead"};
-  return kNames[int(info.param)];
+std::string SiteName(const ::testing::TestParamInfo<std::tuple<Site, bool>>& info) {
+  static const char* const kNames[] = {"None",     "VolumeWrite", "VolumeRead", "DestWrite",
+                                       "DestSync", "SourceRead",  "WalRead"};
+  return kNames[int(std::get<0>(info.param))] + JournalName(std::get<1>(info.param));
 }
+// Every site in both modes; the -wal file is read only in WAL mode.
 INSTANTIATE_TEST_SUITE_P(At, SqliteEioTest,
-                         ::testing::Values(Site::kVolumeWrite, Site::kVolumeRead, Site::kDestWrite,
-                                           Site::kDestSync, Site::kSourceRead),
+                         ::testing::Combine(::testing::Values(Site::kVolumeWrite, Site::kVolumeRead,
+                                                              Site::kDestWrite, Site::kDestSync,
+                                                              Site::kSourceRead),
+                                            ::testing::Values(false, true)),
+                         SiteName);
+INSTANTIATE_TEST_SUITE_P(AtWal, SqliteEioTest,
+                         ::testing::Combine(::testing::Values(Site::kWalRead), ::testing::Values(true)),
                          SiteName);
 
 }  // namespace
