@@ -84,7 +84,10 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    return Status::Corruption("WAL frame " + std::to_string(frame) + " no longer holds page " +
+    // Incomplete, as for a page a truncate cut off: an overlay_at_end copier
+    // reads pages live, and a restart's write over this frame was preserved
+    // first (the job's finish() fails if it was not); any other reader fails.
+    return Status::Incomplete("WAL frame " + std::to_string(frame) + " no longer holds page " +
                                   std::to_string(pgno) +
                                   " of the WAL state being copied (the WAL was restarted over it)",
                               wal_->name());

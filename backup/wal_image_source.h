@@ -28,7 +28,10 @@
 //                        truncate, each such frame it cuts
 //
 // Each frame read is still checked to carry T0's salts and page number,
-// so a restart that overwrote one unseen is an error, not a wrong page.
+// so a restart that overwrote one unseen is an error, not a wrong page:
+// Incomplete, as a read past a truncated file's end, which an
+// overlay_at_end copier's live read expects (the page's pre-image was
+// preserved before the restart wrote over it, or the job fails).
 //
 // Thread-safety: read() may be called concurrently, as the engine does;
 // `main` and `wal` must allow that (Source's contract).
