@@ -134,6 +134,26 @@ inline Status RestoreTo(const std::string& archive, const std::string& out) {
   return RestoreArchive(archive, out, /*force=*/true);
 }
 
+// The file a backup taken now must restore to, in any journal mode: the
+// database file itself; in WAL mode, its main file and -wal copied aside
+// and checkpointed by SQLite (plain unix VFS), i.e. what a TRUNCATE
+// checkpoint at this instant would leave (docs/SQLITE.md; wal_image_test
+// shows cowbackup's image is that, byte for byte). Nothing may write the
+// database meanwhile.
+inline std::string ImageNow(const std::string& path) {
+  const std::string main = ReadFile(path);
+  const bool wal = main.size() >= 100 && main[18] == 2;
+  if (!wal || !Exists(path + "-wal")) return main;
+  TempDir dir("cowbackup-image");
+  const std::string copy = dir / "image.db";
+  WriteFile(copy, main);
+  WriteFile(copy + "-wal", ReadFile(path + "-wal"));
+  sqlite3* db = Open(copy, "unix");
+  EXPECT_EQ(Query(db, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");  // busy = 0
+  EXPECT_EQ(sqlite3_close(db), SQLITE_OK);
+  return ReadFile(copy);
+}
+
 // The committed-prefix workload: each commit appends seq = n+1 to log and
 // adds it to the counter row, and rewrites a random filler row so pages all
 // over the file change. A copy is consistent iff log holds exactly 1..K and
