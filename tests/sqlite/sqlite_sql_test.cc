@@ -20,10 +20,7 @@ class SqlTest : public ::testing::Test {
 
   // A database with `rows` rows of ~1 KiB in table t.
   sqlite3* MakeDb(const std::string& path, int rows, const char* journal_mode = "DELETE") {
-    sqlite3* db = Open(path);
-    EXPECT_EQ(Exec(db, std::string("PRAGMA journal_mode=") + journal_mode), "");
-    EXPECT_EQ(MakeTable(db, rows), "");
-    return db;
+    return MakeDbInMode(path, rows, journal_mode);
   }
 
   std::string Backup(sqlite3* db, const std::string& dest, const std::string& schema = "main",
@@ -91,18 +88,8 @@ class SqlTest : public ::testing::Test {
 // The tests that hold in every journal mode, run in DELETE and WAL mode.
 class SqlModeTest : public SqlTest, public ::testing::WithParamInterface<const char*> {
  protected:
-  // MakeDb in the mode under test. In WAL mode the newest commit's frames
-  // are in the WAL, not yet in the file (MakeTable's commit filled the
-  // WAL past the autocheckpoint, so that checkpointed, and this commit
-  // restarted the WAL).
-  sqlite3* MakeModeDb(const std::string& path, int rows) {
-    sqlite3* db = MakeDb(path, rows, GetParam());
-    if (std::string(GetParam()) == "WAL") {
-      EXPECT_EQ(Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id % 11 = 0"), "");
-      EXPECT_GT(ReadFile(path + "-wal").size(), 32u);
-    }
-    return db;
-  }
+  // MakeDb in the mode under test (in WAL mode with frames in the WAL).
+  sqlite3* MakeModeDb(const std::string& path, int rows) { return MakeDb(path, rows, GetParam()); }
   // Every name in the test directory that a backup makes while it runs:
   // temporary archives and snapshot volumes.
   std::vector<std::string> Temporaries() {

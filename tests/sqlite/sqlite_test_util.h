@@ -92,6 +92,22 @@ inline int64_t QueryInt(sqlite3* db, const std::string& sql) {
   return std::stoll("0" + Query(db, sql));
 }
 
+// A database at `path` (opened through the default VFS) in `journal_mode`
+// with table t of `rows` rows of ~1 KiB (MakeTable). In WAL mode a second
+// commit rewrites every 11th row, so the newest frames in the WAL are not
+// yet in the file (a big MakeTable commit passed the autocheckpoint, which
+// copied it there; the second commit then restarts the WAL).
+inline sqlite3* MakeDbInMode(const std::string& path, int rows, const std::string& journal_mode) {
+  sqlite3* db = Open(path);
+  EXPECT_EQ(Exec(db, "PRAGMA journal_mode=" + journal_mode), "");
+  EXPECT_EQ(MakeTable(db, rows), "");
+  if (journal_mode == "WAL") {
+    EXPECT_EQ(Query(db, "PRAGMA journal_mode"), "wal");
+    EXPECT_EQ(Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id % 11 = 0"), "");
+  }
+  return db;
+}
+
 inline std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
