@@ -80,17 +80,26 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   const uint32_t ps = page_size();
   std::vector<uint8_t> f(kWalFrameHeaderSize + ps);
   Status s = wal_->read(WalFrameOffset(frame, ps), f.data(), f.size());
+  // A frame gone or written over. The job's routes preserve every image
+  // page before this process truncates or restarts over its frame, and
+  // the copier then reads the pre-image, except an overlay_at_end copier,
+  // which reads live and overlays pre-images at the end: so Incomplete, as
+  // for a page a truncate cut off, which that copier tolerates for a
+  // preserved page (finish() fails if it was not). Any other reader that
+  // gets here met a write that bypassed the shim; the message says so.
+  const std::string bypassed =
+      "a write bypassed the cowbackup shim during the backup (WAL frame " + std::to_string(frame) +
+      (s.IsIncomplete() ? " of the WAL state being copied is past the end of the -wal file"
+                        : " no longer holds page " + std::to_string(pgno) +
+                              " of the WAL state being copied") +
+      ": another process, or a connection not opened through the cowbackup VFS, restarted or "
+      "truncated the WAL)";
+  if (s.IsIncomplete()) return Status::Incomplete(bypassed, wal_->name());
   if (!s.ok()) return s;
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    // Incomplete, as for a page a truncate cut off: an overlay_at_end copier
-    // reads pages live, and a restart's write over this frame was preserved
-    // first (the job's finish() fails if it was not); any other reader fails.
-    return Status::Incomplete("WAL frame " + std::to_string(frame) + " no longer holds page " +
-                                  std::to_string(pgno) +
-                                  " of the WAL state being copied (the WAL was restarted over it)",
-                              wal_->name());
+    return Status::Incomplete(bypassed, wal_->name());
   }
   memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
   return Status::OK();
