@@ -150,20 +150,32 @@ inline Status RestoreTo(const std::string& archive, const std::string& out) {
   return RestoreArchive(archive, out, /*force=*/true);
 }
 
+// Copies `from` to `to` in a child process (cp), so that no descriptor of
+// `from` is opened and closed in this one: closing any descriptor of a
+// file drops every POSIX lock the process holds on it (os_unix.c, "Posix
+// Advisory Locking"), among them the SHARED lock each WAL-mode connection
+// keeps on its database. Returns false if `from` does not exist.
+inline bool CopyInChild(const std::string& from, const std::string& to) {
+  if (!Exists(from)) return false;
+  const std::string command = "cp -- '" + from + "' '" + to + "'";
+  EXPECT_EQ(from.find('\''), std::string::npos) << from;
+  EXPECT_EQ(system(command.c_str()), 0) << command;
+  return true;
+}
+
 // The file a backup taken now must restore to, in any journal mode: the
 // database file itself; in WAL mode, its main file and -wal copied aside
 // and checkpointed by SQLite (plain unix VFS), i.e. what a TRUNCATE
 // checkpoint at this instant would leave (docs/SQLITE.md; wal_image_test
 // shows cowbackup's image is that, byte for byte). Nothing may write the
-// database meanwhile.
+// database meanwhile. The live files are read by CopyInChild only.
 inline std::string ImageNow(const std::string& path) {
-  const std::string main = ReadFile(path);
-  const bool wal = main.size() >= 100 && main[18] == 2;
-  if (!wal || !Exists(path + "-wal")) return main;
   TempDir dir("cowbackup-image");
   const std::string copy = dir / "image.db";
-  WriteFile(copy, main);
-  WriteFile(copy + "-wal", ReadFile(path + "-wal"));
+  CopyInChild(path, copy);
+  const std::string main = ReadFile(copy);
+  const bool wal = main.size() >= 100 && main[18] == 2;
+  if (!wal || !CopyInChild(path + "-wal", copy + "-wal")) return main;
   sqlite3* db = Open(copy, "unix");
   EXPECT_EQ(Query(db, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");  // busy = 0
   EXPECT_EQ(sqlite3_close(db), SQLITE_OK);
