@@ -143,6 +143,14 @@ class FileState {
   // `timeout_ms`. Closes the begin-time gate until UnlockWal().
   Status LockWal(int first, int n, uint32_t timeout_ms);
   void UnlockWal();
+  // A SHARED lock on the database, held from a WAL-mode T0 to the end of
+  // the job as every WAL connection holds one, without closing the gate.
+  // While it is held no process gets EXCLUSIVE, which SQLite needs to
+  // delete the -wal and -shm files (a last connection's close, after a
+  // checkpoint that takes no WAL lock) or to leave WAL mode: either would
+  // leave the job watching a wal-index that others no longer use.
+  Status HoldShared(uint32_t timeout_ms);
+  void ReleaseShared();
   // The wal-index header, consistent (read again while a writer is
   // updating it). Stable while the write lock is held.
   Status ReadWalIndex(WalIndexHeader* h);
@@ -181,6 +189,8 @@ class FileState {
   void CloseGate();
   void OpenGate();
   void YieldToBackup();
+  // SHARED through the reader `f`, retried for up to `timeout_ms`.
+  Status LockReaderShared(sqlite3_file* f, uint32_t timeout_ms);
   // The reader's wal-index region `region` (mapped on first use; null if
   // SQLite has not made it).
   Status WalIndexRegion(uint32_t region, const volatile void** out);
@@ -197,6 +207,7 @@ class FileState {
   sqlite3_filename reader_name_ GUARDED_BY(mu_) = nullptr;  // sqlite3_create_filename
   bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
+  bool held_shared_ = false;        // HoldShared's, like locked_
   bool shm_mapped_ GUARDED_BY(mu_) = false;  // the reader has a wal-index connection
   int wal_locked_first_ = -1, wal_locked_n_ = 0;  // LockWal's, like locked_
   std::atomic<const volatile void*> shm0_{nullptr};  // the reader's region 0
