@@ -54,7 +54,7 @@ TEST_P(ApiModeTest, StartWatchWaitWithWritesFromAnotherConnection) {
   for (int i = 0; i < 30; i++) {
     ASSERT_EQ(Exec(writer, "UPDATE t SET v = randomblob(1000) WHERE id % 29 = " + std::to_string(i % 29)), "");
     // WAL mode: a checkpoint writes the file (a no-op in rollback mode).
-    if (i % 10 == 9) ASSERT_EQ(Exec(writer, "PRAGMA wal_checkpoint(PASSIVE)"), "");
+    if (i % 10 == 0) ASSERT_EQ(Exec(writer, "PRAGMA wal_checkpoint(PASSIVE)"), "");
   }
   cowbackup::sqlite::JobInfo info;
   ASSERT_TRUE(cowbackup::sqlite::GetJob(id, &info).ok());

@@ -61,8 +61,10 @@ class SqlTest : public ::testing::Test {
       // WAL mode: commits append to the WAL; checkpoints write the file,
       // and a TRUNCATE restarts the WAL over T0's frames. All from this
       // one connection (SQLite 3.40's WAL-reset bug, docs/SQLITE.md).
-      if (wal && i % 10 == 9) {
-        EXPECT_EQ(Exec(writer, i == 19 ? "PRAGMA wal_checkpoint(TRUNCATE)"
+      // The first one right away: the copy must still be running for a
+      // checkpoint's writes to need preserving.
+      if (wal && i % 10 == 0) {
+        EXPECT_EQ(Exec(writer, i == 10 ? "PRAGMA wal_checkpoint(TRUNCATE)"
                                        : "PRAGMA wal_checkpoint(PASSIVE)"),
                   "");
       }
