@@ -4,7 +4,9 @@
 // backup runs; each outcome must be the exact T0 copy or a failure that
 // publishes nothing (vfs/wal_tracker.h says what is detected). And the
 // other side: this process's own connections, committing and running
-// checkpoints of every kind during 50 backups, never raise a false alarm.
+// checkpoints of every kind during 50 backups, or closing while a backup
+// runs, never raise a false alarm, and its WAL restarts over T0's frames
+// give the T0 copy in both variants.
 //
 // "While a backup runs" is an ordering, not a rate: the copier is parked
 // after its first segment (test::ParkAt) while the foreign process acts,
