@@ -83,18 +83,27 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   thread_local std::vector<uint8_t> f;
   f.resize(kWalFrameHeaderSize + ps);
   Status s = wal_->read(WalFrameOffset(frame, ps), f.data(), f.size());
+  // A frame gone or written over. The job's routes preserve every image
+  // page before this process truncates or restarts over its frame, and
+  // the copier then reads the pre-image, except an overlay_at_end copier,
+  // which reads live and overlays pre-images at the end: so Incomplete, as
+  // for a page a truncate cut off, which that copier tolerates for a
+  // preserved page (finish() fails if it was not). Any other reader that
+  // gets here met a write that bypassed the shim; the message says so.
+  auto bypassed = [&](const std::string& what) {
+    return Status::Incomplete(
+        "a write bypassed the cowbackup shim during the backup (WAL frame " + std::to_string(frame) +
+            " of the WAL state being copied " + what +
+            ": another process, or a connection not opened through the cowbackup VFS, restarted or "
+            "truncated the WAL)",
+        wal_->name());
+  };
+  if (s.IsIncomplete()) return bypassed("is past the end of the -wal file");
   if (!s.ok()) return s;
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    // Incomplete, as for bytes a truncate cut off: T0's bytes of this page
-    // are gone from the file, so the engine must have preserved them
-    // (kOverlayAtEnd reads live pages and overlays the preserved ones;
-    // CopyJob::finish fails the job if one was not).
-    return Status::Incomplete("WAL frame " + std::to_string(frame) + " no longer holds page " +
-                                  std::to_string(pgno) +
-                                  " of the WAL state being copied (the WAL was restarted over it)",
-                              wal_->name());
+    return bypassed("no longer holds page " + std::to_string(pgno));
   }
   memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
   return Status::OK();

@@ -27,10 +27,13 @@
 //                        overlap (a restart writing over T0's frames); a
 //                        truncate, each such frame it cuts
 //
-// Each frame read is still checked to carry T0's salts and page number: a
-// frame overwritten since is Incomplete, like a page a truncate cut off,
-// which the engine accepts only for a page it preserved. So a restart
-// that overwrote one unseen is an error, not a wrong page.
+// Each frame read is still checked to carry T0's salts and page number,
+// so a restart that overwrote one unseen is an error, not a wrong page:
+// Incomplete, as a read past a truncated file's end (also the error when
+// the frame is past the end of the -wal file), which an overlay_at_end
+// copier's live read expects (the page's pre-image was preserved before
+// the restart wrote over it, or the job fails); for any other reader it
+// means a write bypassed the shim, and its message says so.
 //
 // Thread-safety: read() may be called concurrently, as the engine does;
 // `main` and `wal` must allow that (Source's contract).

@@ -63,7 +63,7 @@ FileState::~FileState() {
   if (reader_ != nullptr) {
     if (reader_->pMethods != nullptr) {
       if (shm_mapped_) reader_->pMethods->xShmUnmap(reader_, 0);
-      if (locked_) reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
+      if (locked_ || held_shared_) reader_->pMethods->xUnlock(reader_, SQLITE_LOCK_NONE);
       reader_->pMethods->xClose(reader_);
     }
     sqlite3_free(reader_);
@@ -174,21 +174,24 @@ Status FileState::LockShared(uint32_t timeout_ms) {
   if (!s.ok()) return s;
   CloseGate();  // opened by Unlock(), or below if no lock is had
   COWBACKUP_SYNC_POINT("FileState::LockShared:waiting");
+  s = LockReaderShared(f, timeout_ms);
+  if (!s.ok()) {
+    OpenGate();
+    return s;
+  }
+  locked_ = true;
+  COWBACKUP_SYNC_POINT("FileState::LockShared:locked");
+  return Status::OK();
+}
+
+Status FileState::LockReaderShared(sqlite3_file* f, uint32_t timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto pause = std::chrono::microseconds(50);
   for (;;) {
     const int rc = f->pMethods->xLock(f, SQLITE_LOCK_SHARED);
-    if (rc == SQLITE_OK) {
-      locked_ = true;
-      COWBACKUP_SYNC_POINT("FileState::LockShared:locked");
-      return Status::OK();
-    }
-    if ((rc & 0xff) != SQLITE_BUSY) {
-      OpenGate();
-      return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
-    }
+    if (rc == SQLITE_OK) return Status::OK();
+    if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
     if (std::chrono::steady_clock::now() >= deadline) {
-      OpenGate();
       return Status::Busy("the database stayed locked for busy_timeout_ms=" +
                               std::to_string(timeout_ms) + " (a writer holds it)",
                           path_);
@@ -198,6 +201,22 @@ Status FileState::LockShared(uint32_t timeout_ms) {
     // brief, and a reader that sleeps long can miss them all.
     pause = std::min(pause * 2, std::chrono::microseconds(200));
   }
+}
+
+Status FileState::HoldShared(uint32_t timeout_ms) {
+  if (held_shared_) return Status::OK();
+  sqlite3_file* f = nullptr;
+  Status s = Reader(&f);
+  if (s.ok()) s = LockReaderShared(f, timeout_ms);
+  held_shared_ = s.ok();
+  return s;
+}
+
+void FileState::ReleaseShared() {
+  if (!held_shared_) return;
+  sqlite3_file* f = OpenedReader();
+  f->pMethods->xUnlock(f, SQLITE_LOCK_NONE);
+  held_shared_ = false;
 }
 
 sqlite3_file* FileState::OpenedReader() {

@@ -146,6 +146,14 @@ class FileState {
   // waited out never holds this process's writers at the gate.
   Status LockWal(bool checkpoint_too, uint32_t timeout_ms);
   void UnlockWal();
+  // A SHARED lock on the database, held from a WAL-mode T0 to the end of
+  // the job as every WAL connection holds one, without closing the gate.
+  // While it is held no process gets EXCLUSIVE, which SQLite needs to
+  // delete the -wal and -shm files (a last connection's close, after a
+  // checkpoint that takes no WAL lock) or to leave WAL mode: either would
+  // leave the job watching a wal-index that others no longer use.
+  Status HoldShared(uint32_t timeout_ms);
+  void ReleaseShared();
   // The wal-index header, consistent (read again while a writer is
   // updating it). Stable while the write lock is held.
   Status ReadWalIndex(WalIndexHeader* h);
@@ -184,6 +192,8 @@ class FileState {
   void CloseGate();
   void OpenGate();
   void YieldToBackup();
+  // SHARED through the reader `f`, retried for up to `timeout_ms`.
+  Status LockReaderShared(sqlite3_file* f, uint32_t timeout_ms);
   // The reader's wal-index region `region` (mapped on first use; null if
   // SQLite has not made it).
   Status WalIndexRegion(uint32_t region, const volatile void** out);
@@ -200,6 +210,7 @@ class FileState {
   sqlite3_filename reader_name_ GUARDED_BY(mu_) = nullptr;  // sqlite3_create_filename
   bool job_claimed_ GUARDED_BY(mu_) = false;
   bool locked_ = false;             // only the job holding the claim touches it
+  bool held_shared_ = false;        // HoldShared's, like locked_
   bool shm_mapped_ GUARDED_BY(mu_) = false;  // the reader has a wal-index connection
   int wal_locked_ = 0;  // LockWal's: 0, 1 (write) or 2 (write and checkpoint); like locked_
   // Polls for one exclusive WAL lock until `deadline`.

@@ -86,6 +86,7 @@ struct Job {
     if (state != nullptr) {
       if (claimed) {
         state->EndTracking();
+        state->ReleaseShared();
         state->UnclaimJob();
       }
       FileState::Release(state);
@@ -303,7 +304,10 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
   FileState* st = job->state;
   auto* source = static_cast<WalJobSource*>(job->source.get());
   *retry = false;
-  Status s = st->LockWal(/*checkpoint_too=*/false, options.busy_timeout_ms);
+  // Held to the end of the job (FileState::HoldShared), taken first as
+  // SQLite's connections take it before any WAL lock.
+  Status s = st->HoldShared(options.busy_timeout_ms);
+  if (s.ok()) s = st->LockWal(/*checkpoint_too=*/false, options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
   struct Unlocker {
     Job* job;
@@ -373,6 +377,7 @@ std::vector<std::shared_ptr<Job>> PruneFinishedLocked(const Job* ending) REQUIRE
 // hears this one ended (WaitBackup, cowbackup_jobs).
 void ReleaseFile(Job* job) {
   job->state->EndTracking();
+  job->state->ReleaseShared();
   job->state->UnclaimJob();
   job->claimed = false;
   // A finished job keeps no descriptor of the database open.

@@ -154,6 +154,30 @@ inline int64_t SqliteCount(const std::string& path) {
   return n;
 }
 
+// The first column of the first row of `sql` as text ("" if none, or
+// "error: MESSAGE").
+inline std::string SqliteText(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    return std::string("error: ") + sqlite3_errmsg(db);
+  }
+  std::string out;
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    out = t != nullptr ? reinterpret_cast<const char*>(t) : "";
+  } else if (rc != SQLITE_DONE) {
+    out = std::string("error: ") + sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+// Every row of MakeSqliteDb's table t, in id order, as one string.
+inline std::string SqliteDump(sqlite3* db) {
+  return SqliteText(db, "SELECT group_concat(id || '=' || v, ',') FROM (SELECT * FROM t ORDER BY id)");
+}
+
 // An LMDB environment in `dir`: `main_items` plain items in the main
 // database and two named databases ("alpha", "beta") of `named_items` each.
 // Returns the page size.

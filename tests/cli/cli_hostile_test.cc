@@ -194,22 +194,38 @@ TEST_F(HostileCliTest, ForceNeverReplacesALiveDatabase) {
 }
 
 // Item 4: after kill -9 of a backup, the next backup to the same
-// destination removes the dead process's temporary archive and volume.
+// destination removes the dead process's temporary archive and volume. In
+// WAL mode too (issue 11, item 6), with commits in the -wal kept there by a
+// connection of this process (the next backup also starts from the
+// wal-index the killed one left).
 TEST_F(HostileCliTest, TheNextBackupRemovesWhatAKilledOneLeft) {
   MakeSqliteDb(Path("big.db"), 6000);  // ~2.5 s at 1 MB/s
-  for (const std::string format : {"archive", "plain"}) {
-    const std::string dest = Path("big." + format);
-    Result r = Shell(Sh(Binary()) + " backup --max-rate-mb 1 --format " + format + " " +
-                     Sh(Path("big.db")) + " " + Sh(dest) +
-                     " & pid=$!; for i in $(seq 200); do ls " + Sh(dir_) +
-                     " | grep -q cowsnap && break; sleep 0.05; done; sleep 0.3; kill -KILL $pid; wait $pid");
-    EXPECT_EQ(r.code, 128 + SIGKILL) << r.err;
-    ASSERT_TRUE(AnyNamed("big." + format + ".cowtmp-")) << "the kill came too late to test anything";
-    ASSERT_TRUE(AnyNamed(".cowsnap"));
-    r = Run("backup --force --format " + format + " " + Sh(Path("big.db")) + " " + Sh(dest));
-    ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_FALSE(AnyNamed(".cowtmp-")) << format;
-    EXPECT_FALSE(AnyNamed(".cowsnap")) << format;
+  for (const std::string mode : {"DELETE", "WAL"}) {
+    sqlite3* live = nullptr;
+    ASSERT_EQ(sqlite3_open(Path("big.db").c_str(), &live), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(live,
+                           ("PRAGMA journal_mode=" + mode +
+                            "; UPDATE t SET v = printf('%0300d', -id) WHERE id % 5 = 0")
+                               .c_str(),
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    for (const std::string format : {"archive", "plain"}) {
+      SCOPED_TRACE(mode + " " + format);
+      const std::string dest = Path("big-" + mode + "." + format);
+      Result r = Shell(Sh(Binary()) + " backup --max-rate-mb 1 --format " + format + " " +
+                       Sh(Path("big.db")) + " " + Sh(dest) +
+                       " & pid=$!; for i in $(seq 200); do ls " + Sh(dir_) +
+                       " | grep -q cowsnap && break; sleep 0.05; done; sleep 0.3; kill -KILL $pid; wait $pid");
+      EXPECT_EQ(r.code, 128 + SIGKILL) << r.err;
+      ASSERT_TRUE(AnyNamed("big-" + mode + "." + format + ".cowtmp-"))
+          << "the kill came too late to test anything";
+      ASSERT_TRUE(AnyNamed(".cowsnap"));
+      r = Run("backup --force --format " + format + " " + Sh(Path("big.db")) + " " + Sh(dest));
+      ASSERT_EQ(r.code, 0) << r.err;
+      EXPECT_FALSE(AnyNamed(".cowtmp-"));
+      EXPECT_FALSE(AnyNamed(".cowsnap"));
+    }
+    sqlite3_close(live);
   }
 }
 

@@ -1,6 +1,10 @@
 // The embedded C++ API (include/cowbackup/sqlite.hpp), linked in: register,
 // start, watch, wait, cancel; one per-file state shared by connections.
+// ApiModeTest runs what must hold in every journal mode in DELETE and WAL
+// mode (issue 11, item 6).
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -10,6 +14,7 @@
 #include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
 #include "tests/backup/inert_text.h"
+#include "test_util/sync_points.h"
 #include "vfs/file_state.h"
 
 namespace cowbackup::testing {
@@ -24,12 +29,19 @@ class ApiTest : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {
+class ApiModeTest : public ApiTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  bool wal() const { return std::string(GetParam()) == "WAL"; }
+};
+
+INSTANTIATE_TEST_SUITE_P(JournalModes, ApiModeTest, ::testing::Values("DELETE", "WAL"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST_P(ApiModeTest, StartWatchWaitWithWritesFromAnotherConnection) {
   const std::string path = dir_ / "api.db";
-  sqlite3* db = Open(path);
+  sqlite3* db = MakeDbInMode(path, 3000, GetParam());
   ASSERT_TRUE(cowbackup::sqlite::OpenedThroughShim(db, "main"));
-  ASSERT_EQ(MakeTable(db, 3000), "");
-  const std::string before = ReadFile(path);
+  const std::string before = ImageNow(path);
   BackupOptions options;
   options.segment_pages = 8;
   options.max_rate_mb = 6;
@@ -41,6 +53,8 @@ TEST_F(ApiTest, StartWatchWaitWithWritesFromAnotherConnection) {
   sqlite3* writer = Open(path);
   for (int i = 0; i < 30; i++) {
     ASSERT_EQ(Exec(writer, "UPDATE t SET v = randomblob(1000) WHERE id % 29 = " + std::to_string(i % 29)), "");
+    // WAL mode: a checkpoint writes the file (a no-op in rollback mode).
+    if (i % 10 == 0) ASSERT_EQ(Exec(writer, "PRAGMA wal_checkpoint(PASSIVE)"), "");
   }
   cowbackup::sqlite::JobInfo info;
   ASSERT_TRUE(cowbackup::sqlite::GetJob(id, &info).ok());
@@ -93,9 +107,10 @@ TEST_F(ApiTest, ExclusiveLockIsReportedAsACommit) {
   sqlite3_close(db);
 }
 
-TEST_F(ApiTest, SynchronousBackupAndCancel) {
+TEST_P(ApiModeTest, SynchronousBackupAndCancel) {
   const std::string path = dir_ / "sync.db";
   sqlite3* db = Open(path);
+  ASSERT_EQ(Exec(db, std::string("PRAGMA journal_mode=") + GetParam()), "");
   ASSERT_EQ(Exec(db, "CREATE TABLE t(v); INSERT INTO t SELECT randomblob(4000) FROM "
                      "(WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 1000) "
                      "SELECT i FROM c)"),
@@ -116,7 +131,66 @@ TEST_F(ApiTest, SynchronousBackupAndCancel) {
   EXPECT_TRUE(s.IsCancelled()) << s.ToString();
   EXPECT_EQ(summary.state, JobState::kCancelled);
   EXPECT_FALSE(Exists(dir_ / "cancelled.cowbak"));
+  for (const std::string& name : dir_.list()) {
+    EXPECT_EQ(name.find(".cowtmp-"), std::string::npos) << name;
+    EXPECT_EQ(name.find(".cowsnap"), std::string::npos) << name;
+  }
   EXPECT_EQ(cowbackup::sqlite::CancelBackup(999999).code(), Status::Code::kNotFound);
+  sqlite3_close(db);
+}
+
+// yield_to_commits holds the copier's destination writes while a connection
+// of this process commits: in rollback mode while it holds EXCLUSIVE, in WAL
+// mode while it holds the WAL write lock (BEGIN EXCLUSIVE takes either at
+// once and keeps it to COMMIT). The copier waits at its first segment until
+// the transaction holds it, then yields (at most max_yield, 10 ms, at a
+// time); the transaction commits once the copier has come to its second
+// yield, so the first lasted its 10 ms. The copy is still T0.
+TEST_P(ApiModeTest, YieldToCommitsWaitsWhileAConnectionHoldsTheCommitLock) {
+  const std::string path = dir_ / "yield.db";
+  sqlite3* db = MakeDbInMode(path, 1000, GetParam());
+  const std::string before = ImageNow(path);
+  sqlite3* writer = Open(path);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool parked = false, released = false;
+  int yields = 0;
+  test::SyncPointGuard guard;
+  sync::SetCallback([&](const char* name) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (strcmp(name, "CopyJob::yield:waiting") == 0) {
+      yields++;
+      cv.notify_all();
+    } else if (strcmp(name, "CopyJob::copy:published") == 0 && !parked) {
+      parked = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return released; });
+    }
+  });
+  BackupOptions options;
+  options.yield_to_commits = true;
+  options.segment_pages = 8;
+  uint64_t id = 0;
+  Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "yield.cowbak", options, &id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return parked; });
+  lock.unlock();
+  ASSERT_EQ(Exec(writer, "BEGIN EXCLUSIVE; UPDATE t SET v = randomblob(1000) WHERE id % 13 = 0"), "");
+  lock.lock();
+  released = true;
+  cv.notify_all();
+  const bool yielded = cv.wait_for(lock, std::chrono::seconds(60), [&] { return yields >= 2; });
+  lock.unlock();
+  EXPECT_TRUE(yielded) << "the copier did not yield to the open transaction";
+  ASSERT_EQ(Exec(writer, "COMMIT"), "");
+  Summary summary;
+  s = cowbackup::sqlite::WaitBackup(id, &summary);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GT(summary.progress.yield_ms, 0u);
+  ASSERT_TRUE(RestoreTo(dir_ / "yield.cowbak", dir_ / "yield.restored").ok());
+  EXPECT_TRUE(ReadFile(dir_ / "yield.restored") == before);
+  sqlite3_close(writer);
   sqlite3_close(db);
 }
 

@@ -92,6 +92,22 @@ inline int64_t QueryInt(sqlite3* db, const std::string& sql) {
   return std::stoll("0" + Query(db, sql));
 }
 
+// A database at `path` (opened through the default VFS) in `journal_mode`
+// with table t of `rows` rows of ~1 KiB (MakeTable). In WAL mode a second
+// commit rewrites every 11th row, so the newest frames in the WAL are not
+// yet in the file (a big MakeTable commit passed the autocheckpoint, which
+// copied it there; the second commit then restarts the WAL).
+inline sqlite3* MakeDbInMode(const std::string& path, int rows, const std::string& journal_mode) {
+  sqlite3* db = Open(path);
+  EXPECT_EQ(Exec(db, "PRAGMA journal_mode=" + journal_mode), "");
+  EXPECT_EQ(MakeTable(db, rows), "");
+  if (journal_mode == "WAL") {
+    EXPECT_EQ(Query(db, "PRAGMA journal_mode"), "wal");
+    EXPECT_EQ(Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id % 11 = 0"), "");
+  }
+  return db;
+}
+
 inline std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
@@ -132,6 +148,38 @@ inline mode_t Mode(const std::string& path) {
 
 inline Status RestoreTo(const std::string& archive, const std::string& out) {
   return RestoreArchive(archive, out, /*force=*/true);
+}
+
+// Copies `from` to `to` in a child process (cp), so that no descriptor of
+// `from` is opened and closed in this one: closing any descriptor of a
+// file drops every POSIX lock the process holds on it (os_unix.c, "Posix
+// Advisory Locking"), among them the SHARED lock each WAL-mode connection
+// keeps on its database. Returns false if `from` does not exist.
+inline bool CopyInChild(const std::string& from, const std::string& to) {
+  if (!Exists(from)) return false;
+  const std::string command = "cp -- '" + from + "' '" + to + "'";
+  EXPECT_EQ(from.find('\''), std::string::npos) << from;
+  EXPECT_EQ(system(command.c_str()), 0) << command;
+  return true;
+}
+
+// The file a backup taken now must restore to, in any journal mode: the
+// database file itself; in WAL mode, its main file and -wal copied aside
+// and checkpointed by SQLite (plain unix VFS), i.e. what a TRUNCATE
+// checkpoint at this instant would leave (docs/SQLITE.md; wal_image_test
+// shows cowbackup's image is that, byte for byte). Nothing may write the
+// database meanwhile. The live files are read by CopyInChild only.
+inline std::string ImageNow(const std::string& path) {
+  TempDir dir("cowbackup-image");
+  const std::string copy = dir / "image.db";
+  CopyInChild(path, copy);
+  const std::string main = ReadFile(copy);
+  const bool wal = main.size() >= 100 && main[18] == 2;
+  if (!wal || !CopyInChild(path + "-wal", copy + "-wal")) return main;
+  sqlite3* db = Open(copy, "unix");
+  EXPECT_EQ(Query(db, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");  // busy = 0
+  EXPECT_EQ(sqlite3_close(db), SQLITE_OK);
+  return ReadFile(copy);
 }
 
 // The committed-prefix workload: each commit appends seq = n+1 to log and
