@@ -253,20 +253,31 @@ std::string Metadata(const std::string& path, const std::string& schema, const D
   return m + MetaLine("sqlite_version", sqlite3_libversion());
 }
 
+// Releases the begin-time lock when the T0 function returns, however it
+// returns, and records how long it was held (Summary::begin_lock_us).
+class BeginLockHold {
+ public:
+  BeginLockHold(Job* job, void (FileState::*unlock)()) : job_(job), unlock_(unlock) {}
+  BeginLockHold(const BeginLockHold&) = delete;
+  BeginLockHold& operator=(const BeginLockHold&) = delete;
+  ~BeginLockHold() {
+    (job_->state->*unlock_)();
+    job_->backup->NoteBeginLock(std::chrono::steady_clock::now() - locked_);
+  }
+
+ private:
+  Job* const job_;
+  void (FileState::*const unlock_)();
+  const std::chrono::steady_clock::time_point locked_ = std::chrono::steady_clock::now();
+};
+
 // Step 3 of the file comment: the begin-time instant itself.
 Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
   FileState* st = job->state;
   *retry = false;
   Status s = st->LockShared(options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
-  struct Unlocker {
-    Job* job;
-    std::chrono::steady_clock::time_point locked = std::chrono::steady_clock::now();
-    ~Unlocker() {
-      job->state->Unlock();
-      job->backup->NoteBeginLock(std::chrono::steady_clock::now() - locked);
-    }
-  } unlock{job};
+  BeginLockHold hold(job, &FileState::Unlock);
   if (st->HotJournal()) {
     return Status::Busy("the database has a hot journal (a writer crashed mid-transaction); open "
                         "it with SQLite and read from it once to roll it back, then retry",
@@ -309,15 +320,7 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
   Status s = st->HoldShared(options.busy_timeout_ms);
   if (s.ok()) s = st->LockWal(/*checkpoint_too=*/false, options.busy_timeout_ms);
   if (!s.ok()) return Status::Busy("begin-time lock: " + s.ToString());
-  struct Unlocker {
-    Job* job;
-    std::chrono::steady_clock::time_point locked = std::chrono::steady_clock::now();
-    ~Unlocker() {
-      job->state->UnlockWal();
-      COWBACKUP_SYNC_POINT("sqlite::TakeWalT0:unlocked");
-      job->backup->NoteBeginLock(std::chrono::steady_clock::now() - locked);
-    }
-  } unlock{job};
+  BeginLockHold hold(job, &FileState::UnlockWal);
   WalIndexHeader wi;
   s = st->ReadWalIndex(&wi);
   if (!s.ok()) return s;
