@@ -407,10 +407,10 @@ Status Region::LoadJobLocked(Job* out) {
 void Region::StoreJobLocked(const Job& job) { EncodeJob(job, map_); }
 
 void Region::MarkDeadLocked(Job* job) {
-  StoreArmed(0);
-  COWBACKUP_SYNC_POINT("region:dead:disarmed");
+  // The word is disarmed by R6, after this, in ResolveJobLocked.
   job->state = JobState::kDead;
   StoreJobLocked(*job);
+  COWBACKUP_SYNC_POINT("region:dead:marked");
 }
 
 Status Region::ResolveJobLocked(Job* out, Status* damage) {

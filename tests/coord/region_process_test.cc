@@ -393,7 +393,7 @@ class KillSweepTest : public RegionFixture {
   // Points every run passes once attached.
   const std::set<std::string> kProtocolPoints = {
       "region:attach:init-locked", "region:attach:slot-locked", "region:attach:attached",
-      "region:dead:disarmed",      "region:job:before-checksum", "region:claim:owner-locked",
+      "region:dead:marked",        "region:job:before-checksum", "region:claim:owner-locked",
       "region:claim:claimed",      "region:arm:running",         "region:arm:armed",
       "region:end:disarmed",       "region:end:stored",          "region:detach:slot-cleared"};
 };
