@@ -89,16 +89,15 @@ Status Region::HeldElsewhere(uint64_t byte, bool* held) {
 
 // lock_meta for one scope, polled for at most kMetaLockWaitMs. Taken with
 // the Region's mutex held (OFD locks do not exclude threads of one
-// description), and fenced, so what one holder wrote in the mapping is
-// what the next one reads.
+// description). No fence is needed around it: the kernel's unlock
+// publishes the lock's state with a release after the holder's stores to
+// the mapping, and the next holder's lock reads it with an acquire before
+// its loads (SQLite relies on the same for what -shm's locks guard).
 class Region::MetaLock {
  public:
   explicit MetaLock(Region* r) : r_(r) {}
   ~MetaLock() {
-    if (held_) {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      r_->Unlock(kLockMeta);
-    }
+    if (held_) r_->Unlock(kLockMeta);
   }
   MetaLock(const MetaLock&) = delete;
   MetaLock& operator=(const MetaLock&) = delete;
@@ -118,7 +117,6 @@ class Region::MetaLock {
       std::this_thread::sleep_for(pause);
       pause = std::min(pause * 2, std::chrono::microseconds(1000));
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     return Status::OK();
   }
   bool held() const { return held_; }
