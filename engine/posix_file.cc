@@ -99,10 +99,6 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-namespace {
-// The start time of `pid` in seconds since 1970, from /proc (field 22 of
-// /proc/PID/stat, in clock ticks since boot, plus btime of /proc/stat);
-// -1 if it cannot be read.
 int64_t ProcessStartUnix(int64_t pid) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
@@ -135,7 +131,6 @@ int64_t ProcessStartUnix(int64_t pid) {
   if (btime < 0 || hz <= 0) return -1;
   return btime + int64_t(ticks / (unsigned long long)hz);
 }
-}  // namespace
 
 bool OwnerMayBeAlive(int64_t pid, int64_t created_unix_s) {
   if (pid <= 0) return false;

@@ -73,6 +73,10 @@ std::string ParentDir(const std::string& path);
 // started no later than the file was made. A pid reused by a newer process
 // (likely on a busy machine) does not keep a dead owner's files alive.
 bool OwnerMayBeAlive(int64_t pid, int64_t created_unix_s);
+// The start time of `pid` in seconds since 1970, from /proc (field 22 of
+// /proc/PID/stat, in clock ticks since boot, plus btime of /proc/stat);
+// -1 if it cannot be read.
+int64_t ProcessStartUnix(int64_t pid);
 std::string BaseName(const std::string& path);
 
 }  // namespace cowbackup

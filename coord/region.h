@@ -1,0 +1,164 @@
+// The coordination region: the small file beside a database that every
+// process writing it through cowbackup maps, so that one backup job can be
+// shared by all of them (docs/REGION.md is the specification: layout, who
+// touches what under which lock, invariants, recovery rules).
+//
+// USING
+//   std::unique_ptr<coord::Region> region;
+//   Status s = coord::Region::Attach(coord::RegionPathForSqlite(db_path), db_fd, &region);
+//   // Not OK: no region. The caller keeps a private zero word and carries
+//   // on; its writes are a non-participant's (docs/REGION.md, "The write
+//   // path"). The Status names the file and what is wrong with it.
+//
+//   if (region->load_armed() != 0) { ... slow path: region->ReadJob(&job) ... }
+//
+//   // The process that runs a backup:
+//   coord::Job dead;
+//   s = region->ClaimJob(volume_path, page_state_bytes, &dead);  // dead.state == kDead:
+//   ...                                                          // remove its volume
+//   s = region->Arm(t0_facts);   // at the T0 instant: writers everywhere see armed
+//   ...
+//   s = region->Finish();
+//
+// Liveness is by OFD byte locks on the region file, which the kernel drops
+// when a process dies: a participant is alive while it holds its slot's
+// byte, a job's owner while it holds the owner byte. Pids are recorded for
+// `status` only.
+//
+// THREAD SAFETY: every method may be called from any thread; the calls that
+// touch shared state take this Region's mutex and the region's meta lock
+// (held for microseconds; waited for at most layout::kMetaLockWaitMs).
+// load_armed() takes nothing: one acquire load.
+//
+// FORK: a child shares the parent's open file description, and so its
+// locks. It must call ForgetAfterFork() on every inherited Region (before
+// anything else touches it) and Attach anew to take part.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coord/region_format.h"
+#include "cowbackup/status.h"
+#include "engine/mutex.h"
+
+namespace cowbackup::coord {
+
+// The region's name for a database (docs/REGION.md, "Where it lives").
+std::string RegionPathForSqlite(const std::string& db_path);
+// `env_path` as given to mdb_env_open; `no_subdir` if opened MDB_NOSUBDIR.
+std::string RegionPathForLmdb(const std::string& env_path, bool no_subdir);
+
+// An attached process, as `status` shows it.
+struct Participant {
+  uint32_t slot = 0;
+  int64_t pid = 0;
+  int64_t pid_start_unix_s = 0;
+  uint64_t attached_unix_us = 0;
+  bool self = false;  // this Region
+};
+
+class Region {
+ public:
+  // Opens or creates the region at `path` for the database open at
+  // `db_fd` (whose owner, mode and inode it must match), takes part in the
+  // dead-man switch (recovering the region if this is its first opener),
+  // maps its fixed part and takes a slot.
+  static Status Attach(const std::string& path, int db_fd, std::unique_ptr<Region>* out);
+  // Detaches: a job this Region owns and has not finished is left dead,
+  // the slot is freed, the mapping and descriptor closed.
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint32_t slot() const { return slot_; }
+  uint64_t generation() const { return generation_; }
+  // What this attach did as the region's first opener: "" for a region it
+  // made or found clean, else e.g. "rebuilt: ...: format version 2 (this
+  // build reads 1)" or "job 7 (pid 1234) marked dead".
+  const std::string& recovery() const { return recovery_; }
+
+  // The write path's word (layout::kOffArmed): 0 when no job is armed.
+  uint64_t load_armed() const noexcept {
+    return std::atomic_ref<uint64_t>(*armed_).load(std::memory_order_acquire);
+  }
+  // Sets the failed bit of the job whose word this caller saw (`seen`,
+  // non-zero), with a compare-and-swap, so no later job is failed by it.
+  // False if the word changed meanwhile (that job is over).
+  bool FailArmedJob(uint64_t seen) noexcept;
+
+  // The processes attached now (lock held), this one included.
+  Status Participants(std::vector<Participant>* out);
+  // The job section, after applying the recovery rules R3, R4 and R6: a
+  // job whose owner died is returned (and left) dead, a damaged section
+  // is reset if no one owns it. Not OK: the section could not be read or
+  // was damaged (Corruption, named; reported once if it was reset).
+  Status ReadJob(Job* out);
+  // Claims the one job of this database for this Region, in state arming,
+  // with a per-page state area of `page_state_size` bytes reserved beyond
+  // the fixed part. Busy if a job runs with a live owner. A dead job
+  // found in the section is replaced and returned in *replaced_dead
+  // (state kDead; else kNone): the caller removes its volume.
+  Status ClaimJob(const std::string& volume_path, uint64_t page_state_size, Job* replaced_dead);
+  // At T0: records the T0 facts, state running, and arms the word.
+  Status Arm(const std::string& t0);
+  // Disarms the word, state done, gives up ownership. Ends ownership even
+  // when it returns an error (the job is then found dead, R4).
+  Status Finish();
+  bool owns_job();
+
+  // In a forked child only: drops the inherited mapping and descriptor
+  // without touching anything shared (they are the parent's). Afterwards
+  // load_armed() reads a private zero and the destructor does nothing.
+  void ForgetAfterFork();
+
+ private:
+  class MetaLock;
+  explicit Region(std::string path);
+
+  Status OpenFile(const struct stat& db);
+  Status TakeInitLock(const struct stat& db);
+  Status CheckHeader(const struct stat& db, RegionHeader* out);
+  Status RecoverAsFirstOpener(const struct stat& db);
+  Status Map();
+  Status TakeSlot();
+
+  // One byte lock, not waited for: OK with *got false if held elsewhere.
+  Status TryLock(uint64_t byte, short type, bool* got);
+  void Unlock(uint64_t byte);
+  // Whether a description other than ours holds a lock on `byte`.
+  Status HeldElsewhere(uint64_t byte, bool* held);
+
+  Status LoadJobLocked(Job* out) REQUIRES(mu_);
+  void StoreJobLocked(const Job& job) REQUIRES(mu_);
+  // R3, R4, R6 (docs/REGION.md). Not OK: the section is refused; *damage
+  // says what was reset, if anything was.
+  Status ResolveJobLocked(Job* out, Status* damage) REQUIRES(mu_);
+  void MarkDeadLocked(Job* job) REQUIRES(mu_);
+  Status EndJobLocked(JobState final_state, bool meta_locked) REQUIRES(mu_);
+  void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_release); }
+
+  const std::string path_;
+  int fd_ = -1;
+  uint8_t* map_ = nullptr;
+  uint64_t zero_ = 0;           // the word before mapping and after ForgetAfterFork
+  uint64_t* armed_ = &zero_;
+  uint32_t slot_ = 0;
+  bool attached_ = false;       // holds slot_
+  uint64_t generation_ = 0;
+  std::string recovery_;
+
+  Mutex mu_;
+  bool owns_job_ GUARDED_BY(mu_) = false;
+  Job owned_ GUARDED_BY(mu_);   // the owned job, as this owner last wrote it
+  std::unique_ptr<uint8_t[]> scratch_ GUARDED_BY(mu_);  // private copy of the job section
+};
+
+}  // namespace cowbackup::coord

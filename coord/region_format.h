@@ -1,0 +1,130 @@
+// The coordination region's layout, version 1. docs/REGION.md is the prose
+// specification (protocol, invariants, recovery rules); this header is the
+// single source of its numbers, and tests/coord/region_spec_test.cc checks
+// the two agree.
+//
+//   0      header (64)                 8192   slot table: 256 x 32
+//   128    armed word (atomic u64)     16384  end of the fixed part;
+//   256    lock bytes init/meta/owner         page-state area beyond
+//   512    lock bytes, one per slot
+//   1024   job section (72)
+//   2048   T0 facts (<= 2048)
+//   4096   snapshot-volume path (<= 4095)
+//
+// Integers are little-endian, encoded field by field; the armed word is an
+// atomic in host byte order (a little-endian host is asserted). Everything
+// here reads untrusted bytes: Decode* bound every field and name the bad one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "cowbackup/status.h"
+
+namespace cowbackup::coord::layout {
+
+inline constexpr char kMagic[8] = {'C', 'O', 'W', 'B', 'R', 'E', 'G', '\0'};
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kHeaderSize = 64;
+inline constexpr uint32_t kRegionPageSize = 4096;
+inline constexpr uint32_t kSlotCount = 256;
+inline constexpr uint32_t kFixedSize = 4 * kRegionPageSize;
+
+// Header. magic, format_version and kLockInit keep their offsets in every
+// version (docs/REGION.md, Header).
+inline constexpr size_t kOffMagic = 0, kOffVersion = 8, kOffHeaderSize = 12, kOffPageSize = 16,
+                        kOffSlotCount = 20, kOffFixedSize = 24, kOffHeaderReserved = 28,
+                        kOffGeneration = 32, kOffDbDev = 40, kOffDbIno = 48,
+                        kOffHeaderChecksum = 56;
+static_assert(kOffHeaderChecksum + 8 == kHeaderSize);
+
+// The armed word: 0, or job_id << kJobIdShift | kArmedBit (| kFailedBit).
+inline constexpr size_t kOffArmed = 128;
+inline constexpr uint64_t kArmedBit = 1, kFailedBit = 2;
+inline constexpr int kJobIdShift = 2;
+inline constexpr uint64_t kMaxJobId = (uint64_t(1) << 62) - 1;
+static_assert(kOffArmed % 64 == 0 && kOffArmed >= kHeaderSize);
+
+// Lock bytes (OFD locks; the bytes are never read or written).
+inline constexpr uint64_t kLockInit = 256, kLockMeta = 257, kLockOwner = 258, kLockSlot0 = 512;
+static_assert(kLockInit >= kOffArmed + 64 && kLockSlot0 + kSlotCount <= 1024);
+
+// Job section.
+inline constexpr size_t kOffJobState = 1024, kOffOwnerSlot = 1028, kOffJobId = 1032,
+                        kOffOwnerPid = 1040, kOffOwnerStart = 1048, kOffClaimed = 1056,
+                        kOffPageStateOffset = 1064, kOffPageStateSize = 1072, kOffT0Len = 1080,
+                        kOffVolumePathLen = 1084, kOffJobChecksum = 1088;
+inline constexpr size_t kOffJob = kOffJobState, kJobFieldsSize = kOffJobChecksum - kOffJob;
+inline constexpr size_t kOffT0 = 2048, kMaxT0Len = 2048;
+inline constexpr size_t kOffVolumePath = 4096, kMaxVolumePathLen = 4095;
+inline constexpr uint64_t kMaxPageStateSize = uint64_t(1) << 40;
+static_assert(kOffJobChecksum + 8 <= kOffT0 && kOffT0 + kMaxT0Len <= kOffVolumePath);
+
+// Slot table: slot i at kOffSlots + i * kSlotSize.
+inline constexpr size_t kOffSlots = 8192, kSlotSize = 32;
+inline constexpr size_t kOffSlotState = 0, kOffSlotReserved = 4, kOffSlotPid = 8,
+                        kOffSlotPidStart = 16, kOffSlotAttached = 24;
+static_assert(kOffVolumePath + kMaxVolumePathLen < kOffSlots);
+static_assert(kOffSlots + kSlotCount * kSlotSize == kFixedSize);
+
+// Waits for a lock byte held by someone else, polled (docs/REGION.md).
+inline constexpr int kMetaLockWaitMs = 100, kInitLockWaitMs = 1000;
+
+}  // namespace cowbackup::coord::layout
+
+namespace cowbackup::coord {
+
+inline uint64_t ArmedValue(uint64_t job_id) {
+  return (job_id << layout::kJobIdShift) | layout::kArmedBit;
+}
+inline uint64_t ArmedJobId(uint64_t armed) { return armed >> layout::kJobIdShift; }
+
+// What the header says besides its constants.
+struct RegionHeader {
+  uint64_t generation = 0;
+  uint64_t db_dev = 0;
+  uint64_t db_ino = 0;
+};
+// Writes the 64 header bytes at `region`, checksum last.
+void EncodeHeader(const RegionHeader& h, uint8_t* region);
+// Checks magic, version (NotSupported if another), every constant field and
+// the checksum of the header at `region`; `path` names the file in errors.
+Status DecodeHeader(const uint8_t* region, const std::string& path, RegionHeader* out);
+
+enum class JobState : uint32_t { kNone = 0, kArming = 1, kRunning = 2, kDone = 3, kDead = 4 };
+const char* JobStateName(JobState s);
+
+// The job section with its T0 facts and volume path.
+struct Job {
+  JobState state = JobState::kNone;
+  uint32_t owner_slot = 0;
+  uint64_t job_id = 0;
+  int64_t owner_pid = 0;
+  int64_t owner_start_unix_s = 0;
+  uint64_t claimed_unix_us = 0;
+  uint64_t page_state_offset = 0;
+  uint64_t page_state_size = 0;
+  std::string t0;           // opaque T0 facts, at most kMaxT0Len bytes
+  std::string volume_path;  // absolute, no NUL, at most kMaxVolumePathLen
+};
+// Writes the section, T0 facts and path into `region`, checksum last (a
+// sync point sits before it, so a kill there leaves a damaged section).
+// The caller has checked `job` (DecodeJob's rules).
+void EncodeJob(const Job& job, uint8_t* region);
+// Reads the section from `region` (the caller's private copy of the fixed
+// part): checksum first, then each field, naming the bad one.
+Status DecodeJob(const uint8_t* region, const std::string& path, Job* out);
+// The field rules alone, for a job about to be written.
+Status CheckJob(const Job& job, const std::string& path);
+
+struct SlotRecord {
+  uint32_t state = 0;  // 0 free, 1 attached
+  int64_t pid = 0;
+  int64_t pid_start_unix_s = 0;
+  uint64_t attached_unix_us = 0;
+};
+void EncodeSlot(const SlotRecord& s, uint32_t slot, uint8_t* region);
+SlotRecord DecodeSlot(const uint8_t* region, uint32_t slot);  // informational: not checked
+
+}  // namespace cowbackup::coord
