@@ -6,18 +6,13 @@
 #include <cstring>
 
 #include "engine/checksum.h"
+#include "engine/clock.h"
 #include "engine/encoding.h"
 
 namespace cowbackup {
 
 namespace {
 constexpr size_t kBufferSize = 1 << 20;
-
-uint64_t NowUnixMicros() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 }  // namespace
 
 ArchiveWriter::ArchiveWriter(const format::Header& header, std::unique_ptr<ByteOutput> out)

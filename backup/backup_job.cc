@@ -8,17 +8,12 @@
 
 #include "backup/archive_writer.h"
 #include "backup/options.h"
+#include "engine/clock.h"
 #include "engine/posix_file.h"
 
 namespace cowbackup {
 
 namespace {
-uint64_t NowUnixMicros() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-
 // Runs BackupParams::before_publish just before the real sink publishes.
 class CheckedSink final : public Sink {
  public:

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "engine/clock.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
@@ -21,12 +22,6 @@ using namespace layout;
 
 namespace {
 const std::string kWhat = "coordination region: ";
-
-uint64_t NowUnixMicros() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 
 uint64_t RandomJobId() {
   for (;;) {

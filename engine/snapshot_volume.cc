@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "engine/checksum.h"
+#include "engine/clock.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
@@ -24,11 +25,6 @@ constexpr size_t kMaxName = kOffHeaderSum - kOffName;
 constexpr uint32_t kVolumeVersion = 1;
 static_assert(kOffName + kMaxName + 8 == kVolumeHeaderSize);
 
-uint64_t NowUnixMicros() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 }  // namespace
 
 FileSnapshotVolume::FileSnapshotVolume(std::string path, int fd, uint32_t page_size)
