@@ -84,7 +84,11 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    return Status::Corruption("WAL frame " + std::to_string(frame) + " no longer holds page " +
+    // Incomplete, as a read past a truncation: kOverlayAtEnd reads live
+    // pages without holding writers off, and a restart may overwrite a
+    // frame the -wal route has just preserved; the engine then takes the
+    // page from its overlay, and fails the job if it was not preserved.
+    return Status::Incomplete("WAL frame " + std::to_string(frame) + " no longer holds page " +
                                   std::to_string(pgno) +
                                   " of the WAL state being copied (the WAL was restarted over it)",
                               wal_->name());
