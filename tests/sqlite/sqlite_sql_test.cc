@@ -4,7 +4,14 @@
 // requirement 5. What must hold in WAL mode as in rollback mode (issue 11,
 // item 6) runs in both (SqlModeTest, parametrized over DELETE and WAL); the
 // WAL-only cases against foreign writers are sqlite_wal_foreign_test's.
+// WAL databases in each start state of issue 11 item 5 (committed frames,
+// a WAL left by a crash, empty, holding uncommitted frames past the last
+// commit, switched to and from DELETE, page sizes 512 and 65536).
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <chrono>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -82,6 +89,46 @@ class SqlTest : public ::testing::Test {
         << "restored copy differs from the database at T0 (" << summary << ")";
     const size_t at = summary.find("\"preserved_pages\":");
     return at == std::string::npos ? -1 : std::stoll(summary.substr(at + 18));
+  }
+
+  // Backs up `db`'s main schema in both formats, then checks each copy
+  // against the live database as a fresh plain connection reads it (Dump:
+  // the schema and every row) and runs its integrity_check. A WAL database's
+  // copy is one standalone file, still marked WAL (header bytes 18 and 19
+  // are 2), with no -wal beside it. The backups come first, so that when no
+  // connection has read the database yet, the backup's own read is the one
+  // that runs WAL recovery.
+  void ExpectCopiesMatchLive(sqlite3* db, const std::string& path, const std::string& tag) {
+    std::vector<std::string> copies;
+    for (const char* format : {"archive", "plain"}) {
+      const std::string dest = dir_ / (tag + "." + format);
+      ASSERT_EQ(Backup(db, dest, "main", std::string("{\"format\":\"") + format + "\"}"), "") << format;
+      std::string restored = dest;
+      if (std::string(format) == "archive") {
+        restored = dest + ".restored.db";
+        const Status s = RestoreTo(dest, restored);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+      }
+      copies.push_back(restored);
+    }
+    std::string error;
+    const std::string live = Dump(path, &error);
+    ASSERT_EQ(error, "") << "the live database";
+    ASSERT_NE(live, "");
+    const bool wal = Query(db, "PRAGMA journal_mode") == "wal";
+    for (const std::string& copy : copies) {
+      SCOPED_TRACE(copy);
+      EXPECT_FALSE(Exists(copy + "-wal"));
+      const std::string header = ReadFile(copy).substr(0, 20);
+      ASSERT_EQ(header.size(), 20u);
+      EXPECT_EQ(header[18], wal ? 2 : 1);
+      EXPECT_EQ(header[19], wal ? 2 : 1);
+      EXPECT_TRUE(Dump(copy, &error) == live) << "the copy holds other data than the live database";
+      EXPECT_EQ(error, "");
+      sqlite3* c = Open("file:" + copy + "?vfs=unix&mode=ro");
+      EXPECT_EQ(IntegrityCheck(c), "ok");
+      sqlite3_close(c);
+    }
   }
 
   TempDir dir_;
@@ -180,6 +227,176 @@ TEST_P(SqlModeTest, BothVariantsGiveTheT0ImageUnderWrites) {
                 0);
       sqlite3_close(db);
     }
+  }
+}
+
+// ---- WAL mode: each start state backs up to what SQLite itself sees ----
+
+// Runs `body` in a child process that then dies of SIGKILL with whatever
+// it opened still open: a crashed application. The child uses only the
+// plain unix VFS. Returns whether `body` succeeded and the child was
+// killed.
+bool CrashInChild(const std::function<bool()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!body()) _exit(1);
+    raise(SIGKILL);
+    _exit(2);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return false;
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+// For a child: a connection through the plain unix VFS that never
+// checkpoints by itself, so its commits stay in the -wal file.
+sqlite3* OpenInChild(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) return nullptr;
+  sqlite3_busy_timeout(db, 10000);
+  if (Exec(db, "PRAGMA wal_autocheckpoint=0") != "") return nullptr;
+  return db;
+}
+
+// A WAL database whose -wal holds committed frames (a second connection
+// stays open and never checkpoints, so nothing moves them into the main
+// file): the copy is the main file with those frames applied.
+TEST_F(SqlTest, WalDatabaseWithCommittedFramesBacksUp) {
+  const std::string path = dir_ / "wal.db";
+  sqlite3* db = MakeDb(path, 200 / kScale, "WAL");
+  EXPECT_EQ(Query(db, "PRAGMA journal_mode"), "wal");
+  sqlite3* writer = Open(path);
+  EXPECT_EQ(Exec(writer, "PRAGMA wal_autocheckpoint=0"), "");
+  EXPECT_EQ(Exec(writer, "PRAGMA wal_checkpoint(TRUNCATE)"), "");
+  for (int i = 0; i < 5; i++) {
+    EXPECT_EQ(Exec(writer, "UPDATE t SET v = randomblob(900) WHERE id % 5 = " + std::to_string(i)), "");
+  }
+  EXPECT_EQ(Exec(writer, "INSERT INTO t(v) VALUES ('the last commit')"), "");
+  const sqlite::WalScan scan = ScanWalFile(path);
+  EXPECT_GT(scan.max_frame, 20u) << "the commits are not in the -wal file";
+  ExpectCopiesMatchLive(db, path, "wal");
+  sqlite3_close(writer);
+  sqlite3_close(db);
+}
+
+// A writer process died with commits in the -wal file and its -shm left
+// behind. The next connection (the backup's own, here) runs WAL recovery;
+// the copy holds every commit the child made.
+TEST_F(SqlTest, WalLeftByACrashIsRecoveredAndBackedUp) {
+  const std::string path = dir_ / "crash.db";
+  sqlite3_close(MakeDb(path, 100, "WAL"));
+  ASSERT_FALSE(Exists(path + "-wal")) << "the last close checkpoints and removes it";
+  ASSERT_TRUE(CrashInChild([&] {
+    sqlite3* db = OpenInChild(path);
+    if (db == nullptr) return false;
+    for (int i = 0; i < 10; i++) {
+      if (Exec(db, "INSERT INTO t VALUES(" + std::to_string(1000 + i) + ", 'committed before the crash')") != "" ||
+          Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id = " + std::to_string(i + 1)) != "") {
+        return false;
+      }
+    }
+    return true;
+  }));
+  EXPECT_GE(ScanWalFile(path).max_frame, 10u);
+  EXPECT_TRUE(Exists(path + "-shm"));
+  sqlite3* db = Open(path);
+  ExpectCopiesMatchLive(db, path, "crash");
+  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM t WHERE id >= 1000"), 10);
+  sqlite3_close(db);
+}
+
+// An empty WAL: after a TRUNCATE checkpoint (a 0-byte -wal file), and on
+// a database just switched to WAL (no -wal file yet, or an empty one).
+TEST_F(SqlTest, EmptyWalBacksUp) {
+  {
+    const std::string path = dir_ / "truncated.db";
+    sqlite3* db = MakeDb(path, 100, "WAL");
+    EXPECT_EQ(Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id < 20"), "");
+    EXPECT_EQ(Query(db, "PRAGMA wal_checkpoint(TRUNCATE)"), "0");
+    EXPECT_TRUE(Exists(path + "-wal"));
+    EXPECT_EQ(ReadFile(path + "-wal"), "");
+    ExpectCopiesMatchLive(db, path, "truncated");
+    sqlite3_close(db);
+  }
+  {
+    const std::string path = dir_ / "switched.db";
+    sqlite3* db = MakeDb(path, 100, "DELETE");
+    EXPECT_EQ(Query(db, "PRAGMA journal_mode=WAL"), "wal");
+    const sqlite::WalScan scan = ScanWalFile(path);
+    EXPECT_EQ(scan.max_frame, 0u);
+    ExpectCopiesMatchLive(db, path, "switched");
+    sqlite3_close(db);
+  }
+}
+
+// A writer process died mid-transaction after its page cache spilled
+// frames into the -wal file: valid frames past the last commit, which
+// recovery (and so the copy) must leave out.
+TEST_F(SqlTest, WalWithUncommittedFramesPastTheLastCommitBacksUp) {
+  const std::string path = dir_ / "spilled.db";
+  sqlite3_close(MakeDb(path, 100, "WAL"));
+  ASSERT_TRUE(CrashInChild([&] {
+    sqlite3* db = OpenInChild(path);
+    if (db == nullptr) return false;
+    for (int i = 0; i < 3; i++) {
+      if (Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id % 3 = " + std::to_string(i)) != "") return false;
+    }
+    // A transaction far larger than a 10-page cache: it spills.
+    return Exec(db, "PRAGMA cache_size=10") == "" &&
+           Exec(db, "BEGIN; "
+                    "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 300) "
+                    "INSERT INTO t SELECT 5000 + i, randomblob(1000) FROM c") == "";
+  }));
+  const sqlite::WalScan scan = ScanWalFile(path);
+  EXPECT_GT(scan.max_frame, 0u);
+  EXPECT_GT(scan.valid_frames, scan.max_frame + 20) << "no uncommitted frames past the last commit";
+  sqlite3* db = Open(path);
+  ExpectCopiesMatchLive(db, path, "spilled");
+  EXPECT_EQ(QueryInt(db, "SELECT count(*) FROM t"), 100);
+  sqlite3_close(db);
+}
+
+// One database, backed up after each switch: DELETE, WAL, DELETE, WAL,
+// written to in each mode.
+TEST_F(SqlTest, DatabaseSwitchedBetweenDeleteAndWalBacksUpInEachMode) {
+  const std::string path = dir_ / "switch.db";
+  sqlite3* db = MakeDb(path, 200 / kScale, "DELETE");
+  ExpectCopiesMatchLive(db, path, "switch-0-delete");
+  int step = 1;
+  for (const char* mode : {"wal", "delete", "wal"}) {
+    SCOPED_TRACE(mode);
+    EXPECT_EQ(Query(db, std::string("PRAGMA journal_mode=") + mode), mode);
+    EXPECT_EQ(Exec(db, "UPDATE t SET v = randomblob(1000) WHERE id % 4 = " + std::to_string(step % 4)), "");
+    EXPECT_EQ(Exec(db, "INSERT INTO t(v) VALUES ('" + std::string(mode) + "')"), "");
+    EXPECT_EQ(Exists(path + "-wal"), std::string(mode) == "wal");
+    ExpectCopiesMatchLive(db, path, "switch-" + std::to_string(step++) + "-" + mode);
+  }
+  sqlite3_close(db);
+}
+
+// The smallest and largest page sizes in WAL mode, with committed frames
+// in the -wal file (65536 is stored as 1 in the database header, as is in
+// the -wal header).
+TEST_F(SqlTest, WalPageSizes512And65536BackUp) {
+  for (int page_size : {512, 65536}) {
+    SCOPED_TRACE(page_size);
+    const std::string path = dir_ / ("ps" + std::to_string(page_size) + ".db");
+    sqlite3* db = Open(path);
+    EXPECT_EQ(Exec(db, "PRAGMA page_size=" + std::to_string(page_size)), "");
+    EXPECT_EQ(Query(db, "PRAGMA journal_mode=WAL"), "wal");
+    EXPECT_EQ(MakeTable(db, 100), "");
+    sqlite3* writer = Open(path);
+    EXPECT_EQ(Exec(writer, "PRAGMA wal_autocheckpoint=0"), "");
+    EXPECT_EQ(Exec(writer, "PRAGMA wal_checkpoint(TRUNCATE)"), "");
+    EXPECT_EQ(Exec(writer, "UPDATE t SET v = randomblob(700) WHERE id % 3 = 0"), "");
+    EXPECT_EQ(Exec(writer, "DELETE FROM t WHERE id > 90"), "");
+    const sqlite::WalScan scan = ScanWalFile(path);
+    EXPECT_EQ(scan.page_size(), uint32_t(page_size));
+    EXPECT_GT(scan.max_frame, 0u);
+    EXPECT_EQ(QueryInt(db, "PRAGMA page_size"), page_size);
+    ExpectCopiesMatchLive(db, path, "ps" + std::to_string(page_size));
+    sqlite3_close(writer);
+    sqlite3_close(db);
   }
 }
 

@@ -12,8 +12,10 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "backup/restore.h"
+#include "backup/wal_format.h"
 #include "test_util/files.h"
 #include "test_util/long_run.h"
 
@@ -225,6 +227,14 @@ inline bool CommitOne(sqlite3* db, int writer, int filler_rows, CommitCounters* 
   return true;
 }
 
+// PRAGMA integrity_check's first row ("ok" when the database is sound), or
+// the error that stopped it.
+inline std::string IntegrityCheck(sqlite3* db) {
+  std::string error;
+  const std::string result = Query(db, "PRAGMA integrity_check", &error);
+  return error.empty() ? result : error;
+}
+
 // Integrity and the committed-prefix invariant of a database file (log
 // holds exactly 1..K, seq being the primary key; counter = (K, K(K+1)/2)),
 // opened with the plain unix VFS. SQLITE_OPEN_READWRITE lets it roll back a
@@ -238,13 +248,14 @@ inline int64_t CommittedPrefix(const std::string& path, std::string* why,
     return -1;
   }
   sqlite3_busy_timeout(db, 5000);
-  std::string integrity_error;
-  std::string integrity = Query(db, "PRAGMA integrity_check", &integrity_error);
-  if (!integrity_error.empty()) integrity = integrity_error;
+  // One read transaction: a live WAL database changes between statements.
+  EXPECT_EQ(Exec(db, "BEGIN"), "");
+  const std::string integrity = IntegrityCheck(db);
   const int64_t count = QueryInt(db, "SELECT count(*) FROM log");
   const int64_t max = QueryInt(db, "SELECT coalesce(max(seq), 0) FROM log");
   const int64_t n = QueryInt(db, "SELECT n FROM counter");
   const int64_t sum = QueryInt(db, "SELECT sum FROM counter");
+  Exec(db, "COMMIT");
   sqlite3_close(db);
   why->clear();
   if (integrity != "ok") *why = "integrity_check: " + integrity;
@@ -253,6 +264,80 @@ inline int64_t CommittedPrefix(const std::string& path, std::string* why,
             std::to_string(max) + ", n " + std::to_string(n) + ", sum " + std::to_string(sum);
   }
   return why->empty() ? count : -1;
+}
+
+// Everything a database holds, as text: sqlite_schema and every table's
+// rows in rowid order, each value tagged with its type (blobs in hex). Read
+// through a fresh read-only connection of the plain unix VFS, so it is the
+// database as SQLite itself sees it (WAL frames and recovery included). Two
+// databases with equal dumps hold the same data. Not for WITHOUT ROWID
+// tables. "" with *error set if the database cannot be read.
+inline std::string Dump(const std::string& path, std::string* error) {
+  sqlite3* db = nullptr;
+  std::string out;
+  *error = "";
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix") != SQLITE_OK) {
+    *error = "cannot open " + path;
+    sqlite3_close(db);
+    return "";
+  }
+  sqlite3_busy_timeout(db, 5000);
+  auto rows = [&](const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      for (int i = 0; i < sqlite3_column_count(st); i++) {
+        const int type = sqlite3_column_type(st, i);
+        out += "?IFTBN"[type];  // SQLITE_INTEGER = 1 .. SQLITE_NULL = 5
+        if (type == SQLITE_BLOB) {
+          const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, i));
+          for (int k = 0; k < sqlite3_column_bytes(st, i); k++) {
+            out += "0123456789abcdef"[p[k] >> 4];
+            out += "0123456789abcdef"[p[k] & 15];
+          }
+        } else if (type != SQLITE_NULL) {
+          out += reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+        }
+        out += '\t';
+      }
+      out += '\n';
+      rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE && error->empty()) *error = sql + ": " + sqlite3_errmsg(db);
+    sqlite3_finalize(st);
+  };
+  sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);  // one snapshot
+  rows("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name");
+  std::vector<std::string> tables;
+  {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name", -1,
+                       &st, nullptr);
+    while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
+      tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+    }
+    sqlite3_finalize(st);
+  }
+  for (const std::string& t : tables) {
+    out += "table " + t + "\n";
+    char* sql = sqlite3_mprintf("SELECT * FROM \"%w\" ORDER BY rowid", t.c_str());
+    rows(sql);
+    sqlite3_free(sql);
+  }
+  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return error->empty() ? out : "";
+}
+
+// What WAL recovery would take from `path`-wal as it is on disk now
+// (backup/wal_format.h): its mxFrame, the valid frames (committed or not)
+// and each page's newest committed frame. A missing -wal is an empty WAL.
+inline sqlite::WalScan ScanWalFile(const std::string& path) {
+  const std::vector<uint8_t> wal = ReadFile<std::vector<uint8_t>>(path + "-wal");
+  sqlite::WalScan scan;
+  const Status s = sqlite::ScanWal(wal.data(), wal.size(), &scan);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return scan;
 }
 
 // CommittedPrefix of a restored copy, with lo <= K <= hi. Returns K, or -1
