@@ -93,17 +93,17 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   auto bypassed = [&](const std::string& what) {
     return Status::Incomplete(
         "a write bypassed the cowbackup shim during the backup (WAL frame " + std::to_string(frame) +
-            " of the WAL state being copied " + what +
+            what +
             ": another process, or a connection not opened through the cowbackup VFS, restarted or "
             "truncated the WAL)",
         wal_->name());
   };
-  if (s.IsIncomplete()) return bypassed("is past the end of the -wal file");
+  if (s.IsIncomplete()) return bypassed(" of the WAL state being copied is past the end of the -wal file");
   if (!s.ok()) return s;
   WalFrameHeader h;
   DecodeWalFrameHeader(f.data(), &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
-    return bypassed("no longer holds page " + std::to_string(pgno));
+    return bypassed(" no longer holds page " + std::to_string(pgno) + " of the WAL state being copied");
   }
   memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
   return Status::OK();
