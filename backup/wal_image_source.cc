@@ -78,11 +78,16 @@ Status WalImageSource::read(uint64_t offset, uint8_t* buf, size_t len) {
 
 Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, uint8_t* buf, size_t len) {
   const uint32_t ps = page_size();
-  // One read per frame (header and page), into a buffer each thread keeps:
-  // a segment of WAL pages is read frame by frame.
-  thread_local std::vector<uint8_t> f;
-  f.resize(kWalFrameHeaderSize + ps);
-  Status s = wal_->read(WalFrameOffset(frame, ps), f.data(), f.size());
+  const uint64_t at = WalFrameOffset(frame, ps);
+  // The frame header, then the part of the page asked for straight into
+  // `buf`: no allocation per frame (a segment of WAL pages is read frame by
+  // frame). Between the two reads a restart may write the frame; as for
+  // one read, which is not atomic either, the engine only keeps such a
+  // page if no writer changed it (snapshot_first holds it busy; a restart
+  // preserves it first for overlay_at_end).
+  uint8_t head[kWalFrameHeaderSize];
+  Status s = wal_->read(at, head, sizeof head);
+  if (s.ok()) s = wal_->read(at + kWalFrameHeaderSize + in_page, buf, len);
   // A frame gone or written over. The job's routes preserve every image
   // page before this process truncates or restarts over its frame, and
   // the copier then reads the pre-image, except an overlay_at_end copier,
@@ -101,11 +106,10 @@ Status WalImageSource::ReadFrame(uint32_t frame, uint32_t pgno, size_t in_page, 
   if (s.IsIncomplete()) return bypassed(" of the WAL state being copied is past the end of the -wal file");
   if (!s.ok()) return s;
   WalFrameHeader h;
-  DecodeWalFrameHeader(f.data(), &h);
+  DecodeWalFrameHeader(head, &h);
   if (h.pgno != pgno || h.salt1 != scan_.header.salt1 || h.salt2 != scan_.header.salt2) {
     return bypassed(" no longer holds page " + std::to_string(pgno) + " of the WAL state being copied");
   }
-  memcpy(buf, f.data() + kWalFrameHeaderSize + in_page, len);
   return Status::OK();
 }
 
