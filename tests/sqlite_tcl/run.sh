@@ -163,7 +163,7 @@ modes=(shim unix)
 order_by_last_run() {
   local t secs
   for t in "$@"; do
-    secs=$(cat "$OUT"/run/*/"$t"/rc 2>/dev/null | awk '$2 > m { m = $2 } END { print m + 0 }')
+    secs=$(cat "$OUT"/run/*/"$t"/rc 2>/dev/null | awk '$2 > m { m = $2 } END { print m + 0 }' || true)
     echo "$secs $t"
   done | sort -k1,1nr -k2 | awk '{ print $2 }'
 }
@@ -177,11 +177,12 @@ run_files() {
     for mode in "${modes[@]}"; do
       printf '%s\0' --run-one "$mode" "$SRC/test/$t.test" "$dir/$mode/$t" "$testfixture" "$TIMEOUT_S"
     done
-  done | xargs -0 -n6 -P"$JOBS" bash "$SELF"
+  done | xargs -0 -r -n6 -P"$JOBS" bash "$SELF"
 }
 
 echo "sqlite-tcl: running ${#tests[@]} files x {${modes[*]}}, $JOBS at a time"
 mapfile -t ordered < <(order_by_last_run "${tests[@]}")
+[ ${#ordered[@]} -eq ${#tests[@]} ] || { echo "sqlite-tcl: ordering the files failed" >&2; exit 1; }
 run_files "$OUT/run" "${ordered[@]}"
 t_ran=$(date +%s)
 
