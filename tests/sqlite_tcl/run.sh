@@ -224,10 +224,11 @@ compare() {
     c_note="${only% }"
   elif [ -n "$a_extra" ] && [ "$a_extra" != "$r_extra" ]; then
     c_note="${a_extra# }"
-    # A backup still running when the harness counted open files and
-    # memory held a file object and memory of its own (testfixture_init.cc).
-    if [ "$3" = backup ] && ! grep -q 'running at exit 0$' "$dir/$3/$t/log"; then
-      c_artifact="${a_extra# } (a backup was running at exit)"
+    # A backup still running (or just ending) when the harness counted open
+    # files and memory held a file object and memory of its own
+    # (testfixture_init.cc); the shim column checks both without backups.
+    if [ "$3" = backup ] && grep -q 'backups started [1-9]' "$dir/$3/$t/backups/outcomes" 2>/dev/null; then
+      c_artifact="${a_extra# } (backups ran; not checked in this column)"
       c_note=""
     fi
   fi
@@ -236,15 +237,35 @@ compare() {
   return 0
 }
 
+# Tests that fail with backups for a reason outside SQLite's behaviour
+# (testfixture_init.cc, LIMITATIONS): reported, not counted as findings.
+declare -A BACKUP_KNOWN=(
+  [ioerr2-7.7.3]="the backup's read took the I/O error the test injected"
+  [ioerr4-2.1.3]="the backup's read took the I/O error the test injected"
+  [wal-23.4]="the test's sqlite3_log callback saw os_unix's 'file unlinked while open' from the backup's file object, closed after the test deleted test.db"
+)
+
+# short LIST: at most 6 names, then a count of the rest.
+short() {
+  local -a names
+  read -r -a names <<<"$1"
+  if [ ${#names[@]} -le 6 ]; then echo "${names[*]}"; else echo "${names[*]:0:6} (+$(( ${#names[@]} - 6 )) more)"; fi
+}
+
 # note_for DIR FILE: the file's note; returns 1 for a finding.
 note_for() {
   local dir=$1 t=$2 note="" finding=0
   compare "$dir" "$t" shim unix
-  [ -n "$c_note" ] && { note+="shim only: $c_note; "; finding=1; }
-  [ -n "$c_same" ] && note+="both: $c_same; "
+  [ -n "$c_note" ] && { note+="shim only: $(short "$c_note"); "; finding=1; }
+  [ -n "$c_same" ] && note+="both: $(short "$c_same"); "
   if [[ " ${modes[*]} " == *" backup "* ]]; then
     compare "$dir" "$t" backup shim
-    [ -n "$c_note" ] && { note+="with backups only: $c_note; "; finding=1; }
+    local name rest="" known=""
+    for name in $c_note; do
+      if [ -n "${BACKUP_KNOWN[$name]:-}" ]; then known+="$name (${BACKUP_KNOWN[$name]}) "; else rest+="$name "; fi
+    done
+    [ -n "$rest" ] && { note+="with backups only: $(short "$rest"); "; finding=1; }
+    [ -n "$known" ] && note+="with backups, known: ${known% }; "
     [ -n "$c_artifact" ] && note+="with backups: $c_artifact; "
   fi
   n_note=${note%; }
@@ -291,6 +312,18 @@ t_end=$(date +%s)
 echo
 echo "sqlite-tcl: $src_pkg $src_ver; fetch+build $((t_built - t_start)) s, run $((t_end - t_built)) s," \
      "total $((t_end - t_start)) s; logs in $OUT/run/<mode>/<file>/log"
+if [[ " ${modes[*]} " == *" backup "* ]]; then
+  # testfixture_init.cc's per-process lines, summed over every file.
+  cat "$OUT"/run/backup/*/backups/outcomes 2>/dev/null | awk '
+    / backups started / { s += $5; d += $7; f += $9; c += $11 }  # "408:" counts as 408
+    / failed [0-9]+ x: / { n = $4; sub(/^pid [0-9]+:   failed [0-9]+ x: /, ""); fr[$0] += n }
+    / not started [0-9]+ x: / { n = $5; sub(/^pid [0-9]+:   not started [0-9]+ x: /, ""); nr[$0] += n }
+    END {
+      printf "sqlite-tcl: backups with the tests: %d started: %d done, %d failed, %d cancelled\n", s, d, f, c
+      for (r in fr) printf "sqlite-tcl:   failed %d x: %s\n", fr[r], r
+      for (r in nr) printf "sqlite-tcl:   not started %d x: %s\n", nr[r], r
+    }'
+fi
 [ "$flaky" -gt 0 ] && echo "sqlite-tcl: $flaky files failed once and passed when run again (logs in $OUT/rerun too)"
 if [ "$findings" -gt 0 ]; then
   echo "sqlite-tcl: $findings of ${#tests[@]} files fail through the shim (or with backups) and not without"

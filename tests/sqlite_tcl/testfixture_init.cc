@@ -21,8 +21,8 @@
 //                                         runs already (an auto-extension,
 //                                         so on the test's thread, before
 //                                         sqlite3_open returns)
-//   At exit, running backups are cancelled and a line with their outcomes
-//   goes to stderr (run.sh's logs).
+//   At exit, running backups are cancelled and their outcomes are appended
+//   to DIR/outcomes.
 //
 // LIMITATIONS (backup mode)
 //   A job keeps a unix file object of test.db open and takes SHARED locks
@@ -139,20 +139,25 @@ void CancelRunningAtExit() {
   }
   std::lock_guard<std::mutex> lock(g_mu);
   CollectFinishedLocked();
-  // run.sh reads "running at exit": such a job's file object and memory
-  // were still in use when the harness counted open files and memory.
-  std::fprintf(stderr,
-               "cowbackup_testfixture: backups started %llu: done %llu, failed %llu, cancelled "
-               "%llu; running at exit %llu\n",
-               (unsigned long long)g_started.load(), (unsigned long long)g_outcomes.done,
-               (unsigned long long)g_outcomes.failed, (unsigned long long)g_outcomes.cancelled,
-               (unsigned long long)running);
+  // One line per process into DIR/outcomes, not to stderr: SQLite's crash
+  // tests run child testfixtures with `exec`, which fails on any stderr
+  // output. run.sh reads "running at exit": such a job's file object and
+  // memory were still in use when the harness counted open files and memory.
+  FILE* out = std::fopen((g_backup_dir + "/outcomes").c_str(), "a");
+  if (out == nullptr) return;
+  std::fprintf(out,
+               "pid %d: backups started %llu: done %llu, failed %llu, cancelled %llu; running at "
+               "exit %llu\n",
+               int(getpid()), (unsigned long long)g_started.load(),
+               (unsigned long long)g_outcomes.done, (unsigned long long)g_outcomes.failed,
+               (unsigned long long)g_outcomes.cancelled, (unsigned long long)running);
   for (const auto& [error, n] : g_outcomes.errors) {
-    std::fprintf(stderr, "cowbackup_testfixture:   failed %d x: %s\n", n, error.c_str());
+    std::fprintf(out, "pid %d:   failed %d x: %s\n", int(getpid()), n, error.c_str());
   }
   for (const auto& [why, n] : g_refusals) {
-    std::fprintf(stderr, "cowbackup_testfixture:   not started %d x: %s\n", n, why.c_str());
+    std::fprintf(out, "pid %d:   not started %d x: %s\n", int(getpid()), n, why.c_str());
   }
+  std::fclose(out);
 }
 
 }  // namespace
