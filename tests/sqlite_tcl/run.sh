@@ -3,6 +3,7 @@
 # the plain unix VFS (issue 11, "SQLite's own tests through the shim").
 #
 #   bash tests/sqlite_tcl/run.sh [TEST...]      (make test-sqlite-tcl)
+#   bash tests/sqlite_tcl/run.sh --report [TEST...]   the table of the last run
 #
 # TEST names files of SQLite's test/ directory (globs allowed, e.g. 'wal*');
 # the default is wal* pager* journal* lock* savepoint* ioerr*.
@@ -21,10 +22,14 @@
 #   3. runs every file twice, once with the shim as the default VFS and once
 #      with COWBACKUP_TESTFIXTURE_VFS=unix (same binary), JOBS at a time,
 #      each in its own directory under $BUILD/sqlite-tcl/run/, each with a
-#      timeout of SQLITE_TCL_TIMEOUT seconds (default 900);
-#   4. prints "errors/tests" per file for both and exits 1 if a file fails
-#      through the shim in a way it does not through unix (a test that fails
-#      only through the shim, a crash, a timeout, a leak or an open file).
+#      timeout of SQLITE_TCL_TIMEOUT seconds (default 900); with
+#      SQLITE_TCL_BACKUPS=1 a third time, with a throttled backup started
+#      whenever a connection opens test.db (testfixture_init.cc);
+#   4. prints "errors/tests" per file and column. A file that fails through
+#      the shim in a way it does not through unix (a test name, a crash, a
+#      timeout, a leak or an open file), or with backups in a way it does
+#      not without, is run once more in every column: failing again is a
+#      finding and the script exits 1; passing is reported as flaky.
 #
 # The Debian packages it needs (tcl8.6-dev, dpkg-dev, ...) are installed by
 # `make test-sqlite-tcl`; run directly, it names the missing ones.
@@ -48,6 +53,8 @@ if [ "${1:-}" = --run-one ]; then
   exit 0
 fi
 
+REPORT_ONLY=0
+if [ "${1:-}" = --report ]; then REPORT_ONLY=1; shift; fi
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 JOBS=${JOBS:-2}
@@ -180,21 +187,30 @@ run_files() {
   done | xargs -0 -r -n6 -P"$JOBS" bash "$SELF"
 }
 
-echo "sqlite-tcl: running ${#tests[@]} files x {${modes[*]}}, $JOBS at a time"
+[ "$REPORT_ONLY" = 1 ] || echo "sqlite-tcl: running ${#tests[@]} files x {${modes[*]}}, $JOBS at a time"
 mapfile -t ordered < <(order_by_last_run "${tests[@]}")
 [ ${#ordered[@]} -eq ${#tests[@]} ] || { echo "sqlite-tcl: ordering the files failed" >&2; exit 1; }
-run_files "$OUT/run" "${ordered[@]}"
+if [ "$REPORT_ONLY" = 1 ]; then
+  mapfile -t tests < <(for t in "${tests[@]}"; do [ -f "$OUT/run/shim/$t/rc" ] && echo "$t"; done)
+  [ ${#tests[@]} -gt 0 ] || { echo "sqlite-tcl: no results in $OUT/run" >&2; exit 2; }
+else
+  rm -rf "$OUT/rerun"
+  run_files "$OUT/run" "${ordered[@]}"
+fi
 t_ran=$(date +%s)
 
 # ---- 4. the table ----
 # result DIR: sets r_count ("errors/tests", "crash rc=N", "timeout"),
 # r_fail (failed test names), r_extra (leak, open files), r_secs.
 result() {
-  local dir=$1 rc secs line
-  read -r rc secs <"$dir/rc"
+  local dir=$1 rc=none secs=0 line
+  [ -f "$dir/rc" ] && read -r rc secs <"$dir/rc"
   r_secs=$secs r_fail="" r_extra=""
   line=$(grep -E '^[0-9]+ errors out of [0-9]+ tests' "$dir/log" | tail -1 || true)
-  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  if [ "$rc" = none ]; then
+    r_count="not run"
+    return 0
+  elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     r_count=timeout
   elif [ -z "$line" ]; then
     r_count="crash rc=$rc"
@@ -277,7 +293,7 @@ note_for() {
 # flaky (both logs kept: run/ and rerun/).
 rerun=()
 for t in "${tests[@]}"; do note_for "$OUT/run" "$t" || rerun+=("$t"); done
-if [ ${#rerun[@]} -gt 0 ]; then
+if [ ${#rerun[@]} -gt 0 ] && [ "$REPORT_ONLY" = 0 ]; then
   echo "sqlite-tcl: running again: ${rerun[*]}"
   run_files "$OUT/rerun" "${rerun[@]}"
 fi
@@ -298,7 +314,10 @@ for t in "${tests[@]}"; do
     note=$n_note
   else
     first=$n_note
-    if note_for "$OUT/rerun" "$t"; then
+    if [ ! -f "$OUT/rerun/shim/$t/rc" ]; then
+      note="FINDING (not run again): $first"
+      findings=$((findings + 1))
+    elif note_for "$OUT/rerun" "$t"; then
       note="FLAKY (passed when run again): $first"
       flaky=$((flaky + 1))
     else
@@ -316,13 +335,13 @@ if [[ " ${modes[*]} " == *" backup "* ]]; then
   # testfixture_init.cc's per-process lines, summed over every file.
   cat "$OUT"/run/backup/*/backups/outcomes 2>/dev/null | awk '
     / backups started / { s += $5; d += $7; f += $9; c += $11 }  # "408:" counts as 408
-    / failed [0-9]+ x: / { n = $4; sub(/^pid [0-9]+:   failed [0-9]+ x: /, ""); fr[$0] += n }
-    / not started [0-9]+ x: / { n = $5; sub(/^pid [0-9]+:   not started [0-9]+ x: /, ""); nr[$0] += n }
+    / failed [0-9]+ x: / { n = $4; sub(/^pid [0-9]+:   failed [0-9]+ x: /, ""); gsub(/[0-9]+/, "N"); fr[$0] += n }
+    / not started [0-9]+ x: / { n = $5; sub(/^pid [0-9]+:   not started [0-9]+ x: /, ""); gsub(/[0-9]+/, "N"); nr[$0] += n }
     END {
       printf "sqlite-tcl: backups with the tests: %d started: %d done, %d failed, %d cancelled\n", s, d, f, c
       for (r in fr) printf "sqlite-tcl:   failed %d x: %s\n", fr[r], r
       for (r in nr) printf "sqlite-tcl:   not started %d x: %s\n", nr[r], r
-    }'
+    }' | sort -t: -k1,1 -s
 fi
 [ "$flaky" -gt 0 ] && echo "sqlite-tcl: $flaky files failed once and passed when run again (logs in $OUT/rerun too)"
 if [ "$findings" -gt 0 ]; then
