@@ -82,7 +82,7 @@ test-fuzz: deps
 
 # SQLite's own wal*, pager*, journal*, lock*, savepoint* and ioerr* TCL tests
 # through the shim and through plain unix, side by side (docs/SQLITE.md).
-# About 12 minutes on 2 cores: part of `make test` only with LONG=1.
+# 12-20 minutes on 2 cores (fetch and build included): in `make test` only with LONG=1.
 test-sqlite-tcl: configure
 	@$(call install_debs,$(SQLITE_TCL_DEBS))
 	@BUILD=$(BUILD) JOBS=$(JOBS) bash tests/sqlite_tcl/run.sh
