@@ -4,7 +4,8 @@
 #   make demo     a hot backup of a live SQLite database, end to end
 #   make test     Clang's thread-safety analysis, the whole suite, then again
 #                 under ASan+UBSan, the concurrency tests under TSan, and the
-#                 archive fuzzer
+#                 archive fuzzer; with LONG=1 also SQLite's own TCL tests
+#                 through the shim (make test-sqlite-tcl)
 #   make bench    the benchmarks (Google Benchmark); figures go to the README
 #
 # Every target first installs missing Debian packages (quiet when none are).
@@ -19,18 +20,23 @@ FUZZ_SECONDS ?= 60
 DEBS := cmake g++ make pkg-config python3 sqlite3 libsqlite3-dev liblmdb-dev lmdb-utils \
         libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev \
         libxxhash-dev clang libclang-rt-14-dev bsdutils coreutils
+# SQLite's own TCL tests (make test-sqlite-tcl): testfixture from the source package
+SQLITE_TCL_DEBS := tcl8.6-dev dpkg-dev xz-utils zlib1g-dev
 
-.PHONY: all deps configure build demo test test-tsa test-unit test-asan test-tsan test-fuzz bench clean install
+.PHONY: all deps configure build demo test test-tsa test-unit test-asan test-tsan test-fuzz test-sqlite-tcl bench clean install
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# $(call install_debs,PACKAGES): installs those not installed yet, quietly.
+install_debs = missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+deps:
+	@$(call install_debs,$(DEBS))
 
 configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
@@ -43,7 +49,7 @@ demo: configure
 	@cmake --build $(BUILD) -j$(JOBS) --target cowbackup cowbackup_tool cowbackup_demo -- --no-print-directory
 	@bash examples/demo.sh $(BUILD)
 
-test: test-tsa test-unit test-asan test-tsan test-fuzz
+test: test-tsa test-unit test-asan test-tsan test-fuzz $(if $(filter 1,$(LONG)),test-sqlite-tcl)
 	@echo "make test: all suites passed"
 
 # Clang's thread-safety analysis (engine/mutex.h): a member GUARDED_BY a
@@ -73,6 +79,13 @@ test-tsan: deps
 
 test-fuzz: deps
 	@if [ -f tests/fuzz/run.sh ]; then bash tests/fuzz/run.sh $(FUZZ_SECONDS); fi
+
+# SQLite's own wal*, pager*, journal*, lock*, savepoint* and ioerr* TCL tests
+# through the shim and through plain unix, side by side (docs/SQLITE.md).
+# 12-20 minutes on 2 cores (fetch and build included): in `make test` only with LONG=1.
+test-sqlite-tcl: configure
+	@$(call install_debs,$(SQLITE_TCL_DEBS))
+	@BUILD=$(BUILD) JOBS=$(JOBS) bash tests/sqlite_tcl/run.sh
 
 bench: build
 	@bash bench/run.sh $(BUILD)
