@@ -119,18 +119,17 @@ sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
 // points). SQLite's WAL write lock is byte 120 of the -shm file
 // (UNIX_SHM_BASE + slot 0, os_unix.c), taken with F_SETLK; the main file's
 // locks sit at 1 GiB. The writer thread takes it for every commit and is
-// not timed. During a cowbackup() call every other hold is the backup's:
-// T0's is the write lock alone (FileState::LockWal .. UnlockWal in
-// TakeWalT0; the last such: a connection's WAL recovery before it takes
-// one too), the end check's the write and checkpoint locks together
-// (EndCheckWal). A hold is timed from the granting fcntl's return to the
-// releasing one's.
+// not timed. During a cowbackup() call every other hold is the backup's;
+// the last is the end check's (EndCheckWal, after the checkpoint lock).
+// T0's hold comes from the summary's begin_lock_us, which the front end
+// measures around its whole begin-time instant. A hold is timed from the
+// granting fcntl's return to the releasing one's.
 
 thread_local bool t_is_writer = false;
 thread_local Clock::time_point t_wal_locked_at;
 int (*g_real_fcntl)(int, int, ...) = nullptr;
 std::atomic<bool> g_probe_armed{false};
-std::atomic<int64_t> g_t0_hold_ns{-1}, g_end_hold_ns{-1};  // -1: not seen
+std::atomic<int64_t> g_end_hold_ns{-1};  // -1: not seen
 constexpr off_t kShmWriteLockByte = 120;
 
 int TimedFcntl(int fd, int op, ...) {
@@ -148,10 +147,7 @@ int TimedFcntl(int fd, int op, ...) {
     const int64_t ns =
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t_wal_locked_at).count();
     t_wal_locked_at = {};
-    if (g_probe_armed.load(std::memory_order_relaxed)) {
-      if (fl->l_len == 1) g_t0_hold_ns = ns;
-      if (fl->l_len == 2) g_end_hold_ns = ns;
-    }
+    if (g_probe_armed.load(std::memory_order_relaxed)) g_end_hold_ns = ns;
   }
   return rc;
 }
@@ -386,7 +382,6 @@ double g_idle_plain[2] = {0, 0};  // BM_CowbackupIdle/0/mode sets it: the clean 
 CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield = false) {
   sqlite3* db = Open(g_db);
   const std::string dest = g_dest_dir + "/out." + format;
-  g_t0_hold_ns = -1;
   g_end_hold_ns = -1;
   g_probe_armed = true;
   const auto t0 = Clock::now();
@@ -402,11 +397,12 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield =
   CowResult r;
   r.seconds = Seconds(t0);
   g_probe_armed = false;
-  if (g_t0_hold_ns >= 0) r.t0_hold_ms = double(g_t0_hold_ns) / 1e6;
   if (g_end_hold_ns >= 0) r.end_hold_ms = double(g_end_hold_ns) / 1e6;
   const std::string summary = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
   const size_t at = summary.find("\"max_write_wait_us\":");
   if (at != std::string::npos) r.max_write_wait_ms = std::stod(summary.substr(at + 20)) / 1000;
+  const size_t lock = summary.find("\"begin_lock_us\":");
+  if (lock != std::string::npos) r.t0_hold_ms = std::stod(summary.substr(lock + 16)) / 1000;
   sqlite3_finalize(st);
   sqlite3_close(db);
   return r;
