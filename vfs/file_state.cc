@@ -28,6 +28,21 @@ std::map<std::pair<dev_t, ino_t>, FileState*>& Registry() {
 
 constexpr uint8_t kJournalMagic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
 
+// Calls `attempt` (an SQLite lock call) until it returns anything but
+// SQLITE_BUSY or `deadline` passes; returns its last result. Short pauses:
+// with writers back to back the gaps between commits are brief, and a
+// poller that sleeps long can miss them all.
+template <typename Attempt>
+int PollLock(std::chrono::steady_clock::time_point deadline, Attempt attempt) {
+  auto pause = std::chrono::microseconds(20);
+  for (;;) {
+    const int rc = attempt();
+    if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() >= deadline) return rc;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(200));
+  }
+}
+
 std::string SqliteError(const char* what, int rc, const std::string& path) {
   return std::string(what) + ": " + path + ": " + sqlite3_errstr(rc) + " (" + std::to_string(rc) + ")";
 }
@@ -186,21 +201,12 @@ Status FileState::LockShared(uint32_t timeout_ms) {
 
 Status FileState::LockReaderShared(sqlite3_file* f, uint32_t timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  auto pause = std::chrono::microseconds(50);
-  for (;;) {
-    const int rc = f->pMethods->xLock(f, SQLITE_LOCK_SHARED);
-    if (rc == SQLITE_OK) return Status::OK();
-    if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::Busy("the database stayed locked for busy_timeout_ms=" +
-                              std::to_string(timeout_ms) + " (a writer holds it)",
-                          path_);
-    }
-    std::this_thread::sleep_for(pause);
-    // Short pauses: with writers back to back, the gaps between commits are
-    // brief, and a reader that sleeps long can miss them all.
-    pause = std::min(pause * 2, std::chrono::microseconds(200));
-  }
+  const int rc = PollLock(deadline, [f] { return f->pMethods->xLock(f, SQLITE_LOCK_SHARED); });
+  if (rc == SQLITE_OK) return Status::OK();
+  if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("lock", rc, path_), "", EIO);
+  return Status::Busy("the database stayed locked for busy_timeout_ms=" + std::to_string(timeout_ms) +
+                          " (a writer holds it)",
+                      path_);
 }
 
 Status FileState::HoldShared(uint32_t timeout_ms) {
@@ -280,20 +286,14 @@ Status FileState::WalIndexRegion(uint32_t region, const volatile void** out) {
 
 Status FileState::TakeWalLock(sqlite3_file* f, int slot, std::chrono::steady_clock::time_point deadline,
                               uint32_t timeout_ms) {
-  auto pause = std::chrono::microseconds(20);
-  for (;;) {
-    const int rc = f->pMethods->xShmLock(f, slot, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
-    if (rc == SQLITE_OK) return Status::OK();
-    if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("WAL lock", rc, path_), "", EIO);
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Status::Busy("the WAL " + std::string(slot == kWalWriteLock ? "write" : "checkpoint") +
-                              " lock stayed held for busy_timeout_ms=" + std::to_string(timeout_ms),
-                          path_);
-    }
-    std::this_thread::sleep_for(pause);
-    // Short pauses, as in LockShared: the gaps between commits are brief.
-    pause = std::min(pause * 2, std::chrono::microseconds(200));
-  }
+  const int rc = PollLock(deadline, [f, slot] {
+    return f->pMethods->xShmLock(f, slot, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+  });
+  if (rc == SQLITE_OK) return Status::OK();
+  if ((rc & 0xff) != SQLITE_BUSY) return Status::FromErrno(SqliteError("WAL lock", rc, path_), "", EIO);
+  return Status::Busy("the WAL " + std::string(slot == kWalWriteLock ? "write" : "checkpoint") +
+                          " lock stayed held for busy_timeout_ms=" + std::to_string(timeout_ms),
+                      path_);
 }
 
 Status FileState::LockWal(bool checkpoint_too, uint32_t timeout_ms) {
