@@ -160,22 +160,22 @@ Status FileState::FileSize(uint64_t* bytes) {
   return Status::OK();
 }
 
-void FileState::CloseGate() {
+void FileState::CloseGate(std::atomic<uint32_t>& wanted) {
   MutexLock lock(&gate_mu_);
-  shared_wanted_.fetch_add(1, std::memory_order_release);
+  wanted.fetch_add(1, std::memory_order_release);
 }
 
-void FileState::OpenGate() {
+void FileState::OpenGate(std::atomic<uint32_t>& wanted) {
   MutexLock lock(&gate_mu_);
-  shared_wanted_.fetch_sub(1, std::memory_order_release);
+  wanted.fetch_sub(1, std::memory_order_release);
   gate_cv_.SignalAll();
 }
 
-void FileState::YieldToBackup() {
+void FileState::YieldToBackup(const std::atomic<uint32_t>& wanted) {
   COWBACKUP_SYNC_POINT("FileState::BeforeExclusive:yield");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kGateMaxWaitMs);
   MutexLock lock(&gate_mu_);
-  while (shared_wanted_.load(std::memory_order_relaxed) != 0) {
+  while (wanted.load(std::memory_order_relaxed) != 0) {
     if (!gate_cv_.WaitUntil(&gate_mu_, deadline)) {
       COWBACKUP_SYNC_POINT("FileState::BeforeExclusive:gave_up");
       break;
@@ -303,14 +303,21 @@ Status FileState::LockWal(bool checkpoint_too, uint32_t timeout_ms) {
   sqlite3_file* f = OpenedReader();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   if (checkpoint_too) {
+    CloseGate(ckpt_wanted_);  // this process's checkpointers wait, not BUSY
     s = TakeWalLock(f, kWalCkptLock, deadline, timeout_ms);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      OpenGate(ckpt_wanted_);
+      return s;
+    }
   }
   CloseGate();  // opened by UnlockWal(), or below if the lock is not had
   COWBACKUP_SYNC_POINT("FileState::LockWal:waiting");
   s = TakeWalLock(f, kWalWriteLock, deadline, timeout_ms);
   if (!s.ok()) {
-    if (checkpoint_too) f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    if (checkpoint_too) {
+      f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+      OpenGate(ckpt_wanted_);
+    }
     OpenGate();
     return s;
   }
@@ -323,7 +330,10 @@ void FileState::UnlockWal() {
   if (wal_locked_ == 0) return;
   sqlite3_file* f = OpenedReader();
   f->pMethods->xShmLock(f, kWalWriteLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
-  if (wal_locked_ == 2) f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  if (wal_locked_ == 2) {
+    f->pMethods->xShmLock(f, kWalCkptLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    OpenGate(ckpt_wanted_);
+  }
   wal_locked_ = 0;
   OpenGate();
 }

@@ -129,7 +129,20 @@ class FileState {
   // of a transaction: while a backup waits for SHARED (the file comment),
   // waits for it, at most kGateMaxWaitMs. One acquire load when none waits.
   void BeforeExclusive() {
-    if (shared_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup();
+    if (shared_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup(shared_wanted_);
+  }
+  // The same for a connection's request for the WAL checkpoint lock, which
+  // the end check takes first (LockWal): SQLite's checkpoint does not retry
+  // that lock, it returns SQLITE_BUSY at once.
+  void BeforeCheckpointLock() {
+    if (ckpt_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup(ckpt_wanted_);
+  }
+  // True while a backup wants or holds the WAL lock `slot`: a request that
+  // found it busy meanwhile (it passed the gate just before it closed) waits
+  // at the gate and tries again, so it never sees SQLITE_BUSY because of a
+  // backup.
+  bool BackupWantsWalLock(int slot) const {
+    return (slot == kWalWriteLock ? shared_wanted_ : ckpt_wanted_).load(std::memory_order_acquire) != 0;
   }
   static constexpr uint32_t kGateMaxWaitMs = 250;
   // True if `<db>-journal` holds a journal nobody is writing (a crashed
@@ -189,9 +202,11 @@ class FileState {
   ~FileState();
   void SetTrackingError(const std::string& msg) noexcept;
   sqlite3_file* OpenedReader();  // reader_, once Reader() has opened it
-  void CloseGate();
-  void OpenGate();
-  void YieldToBackup();
+  void CloseGate(std::atomic<uint32_t>& wanted);
+  void OpenGate(std::atomic<uint32_t>& wanted);
+  void CloseGate() { CloseGate(shared_wanted_); }
+  void OpenGate() { OpenGate(shared_wanted_); }
+  void YieldToBackup(const std::atomic<uint32_t>& wanted);
   // SHARED through the reader `f`, retried for up to `timeout_ms`.
   Status LockReaderShared(sqlite3_file* f, uint32_t timeout_ms);
   // The reader's wal-index region `region` (mapped on first use; null if
@@ -220,6 +235,8 @@ class FileState {
 
   // Backups waiting for (or holding) SHARED; written under gate_mu_.
   std::atomic<uint32_t> shared_wanted_{0};
+  // Backups waiting for (or holding) the WAL checkpoint lock; the same.
+  std::atomic<uint32_t> ckpt_wanted_{0};
   Mutex gate_mu_;
   CondVar gate_cv_;  // signalled when the gate opens
 

@@ -159,8 +159,18 @@ int ShimShmLock(sqlite3_file* f, int offset, int n, int flags) {
     if (offset == kWalCkptLock) s->holds_ckpt = false;
     return p->pMethods->xShmLock(p, offset, n, flags);
   }
-  if (!s->holds_ckpt) st->BeforeExclusive();
-  const int rc = p->pMethods->xShmLock(p, offset, n, flags);
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    if (offset == kWalCkptLock) {
+      st->BeforeCheckpointLock();
+    } else if (!s->holds_ckpt) {
+      st->BeforeExclusive();
+    }
+    rc = p->pMethods->xShmLock(p, offset, n, flags);
+    // Found busy by a backup's lock taken just after the gate let it by:
+    // wait at the gate once more (file_state.h, BackupWantsWalLock).
+    if ((rc & 0xff) != SQLITE_BUSY || attempt > 0 || !st->BackupWantsWalLock(offset)) break;
+  }
   if (rc == SQLITE_OK) {
     if (offset == kWalWriteLock) NoteExclusive(s, true);
     if (offset == kWalCkptLock) s->holds_ckpt = true;
