@@ -416,14 +416,14 @@ void FileState::BeforeShmUnlock(int offset, int n) {
 // ---------------------------------------------------------------------------
 // Commit tracking
 
-void FileState::BeginTracking(uint32_t counter, bool wal) {
+void FileState::BeginTracking(uint32_t counter, const WalMark* wal) {
   {
     MutexLock lock(&error_mu_);
     tracking_error_.clear();
   }
   tracking_failed_.store(false, std::memory_order_relaxed);
   last_counter_.store(counter, std::memory_order_relaxed);
-  tracking_wal_.store(wal, std::memory_order_relaxed);
+  if (wal != nullptr) wal_tracker.Begin(*wal);
   tracking_.store(true, std::memory_order_release);
 }
 
@@ -441,7 +441,7 @@ void FileState::SetTrackingError(const std::string& msg) noexcept {
 void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
   if (len < 28 || !tracking()) return;
   const bool wal = data[18] == 2 || data[19] == 2;
-  if (wal != tracking_wal_.load(std::memory_order_relaxed)) {
+  if (wal != wal_tracker.active()) {
     SetTrackingError(wal ? "the database switched to WAL mode during the backup (the copy was "
                            "discarded; back it up again)"
                          : "the database left WAL mode during the backup (the copy was "

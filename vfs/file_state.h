@@ -179,9 +179,10 @@ class FileState {
 
   // ---- Commit tracking (see the file comment) ----
   // At T0, under SHARED: starts tracking from `counter`. In WAL mode
-  // (`wal`), page-1 writes are only checked to keep the journal mode, and
-  // wal_tracker does the rest.
-  void BeginTracking(uint32_t counter, bool wal = false);
+  // (`wal`: T0's wal-index facts, under the WAL write lock), page-1 writes
+  // are only checked to keep the journal mode, and wal_tracker, started
+  // here from `wal`, does the rest.
+  void BeginTracking(uint32_t counter, const WalMark* wal = nullptr);
   void EndTracking() {
     tracking_.store(false, std::memory_order_release);
     wal_tracker.End();
@@ -241,7 +242,6 @@ class FileState {
   CondVar gate_cv_;  // signalled when the gate opens
 
   std::atomic<bool> tracking_{false};
-  std::atomic<bool> tracking_wal_{false};
   std::atomic<uint32_t> last_counter_{0};
   std::atomic<bool> tracking_failed_{false};
   mutable Mutex error_mu_;

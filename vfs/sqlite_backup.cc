@@ -347,8 +347,8 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
       return Status::Busy("the database left WAL mode while starting", st->path());
     }
   }
-  st->BeginTracking(h.change_counter, /*wal=*/true);
-  st->wal_tracker.Begin({wi.salt1, wi.salt2, wi.max_frame, wi.backfilled});
+  const WalMark t0{wi.salt1, wi.salt2, wi.max_frame, wi.backfilled};
+  st->BeginTracking(h.change_counter, &t0);
   WalImageSource* image = source->image();
   s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, &wi),
                          {{&st->hook, image->main_route()}, {&st->wal_hook, image->wal_route()}});
