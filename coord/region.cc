@@ -129,6 +129,11 @@ Status Region::Attach(const std::string& path, int db_fd, std::unique_ptr<Region
   out->reset();
   struct stat db;
   if (::fstat(db_fd, &db) != 0) return Status::FromErrno(kWhat + "stat the database", path, errno);
+  return Attach(path, db, out);
+}
+
+Status Region::Attach(const std::string& path, const struct stat& db, std::unique_ptr<Region>* out) {
+  out->reset();
   std::unique_ptr<Region> r(new Region(path));
   Status s = r->OpenFile(db);
   if (s.ok()) s = r->TakeInitLock(db);
@@ -327,7 +332,9 @@ Status Region::TakeSlot() {
   if (!s.ok()) return s;
   if (!attached_) return Status::Busy(kWhat + "all " + std::to_string(kSlotCount) + " slots are taken", path_);
   COWBACKUP_SYNC_POINT("region:attach:slot-locked");
-  EncodeSlot(SlotRecord{1, ::getpid(), ProcessStartUnix(::getpid()), NowUnixMicros()}, slot_, map_);
+  const SlotRecord rec{1, ::getpid(), ProcessStartUnix(::getpid()), NowUnixMicros()};
+  EncodeSlot(rec, slot_, map_);
+  tag_ = uint32_t(rec.attached_unix_us) & kTagMask;
   COWBACKUP_SYNC_POINT("region:attach:attached");
   return Status::OK();
 }
@@ -450,7 +457,8 @@ bool Region::owns_job() {
   return owns_job_;
 }
 
-Status Region::ClaimJob(const std::string& volume_path, uint64_t page_state_size, Job* replaced_dead) {
+Status Region::ClaimJob(const std::string& volume_path, uint64_t page_state_size, Job* replaced_dead,
+                        Job* claimed) {
   *replaced_dead = Job();
   Job job;
   job.state = JobState::kArming;
@@ -486,6 +494,8 @@ Status Region::ClaimJob(const std::string& volume_path, uint64_t page_state_size
   if (Live(cur.state)) {
     return Status::Busy(kWhat + "a backup of this database is already running: " + JobName(cur), path_);
   }
+  s = DrainLocked();
+  if (!s.ok()) return s;
   bool got = false;
   s = TryLock(kLockOwner, F_WRLCK, &got);
   if (!s.ok()) return s;
@@ -503,6 +513,7 @@ Status Region::ClaimJob(const std::string& volume_path, uint64_t page_state_size
   StoreJobLocked(job);
   owns_job_ = true;
   owned_ = job;
+  if (claimed != nullptr) *claimed = job;
   COWBACKUP_SYNC_POINT("region:claim:claimed");
   return Status::OK();
 }
@@ -555,6 +566,93 @@ Status Region::EndJobLocked(JobState final_state, bool meta_locked) {
   }
   Unlock(kLockOwner);
   owns_job_ = false;
+  return Status::OK();
+}
+
+// ---- Taking part ----
+
+bool Region::Enter(uint64_t seen) noexcept {
+  if (map_ == nullptr || !attached_) return false;
+  // A Dekker pair with DrainLocked, which disarms the word before it reads
+  // the counts: either it sees this count, or this load sees the change.
+  Inside(slot_).fetch_add(1, std::memory_order_seq_cst);
+  if (std::atomic_ref<uint64_t>(*armed_).load(std::memory_order_seq_cst) == seen) return true;
+  Leave();
+  return false;
+}
+
+void Region::Leave() noexcept { Inside(slot_).fetch_sub(1, std::memory_order_seq_cst); }
+
+uint32_t Region::BusyWord(bool copier) const {
+  return kBusyBit | (copier ? kBusyCopierBit : 0) | (tag_ << kTagShift) | slot_;
+}
+
+bool Region::HolderGone(uint32_t w, uint32_t owner_slot) {
+  const uint32_t slot = w & 0xff;
+  if (w & kBusyCopierBit) return slot != owner_slot || !OwnerAlive();
+  if (attached_ && slot == slot_ && ((w >> kTagShift) & kTagMask) == tag_) return false;
+  MutexLock lock(&mu_);
+  MetaLock meta(this);
+  if (!meta.Acquire().ok()) return false;  // cannot tell: wait on
+  bool held = false;
+  if (!HeldElsewhere(kLockSlot0 + slot, &held).ok()) return false;
+  if (!held) return true;
+  const SlotRecord r = DecodeSlot(map_, slot);
+  if ((uint32_t(r.attached_unix_us) & kTagMask) != ((w >> kTagShift) & kTagMask)) return true;
+  return Inside(slot).load(std::memory_order_seq_cst) == 0;
+}
+
+bool Region::OwnerAlive() {
+  {
+    MutexLock lock(&mu_);
+    if (owns_job_) return true;
+  }
+  bool held = true;
+  return !HeldElsewhere(kLockOwner, &held).ok() || held;
+}
+
+Status Region::DrainLocked() {
+  // The word is 0 here (no live job: ResolveJobLocked disarmed a dead one).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDrainWaitMs);
+  for (;;) {
+    uint32_t busy_slot = kSlotCount;
+    for (uint32_t i = 0; i < kSlotCount && busy_slot == kSlotCount; i++) {
+      if (Inside(i).load(std::memory_order_seq_cst) == 0) continue;
+      bool held = attached_ && i == slot_;
+      if (!held) {
+        Status s = HeldElsewhere(kLockSlot0 + i, &held);
+        if (!s.ok()) return s;
+      }
+      if (held) busy_slot = i;
+    }
+    if (busy_slot == kSlotCount) return Status::OK();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::Busy(kWhat + "a process (slot " + std::to_string(busy_slot) +
+                              ", pid " + std::to_string(DecodeSlot(map_, busy_slot).pid) +
+                              ") is still inside the previous backup; try again",
+                          path_);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+Region::Area::~Area() { ::munmap(data_, size_); }
+
+Status Region::MapArea(const Job& job, std::unique_ptr<Area>* out) {
+  out->reset();
+  if (job.page_state_size == 0) return Status::Corruption(kWhat + JobName(job) + " has no page-state area", path_);
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::FromErrno(kWhat + "stat", path_, errno);
+  if (uint64_t(st.st_size) < job.page_state_offset + job.page_state_size) {
+    return Status::Corruption(kWhat + "is " + std::to_string(st.st_size) + " bytes, shorter than " +
+                                  JobName(job) + "'s page-state area (" +
+                                  std::to_string(job.page_state_offset + job.page_state_size) + ")",
+                              path_);
+  }
+  void* p = ::mmap(nullptr, job.page_state_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_,
+                   off_t(job.page_state_offset));
+  if (p == MAP_FAILED) return Status::FromErrno(kWhat + "map the page-state area", path_, errno);
+  out->reset(new Area(static_cast<uint8_t*>(p), job.page_state_size));
   return Status::OK();
 }
 

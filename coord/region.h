@@ -71,6 +71,10 @@ class Region {
   // dead-man switch (recovering the region if this is its first opener),
   // maps its fixed part and takes a slot.
   static Status Attach(const std::string& path, int db_fd, std::unique_ptr<Region>* out);
+  // The same for the database whose fstat is `db` (a front end that must
+  // not open and close a descriptor of the database: closing one drops
+  // every POSIX lock the process holds on it, SQLite's included).
+  static Status Attach(const std::string& path, const struct stat& db, std::unique_ptr<Region>* out);
   // Detaches: a job this Region owns and has not finished is left dead,
   // the slot is freed, the mapping and descriptor closed.
   ~Region();
@@ -106,13 +110,56 @@ class Region {
   // the fixed part. Busy if a job runs with a live owner. A dead job
   // found in the section is replaced and returned in *replaced_dead
   // (state kDead; else kNone): the caller removes its volume.
-  Status ClaimJob(const std::string& volume_path, uint64_t page_state_size, Job* replaced_dead);
+  // Before it claims, it waits (at most kDrainWaitMs) until no thread of a
+  // live participant is still inside the previous job (Enter..Leave), so
+  // nobody touches the page-state area it is about to reuse.
+  // *claimed, if given, receives the job as written.
+  Status ClaimJob(const std::string& volume_path, uint64_t page_state_size, Job* replaced_dead,
+                  Job* claimed = nullptr);
   // At T0: records the T0 facts, state running, and arms the word.
   Status Arm(const std::string& t0);
   // Disarms the word, state done, gives up ownership. Ends ownership even
   // when it returns an error (the job is then found dead, R4).
   Status Finish();
   bool owns_job();
+
+  // ---- Taking part in a running job (docs/REGION.md, "Taking part") ----
+  // A writer's bracket around its work for the job whose word it loaded
+  // (`seen`, non-zero): counts this slot in, then checks the word is still
+  // `seen`. False (and not counted in) if it changed. The count is what
+  // ClaimJob waits to drain before the page-state area is reused; a dead
+  // process's count is ignored with its slot.
+  bool Enter(uint64_t seen) noexcept;
+  void Leave() noexcept;
+  // This slot's busy word for the page-state area (engine/shared_pages.h):
+  // kBusy, bit 30 for the copier, bits 8..29 the slot's tag (from its
+  // attach time, so a later process in the same slot differs), bits 0..7
+  // the slot.
+  uint32_t BusyWord(bool copier) const;
+  // True if the party of busy word `w` is gone: its slot is free or taken
+  // by a later process, or (a writer) no thread of it is inside a job; for
+  // the copier, the job's owner lock is free. Takes the meta lock.
+  bool HolderGone(uint32_t w, uint32_t owner_slot);
+  // True while the job's owner lock is held (by this Region or another).
+  bool OwnerAlive();
+
+  // A job's page-state area, mapped shared.
+  class Area {
+   public:
+    Area(uint8_t* data, uint64_t size) : data_(data), size_(size) {}
+    ~Area();
+    Area(const Area&) = delete;
+    Area& operator=(const Area&) = delete;
+    uint8_t* data() const { return data_; }
+    uint64_t size() const { return size_; }
+
+   private:
+    uint8_t* const data_;
+    const uint64_t size_;
+  };
+  // Maps `job`'s area; Corruption (named) if the file is shorter than the
+  // section says (invariant 6) or the job has none.
+  Status MapArea(const Job& job, std::unique_ptr<Area>* out);
 
   // In a forked child only: drops the inherited mapping and descriptor
   // without touching anything shared (they are the parent's). Afterwards
@@ -143,6 +190,12 @@ class Region {
   Status ResolveJobLocked(Job* out, Status* damage) REQUIRES(mu_);
   void MarkDeadLocked(Job* job) REQUIRES(mu_);
   Status EndJobLocked(JobState final_state, bool meta_locked) REQUIRES(mu_);
+  std::atomic_ref<uint32_t> Inside(uint32_t slot) const {
+    return std::atomic_ref<uint32_t>(
+        *reinterpret_cast<uint32_t*>(map_ + layout::kOffSlots + slot * layout::kSlotSize + layout::kOffSlotInside));
+  }
+  // ClaimJob's wait for every live slot's Inside count to reach 0.
+  Status DrainLocked() REQUIRES(mu_);
   void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_release); }
 
   const std::string path_;
@@ -151,6 +204,7 @@ class Region {
   uint64_t zero_ = 0;           // the word before mapping and after ForgetAfterFork
   uint64_t* armed_ = &zero_;
   uint32_t slot_ = 0;
+  uint32_t tag_ = 0;            // BusyWord's bits 8..29 for slot_
   bool attached_ = false;       // holds slot_
   uint64_t generation_ = 0;
   std::string recovery_;

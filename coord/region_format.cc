@@ -184,7 +184,7 @@ Status DecodeJob(const uint8_t* region, const std::string& path, Job* out) {
 void EncodeSlot(const SlotRecord& s, uint32_t slot, uint8_t* region) {
   uint8_t* p = region + kOffSlots + size_t(slot) * kSlotSize;
   EncodeFixed32(p + kOffSlotState, s.state);
-  EncodeFixed32(p + kOffSlotReserved, 0);
+  EncodeFixed32(p + kOffSlotInside, 0);  // no thread of a new or departed slot is inside
   EncodeFixed64(p + kOffSlotPid, uint64_t(s.pid));
   EncodeFixed64(p + kOffSlotPidStart, uint64_t(s.pid_start_unix_s));
   EncodeFixed64(p + kOffSlotAttached, s.attached_unix_us);

@@ -63,13 +63,18 @@ static_assert(kOffJobChecksum + 8 <= kOffT0 && kOffT0 + kMaxT0Len <= kOffVolumeP
 
 // Slot table: slot i at kOffSlots + i * kSlotSize.
 inline constexpr size_t kOffSlots = 8192, kSlotSize = 32;
-inline constexpr size_t kOffSlotState = 0, kOffSlotReserved = 4, kOffSlotPid = 8,
+inline constexpr size_t kOffSlotState = 0, kOffSlotInside = 4, kOffSlotPid = 8,
                         kOffSlotPidStart = 16, kOffSlotAttached = 24;
 static_assert(kOffVolumePath + kMaxVolumePathLen < kOffSlots);
 static_assert(kOffSlots + kSlotCount * kSlotSize == kFixedSize);
 
 // Waits for a lock byte held by someone else, polled (docs/REGION.md).
 inline constexpr int kMetaLockWaitMs = 100, kInitLockWaitMs = 1000;
+// How long ClaimJob waits for threads still inside the previous job.
+inline constexpr int kDrainWaitMs = 50;
+// Busy words of the page-state area (Region::BusyWord).
+inline constexpr uint32_t kBusyBit = 0x80000000u, kBusyCopierBit = 0x40000000u, kTagMask = 0x3fffff;
+inline constexpr int kTagShift = 8;
 
 }  // namespace cowbackup::coord::layout
 

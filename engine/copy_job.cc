@@ -38,6 +38,13 @@ CopyJob::~CopyJob() = default;
 
 void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   if (failed()) return;
+  if (SharedPages* shared = config_.shared) {
+    if (shared->peers()->job_current()) {
+      shared->WriteThrough(PageRange::FromBytes(offset, len, config_.page_size), source_, volume_,
+                           config_.page_size);
+    }
+    return;
+  }
   WriteOp op;
   op.pages = PageRange::FromBytes(offset, len, config_.page_size).clip(config_.t0_pages);
   if (op.pages.empty() || settled_.all(op.pages.begin, op.pages.end)) return;
@@ -208,12 +215,23 @@ void CopyJob::cancel() { fail(Status::Cancelled("backup cancelled")); }
 
 void CopyJob::fail(const Status& status) {
   assert(!status.ok());
-  MutexLock lock(&mu_);
-  if (failed()) return;
-  error_ = status;
-  failed_.store(true, std::memory_order_release);
-  for (WriteOp* op : fifo_) op->cv.Signal();
-  copier_cv_.SignalAll();
+  {
+    MutexLock lock(&mu_);
+    if (failed()) return;
+    error_ = status;
+    failed_.store(true, std::memory_order_release);
+    for (WriteOp* op : fifo_) op->cv.Signal();
+    copier_cv_.SignalAll();
+  }
+  if (config_.shared != nullptr) config_.shared->peers()->fail(status);
+}
+
+bool CopyJob::shared_job_lost() {
+  if (config_.shared == nullptr || config_.shared->peers()->job_current()) return false;
+  const std::string why = config_.shared->Failure();
+  fail(Status::IOError("another process taking part in the backup failed it" +
+                       (why.empty() ? std::string(" (it recorded no reason)") : ": " + why)));
+  return true;
 }
 
 Status CopyJob::status() const {
@@ -227,7 +245,12 @@ Progress CopyJob::progress() const {
   p.pages_done = pages_done_.load(std::memory_order_relaxed);
   p.pages_preserved = pages_preserved_.load(std::memory_order_relaxed);
   p.bytes_written = sink_->bytes_written();
-  p.max_write_wait_us = max_write_wait_ns_.load(std::memory_order_relaxed) / 1000;
+  uint64_t max_wait_ns = max_write_wait_ns_.load(std::memory_order_relaxed);
+  if (const SharedPages* shared = config_.shared) {
+    p.pages_preserved = shared->preserved();
+    max_wait_ns = std::max(max_wait_ns, shared->max_wait_ns());
+  }
+  p.max_write_wait_us = max_wait_ns / 1000;
   p.yield_ms = yield_ns_.load(std::memory_order_relaxed) / 1000000;
   return p;
 }
@@ -364,6 +387,7 @@ Status CopyJob::emit_segment(Segment* seg) {
     Status s = sink_->put_run(seg->range.begin + i, seg->data.data() + i * page_size_, j - i);
     if (!s.ok()) return s;
     pages_done_.fetch_add(j - i, std::memory_order_relaxed);
+    if (config_.shared != nullptr) config_.shared->AddDone(j - i);
     i = j;
   }
   throttle();
@@ -416,12 +440,21 @@ Status CopyJob::emit_overlays(const Bitmap& preserved) {
 }
 
 Status CopyJob::finish() {
+  // The pages whose T0 pre-image the volume holds, once no preservation is
+  // in flight (they no longer change).
   Bitmap preserved;
+  if (config_.shared != nullptr) {
+    Status s = settle_shared(&preserved);
+    if (!s.ok()) return s;
+  }
   {
     MutexLock lock(&mu_);
     if (failed()) return error_;
-    if (busy_count_ != 0) return Status::Busy("preservation in flight");
-    assert(invariant_violation_locked().empty());
+    if (config_.shared == nullptr) {
+      if (busy_count_ != 0) return Status::Busy("preservation in flight");
+      assert(invariant_violation_locked().empty());
+      preserved = preserved_;
+    }
     for (uint64_t p = 0; p < config_.t0_pages; p++) {
       if (!copied_.test(p)) {
         return Status::InvalidArgument("copy queue drained with page " + std::to_string(p) +
@@ -429,15 +462,15 @@ Status CopyJob::finish() {
       }
     }
     for (uint64_t p : short_pages_) {
-      if (!preserved_.test(p)) {
+      if (!preserved.test(p)) {
         return Status::Corruption(
             "the source shrank during the backup without the engine seeing it "
             "(a write bypassed cowbackup)",
             source_->name() + ", page " + std::to_string(p));
       }
     }
-    if (config_.variant == Variant::kOverlayAtEnd) preserved = preserved_;
   }
+  if (shared_job_lost()) return status();
   if (config_.variant == Variant::kOverlayAtEnd) {
     Status s = emit_overlays(preserved);
     if (!s.ok()) return s;
@@ -452,25 +485,33 @@ Status CopyJob::finish() {
 Status CopyJob::copy_all() {
   Segment seg;
   for (;;) {
+    bool have = false;
     {
       MutexLock lock(&mu_);
       // 1. The next segment; an open queue may be empty for now.
-      bool have = false;
       while (!failed() && !(have = next_segment_locked(&seg)) && !sealed_) copier_cv_.Wait(&mu_);
       if (failed()) return error_;
       if (!have) break;  // drained and sealed
-      // 2. Wait until no writer is preserving a page of it (kSnapshotFirst).
-      while (!failed() && !segment_claimable_locked(seg)) copier_cv_.Wait(&mu_);
-      if (failed()) return error_;
-      // 3. Claim: mark the pages to read from the source busy.
-      claim_segment_locked(&seg);
+      if (config_.shared == nullptr) {
+        // 2. Wait until no writer is preserving a page of it (kSnapshotFirst).
+        while (!failed() && !segment_claimable_locked(seg)) copier_cv_.Wait(&mu_);
+        if (failed()) return error_;
+        // 3. Claim: mark the pages to read from the source busy.
+        claim_segment_locked(&seg);
+      }
     }
-    COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
-    // 4. Read, mutex released.
-    Status s = read_segment(&seg);
+    Status s;
+    if (config_.shared != nullptr) {
+      // 2-5 through the shared table.
+      s = copy_segment_shared(&seg);
+    } else {
+      COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
+      // 4. Read, mutex released.
+      s = read_segment(&seg);
+      // 5. Publish: copied (and settled), no longer busy; wake the FIFO head.
+      if (s.ok()) publish_segment(&seg);
+    }
     if (!s.ok()) return s;
-    // 5. Publish: copied (and settled), no longer busy; wake the FIFO head.
-    publish_segment(&seg);
     COWBACKUP_SYNC_POINT("CopyJob::copy:published");
     // 6. To the sink.
     s = emit_segment(&seg);
@@ -483,6 +524,76 @@ Status CopyJob::copy_all() {
     if (failed()) return error_;
   }
   return finish();
+}
+
+// Shared mode. ClaimForCopy may leave pages a writer is preserving for
+// later: read and publish what was taken, wait for those writers, and ask
+// again until every page of the segment is taken. The copier holds no
+// claim while it waits (shared_pages.h). `seg->from` ends as in local
+// mode: what was emitted from where.
+Status CopyJob::copy_segment_shared(Segment* seg) {
+  SharedPages* shared = config_.shared;
+  const bool overlay = config_.variant == Variant::kOverlayAtEnd;
+  const size_t n = seg->range.size();
+  std::vector<Segment::From> taken(n, Segment::From::kSkip);
+  std::vector<bool> todo(n);
+  {
+    MutexLock lock(&mu_);
+    for (size_t i = 0; i < n; i++) todo[i] = !copied_.test(seg->range.begin + i);
+  }
+  std::vector<SharedPages::Take> take;
+  std::vector<uint64_t> short_pages;
+  for (;;) {
+    if (shared_job_lost()) return status();
+    shared->ClaimForCopy(seg->range, overlay, &take);
+    COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
+    bool later = false;
+    for (size_t i = 0; i < n; i++) {
+      seg->from[i] = Segment::From::kSkip;
+      if (!todo[i]) continue;
+      switch (take[i]) {
+        case SharedPages::Take::kSkip: todo[i] = false; break;  // copied before: not by us
+        case SharedPages::Take::kSource: seg->from[i] = Segment::From::kSource; break;
+        case SharedPages::Take::kVolume: seg->from[i] = Segment::From::kVolume; break;
+        case SharedPages::Take::kLater: later = true; break;
+      }
+    }
+    seg->short_pages.clear();
+    Status s = read_segment(seg);
+    shared->PublishCopied(seg->range, overlay, take);
+    if (!s.ok()) return s;
+    short_pages.insert(short_pages.end(), seg->short_pages.begin(), seg->short_pages.end());
+    for (size_t i = 0; i < n; i++) {
+      if (seg->from[i] == Segment::From::kSkip) continue;
+      taken[i] = seg->from[i];
+      todo[i] = false;
+    }
+    if (!later) break;
+    if (!shared->WaitForWriters(seg->range) && shared_job_lost()) return status();
+  }
+  seg->from = std::move(taken);
+  MutexLock lock(&mu_);
+  short_pages_.insert(short_pages_.end(), short_pages.begin(), short_pages.end());
+  for (size_t i = 0; i < n; i++) {
+    if (seg->from[i] != Segment::From::kSkip) copied_.set(seg->range.begin + i);
+  }
+  return Status::OK();
+}
+
+// Shared mode, before finish()'s checks: waits until no page is busy
+// anywhere, then reads which pages the table says preserved.
+Status CopyJob::settle_shared(Bitmap* preserved) {
+  SharedPages* shared = config_.shared;
+  const PageRange all{0, config_.t0_pages};
+  while (!shared->NoneBusy()) {
+    if (!shared->WaitForWriters(all) && shared_job_lost()) return status();
+  }
+  if (shared_job_lost()) return status();
+  *preserved = Bitmap(config_.t0_pages);
+  for (uint64_t p = 0; p < config_.t0_pages; p++) {
+    if (shared->load(p) == SharedPages::kPreserved) preserved->set(p);
+  }
+  return Status::OK();
 }
 
 std::string CopyJob::invariant_violation_locked() const {

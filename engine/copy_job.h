@@ -58,6 +58,14 @@
 //
 // Lifetime: the job must outlive every before_write() call in progress;
 // WriteHook (write_hook.h) provides that for front ends.
+//
+// Shared mode (JobConfig::shared): the job's writers may be in other
+// processes, so the page state is a SharedPages table in shared memory and
+// the rules above are its (no mutex, no FIFO: claims by compare-and-swap
+// in ascending page order, waits on a futex). The bitmaps here then only
+// record what this copier has emitted (copied_); busy_, settled_ and
+// preserved_ stay empty, and the invariants I1-I5 are the table's
+// (shared_pages.h).
 #pragma once
 
 #include <atomic>
@@ -74,6 +82,7 @@
 #include "engine/commit_signal.h"
 #include "engine/mutex.h"
 #include "engine/page_range.h"
+#include "engine/shared_pages.h"
 #include "engine/sink.h"
 #include "engine/snapshot_volume.h"
 #include "engine/source.h"
@@ -95,6 +104,10 @@ struct JobConfig {
   // The queue starts empty and stays open for enqueue() until seal();
   // otherwise it starts as [0, t0_pages) in segments, sealed.
   bool open_queue = false;
+  // A job other processes take part in: the page state is this shared
+  // table's (engine/shared_pages.h), not the job's own bitmaps, and every
+  // writer, local or not, follows its protocol. Not owned; must outlive the job.
+  SharedPages* shared = nullptr;
 };
 
 class CopyJob {
@@ -181,6 +194,13 @@ class CopyJob {
   Status finish();
   Status emit_overlays(const Bitmap& preserved);
   Status copy_all();
+  // Shared mode: steps 2-5 of copy_all for one segment, through the
+  // shared table; and the wait before finish()'s checks.
+  Status copy_segment_shared(Segment* seg);
+  Status settle_shared(Bitmap* preserved);
+  // Fails the job with the reason another party recorded, once the shared
+  // job is no longer current. True if it did.
+  bool shared_job_lost();
 
   bool range_busy_locked(PageRange pages) const REQUIRES(mu_);
   void wake_fifo_head_locked() REQUIRES(mu_);

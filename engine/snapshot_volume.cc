@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -79,9 +80,14 @@ Status FileSnapshotVolume::Init(std::string path, int fd, uint32_t page_size,
 Status FileSnapshotVolume::ReadInfo(const std::string& path, Info* info) {
   const int fd = OpenRegular(path, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return Status::FromErrno("open snapshot volume", path, errno);
+  Status s = ReadHeader(fd, path, info);
+  ::close(fd);
+  return s;
+}
+
+Status FileSnapshotVolume::ReadHeader(int fd, const std::string& path, Info* info) {
   uint8_t header[kVolumeHeaderSize];
   Status s = PreadFull(fd, header, sizeof(header), 0, path);
-  ::close(fd);
   if (!s.ok()) return Status::Corruption("not a snapshot volume (short header)", path);
   if (memcmp(header, kVolumeMagic, sizeof(kVolumeMagic)) != 0 ||
       DecodeFixed64(header + kOffHeaderSum) != Checksum::Of(header, kOffHeaderSum)) {
@@ -93,6 +99,37 @@ Status FileSnapshotVolume::ReadInfo(const std::string& path, Info* info) {
   uint32_t name_len = DecodeFixed32(header + kOffNameLen);
   if (name_len > kMaxName) return Status::Corruption("snapshot volume: bad name length", path);
   info->source_name.assign(reinterpret_cast<const char*>(header + kOffName), name_len);
+  return Status::OK();
+}
+
+Status FileSnapshotVolume::OpenShared(const std::string& path, uint32_t page_size,
+                                      std::unique_ptr<FileSnapshotVolume>* out) {
+  const int fd = OpenRegular(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open the job's snapshot volume", path, errno);
+  struct stat st;
+  Info info;
+  Status s;
+  if (::fstat(fd, &st) != 0) {
+    s = Status::FromErrno("stat the job's snapshot volume", path, errno);
+  } else if (st.st_uid != ::geteuid() || (st.st_mode & 07777) != 0600 || st.st_nlink != 1) {
+    s = Status::InvalidArgument("the job's snapshot volume is not a private file of this user "
+                                "(owner, mode 0600, one link); not used",
+                                path);
+  } else {
+    s = ReadHeader(fd, path, &info);
+    if (s.ok() && info.page_size != page_size) {
+      s = Status::Corruption("the job's snapshot volume is for page size " +
+                                 std::to_string(info.page_size) + ", the job's is " +
+                                 std::to_string(page_size),
+                             path);
+    }
+  }
+  if (!s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  out->reset(new FileSnapshotVolume(path, fd, page_size));
+  (*out)->removed_ = true;  // never unlinked here: its creator's
   return Status::OK();
 }
 

@@ -52,6 +52,13 @@ class FileSnapshotVolume final : public SnapshotVolume {
   static Status CreateUnique(const std::string& prefix, uint32_t page_size,
                              const std::string& source_name,
                              std::unique_ptr<FileSnapshotVolume>* out);
+  // Opens the volume another process of the same job created, to put
+  // pre-images in it (a shared job's participant, engine/shared_pages.h):
+  // a regular file only (OpenRegular), owned by this user, mode 0600, with
+  // a valid header for `page_size`. remove() on it only closes it: the
+  // volume is its creator's to remove.
+  static Status OpenShared(const std::string& path, uint32_t page_size,
+                           std::unique_ptr<FileSnapshotVolume>* out);
   ~FileSnapshotVolume() override;
 
   Status put(uint64_t pgno, const uint8_t* page) override;
@@ -72,6 +79,7 @@ class FileSnapshotVolume final : public SnapshotVolume {
 
  private:
   FileSnapshotVolume(std::string path, int fd, uint32_t page_size);
+  static Status ReadHeader(int fd, const std::string& path, Info* info);
   // Writes the header through `fd` (just created at `path`).
   static Status Init(std::string path, int fd, uint32_t page_size, const std::string& source_name,
                      std::unique_ptr<FileSnapshotVolume>* out);

@@ -83,7 +83,7 @@ TEST(RegionSpec, SlotTableMatches) {
   auto t = SpecTable("Slot table");
   ASSERT_EQ(t.size(), 5u);
   EXPECT_EQ(t["slot_state"], Row(kOffSlotState, 4));
-  EXPECT_EQ(t["slot_reserved"], Row(kOffSlotReserved, 4));
+  EXPECT_EQ(t["slot_inside"], Row(kOffSlotInside, 4));
   EXPECT_EQ(t["pid"], Row(kOffSlotPid, 8));
   EXPECT_EQ(t["pid_start_unix_s"], Row(kOffSlotPidStart, 8));
   EXPECT_EQ(t["attached_unix_us"], Row(kOffSlotAttached, 8));

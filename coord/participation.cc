@@ -1,0 +1,78 @@
+#include "coord/participation.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "engine/clock.h"
+
+namespace cowbackup::coord {
+
+Participation::Participation(Region* region, const Job& job, std::unique_ptr<Region::Area> area,
+                             uint64_t pages, bool owner)
+    : region_(region),
+      job_(job),
+      seen_(ArmedValue(job.job_id)),
+      owner_(owner),
+      area_(std::move(area)),
+      pages_(area_->data(), pages, this) {}
+
+Status Participation::ForOwner(Region* region, const Job& job, uint64_t pages,
+                               std::unique_ptr<Participation>* out) {
+  std::unique_ptr<Region::Area> area;
+  Status s = region->MapArea(job, &area);
+  if (!s.ok()) return s;
+  if (area->size() < SharedPages::AreaSize(pages)) {
+    return Status::InvalidArgument("page-state area of " + std::to_string(area->size()) +
+                                       " bytes for " + std::to_string(pages) + " pages",
+                                   region->path());
+  }
+  SharedPages::Init(area->data(), pages);
+  out->reset(new Participation(region, job, std::move(area), pages, /*owner=*/true));
+  return Status::OK();
+}
+
+Status Participation::Join(Region* region, uint64_t seen, const Job& job, uint32_t page_size,
+                           std::unique_ptr<Participation>* out) {
+  if ((seen & ~layout::kFailedBit) != ArmedValue(job.job_id) || job.state != JobState::kRunning) {
+    return Status::Busy("the job changed while joining it", region->path());
+  }
+  std::unique_ptr<Region::Area> area;
+  Status s = region->MapArea(job, &area);
+  if (!s.ok()) return s;
+  // The page count is the owner's, in shared memory: checked against the
+  // area before anything is indexed by it.
+  uint64_t pages = 0;
+  memcpy(&pages, area->data() + SharedPages::kOffPages, sizeof pages);
+  if (area->size() < SharedPages::kHeaderSize || pages > (area->size() - SharedPages::kHeaderSize) / 4) {
+    return Status::Corruption("the page-state area of job " + std::to_string(job.job_id) + " says " +
+                                  std::to_string(pages) + " pages, more than its " +
+                                  std::to_string(area->size()) + " bytes hold",
+                              region->path());
+  }
+  std::unique_ptr<FileSnapshotVolume> volume;
+  s = FileSnapshotVolume::OpenShared(job.volume_path, page_size, &volume);
+  if (!s.ok()) return s;
+  out->reset(new Participation(region, job, std::move(area), pages, /*owner=*/false));
+  (*out)->volume_ = std::move(volume);
+  return Status::OK();
+}
+
+bool Participation::job_current() {
+  if (region_->load_armed() != seen_) return false;
+  if (owner_) return true;
+  const int64_t now = int64_t(NowUnixMicros());
+  if (now < next_owner_check_us_.load(std::memory_order_relaxed)) return true;
+  next_owner_check_us_.store(now + SharedPages::kPollMs * 1000, std::memory_order_relaxed);
+  if (region_->OwnerAlive()) return true;
+  Job j;
+  (void)region_->ReadJob(&j);  // R4 marks it dead, R6 disarms the word
+  return false;
+}
+
+void Participation::fail(const Status& why) noexcept {
+  pages_.RecordFailure(why, ::getpid());
+  region_->FailArmedJob(seen_);
+}
+
+}  // namespace cowbackup::coord

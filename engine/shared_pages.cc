@@ -1,0 +1,217 @@
+#include "engine/shared_pages.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "engine/sync_point.h"
+
+namespace cowbackup {
+
+void SharedPages::Init(uint8_t* area, uint64_t pages) {
+  memset(area, 0, AreaSize(pages));
+  memcpy(area + kOffPages, &pages, sizeof pages);
+}
+
+SharedPages::SharedPages(uint8_t* area, uint64_t pages, Peers* peers)
+    : area_(area), pages_(pages), peers_(peers) {}
+
+// ---------------------------------------------------------------------------
+// Writers
+
+void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* volume,
+                               uint32_t page_size) noexcept {
+  pages = pages.clip(pages_);
+  if (pages.empty()) return;
+  const auto entered = std::chrono::steady_clock::now();
+  // 1. Claim every unsettled page, ascending, waiting out busy ones.
+  std::vector<PageRange> claimed;
+  if (!ClaimForWrite(pages, &claimed)) return;
+  // 2. Preserve: the claimed pages still hold their T0 bytes.
+  std::vector<uint8_t> buf;
+  for (const PageRange& run : claimed) {
+    buf.resize(run.size() * page_size);
+    COWBACKUP_SYNC_POINT("SharedPages::preserve:read");
+    Status s = source->read(run.begin * page_size, buf.data(), buf.size());
+    for (uint64_t p = run.begin; s.ok() && p < run.end; p++) {
+      s = volume->put(p, buf.data() + (p - run.begin) * page_size);
+    }
+    if (!s.ok()) {
+      // The claims stay busy: the job is failed, nobody waits for them.
+      peers_->fail(s);
+      return;
+    }
+  }
+  // 3. Publish.
+  uint64_t n = 0;
+  for (const PageRange& run : claimed) {
+    for (uint64_t p = run.begin; p < run.end; p++) word(p).store(kPreserved, std::memory_order_release);
+    n += run.size();
+  }
+  if (n > 0) {
+    u64(kOffPreserved).fetch_add(n, std::memory_order_relaxed);
+    Wake();
+  }
+  NoteWait(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - entered)
+                        .count()));
+}
+
+bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed) {
+  const uint32_t mine = peers_->busy_word(/*copier=*/false);
+  for (uint64_t p = pages.begin; p < pages.end;) {
+    uint32_t w = word(p).load(std::memory_order_acquire);
+    if (settled(w)) {
+      p++;
+    } else if (w == kPending) {
+      if (!word(p).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) continue;
+      if (!claimed->empty() && claimed->back().end == p) {
+        claimed->back().end++;
+      } else {
+        claimed->push_back({p, p + 1});
+      }
+      p++;
+    } else if (!WaitWhileBusy(p, w)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool SharedPages::WaitWhileBusy(uint64_t pgno, uint32_t w) {
+  COWBACKUP_SYNC_POINT("SharedPages::wait");
+  const uint32_t seq = u32(kOffWakeSeq).load(std::memory_order_acquire);
+  if (word(pgno).load(std::memory_order_acquire) != w) return true;
+  if (!peers_->job_current()) return false;
+  if (peers_->holder_gone(w)) {
+    ResetGone(pgno, w);
+    return true;
+  }
+  Sleep(seq);
+  return true;
+}
+
+void SharedPages::ResetGone(uint64_t pgno, uint32_t w) {
+  COWBACKUP_SYNC_POINT("SharedPages::reset_gone");
+  if (word(pgno).compare_exchange_strong(w, kPending, std::memory_order_acq_rel)) Wake();
+}
+
+void SharedPages::NoteWait(uint64_t ns) {
+  std::atomic_ref<uint64_t> max = u64(kOffMaxWait);
+  uint64_t prev = max.load(std::memory_order_relaxed);
+  while (ns > prev && !max.compare_exchange_weak(prev, ns, std::memory_order_relaxed)) {
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The copier
+
+void SharedPages::ClaimForCopy(PageRange seg, bool overlay, std::vector<Take>* take) {
+  const uint32_t mine = peers_->busy_word(/*copier=*/true);
+  take->assign(seg.size(), Take::kSkip);
+  for (uint64_t p = seg.begin; p < seg.end; p++) {
+    Take& t = (*take)[p - seg.begin];
+    for (;;) {
+      uint32_t w = word(p).load(std::memory_order_acquire);
+      if (w == kCopied) {
+        t = Take::kSkip;
+      } else if (w == kPreserved) {
+        t = Take::kVolume;
+      } else if (w == kPending) {
+        if (!overlay && !word(p).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) continue;
+        t = Take::kSource;
+      } else if (overlay) {
+        // Read it anyway; the writer's pre-image is overlaid at the end.
+        t = Take::kSource;
+      } else if (peers_->holder_gone(w)) {
+        ResetGone(p, w);
+        continue;
+      } else {
+        t = Take::kLater;
+      }
+      break;
+    }
+  }
+}
+
+void SharedPages::PublishCopied(PageRange seg, bool overlay, const std::vector<Take>& take) {
+  const uint32_t mine = peers_->busy_word(/*copier=*/true);
+  for (uint64_t p = seg.begin; p < seg.end; p++) {
+    if (take[p - seg.begin] != Take::kSource) continue;
+    uint32_t expect = overlay ? kPending : mine;
+    word(p).compare_exchange_strong(expect, kCopied, std::memory_order_acq_rel);
+  }
+  Wake();
+}
+
+bool SharedPages::WaitForWriters(PageRange seg) {
+  const uint32_t seq = u32(kOffWakeSeq).load(std::memory_order_acquire);
+  bool busy = false;
+  for (uint64_t p = seg.begin; p < seg.end; p++) {
+    const uint32_t w = word(p).load(std::memory_order_acquire);
+    if (w < kBusy) continue;
+    if (peers_->holder_gone(w)) {
+      ResetGone(p, w);
+      return peers_->job_current();
+    }
+    busy = true;
+  }
+  if (!peers_->job_current()) return false;
+  if (busy) Sleep(seq);
+  return true;
+}
+
+bool SharedPages::NoneBusy() {
+  for (uint64_t p = 0; p < pages_; p++) {
+    const uint32_t w = word(p).load(std::memory_order_acquire);
+    if (w < kBusy) continue;
+    if (!peers_->holder_gone(w)) return false;
+    ResetGone(p, w);
+  }
+  return true;
+}
+
+void SharedPages::RecordFailure(const Status& why, int64_t pid) noexcept {
+  uint32_t none = 0;
+  if (u32(kOffFailClaim).compare_exchange_strong(none, 1, std::memory_order_acq_rel)) {
+    try {
+      const std::string msg = why.ToString().substr(0, kMaxFailMsg);
+      memcpy(area_ + kOffFailMsg, msg.data(), msg.size());
+      u64(kOffFailPid).store(uint64_t(pid), std::memory_order_relaxed);
+      u32(kOffFailLen).store(uint32_t(msg.size()), std::memory_order_release);
+    } catch (...) {
+      // Out of memory: the job fails without its reason.
+    }
+  }
+  Wake();  // waiters look at the job again now
+}
+
+std::string SharedPages::Failure() const {
+  const uint32_t len = u32(kOffFailLen).load(std::memory_order_acquire);
+  if (len == 0 || len > kMaxFailMsg) return "";
+  return std::string(reinterpret_cast<const char*>(area_ + kOffFailMsg), len) + " (pid " +
+         std::to_string(u64(kOffFailPid).load(std::memory_order_relaxed)) + ")";
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+
+void SharedPages::Wake() {
+  u32(kOffWakeSeq).fetch_add(1, std::memory_order_acq_rel);
+  if (u32(kOffWaiters).load(std::memory_order_acquire) != 0) {
+    ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+  }
+}
+
+void SharedPages::Sleep(uint32_t seq) {
+  u32(kOffWaiters).fetch_add(1, std::memory_order_acq_rel);
+  // FUTEX_WAIT re-reads the word in the kernel: a Wake() after our load of
+  // `seq` changed it, so the call returns at once instead of sleeping.
+  struct timespec ts = {0, kPollMs * 1000000L};
+  ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAIT, seq, &ts, nullptr, 0);
+  u32(kOffWaiters).fetch_sub(1, std::memory_order_acq_rel);
+}
+
+}  // namespace cowbackup
