@@ -72,6 +72,14 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
   return removed;
 }
 
+bool RemoveDeadJobVolume(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) return false;
+  FileSnapshotVolume::Info info;
+  if (!FileSnapshotVolume::ReadInfo(path, &info).ok()) return false;
+  return ::unlink(path.c_str()) == 0;
+}
+
 BackupJob::BackupJob(Source* source, BackupParams params)
     : source_(source), params_(std::move(params)), created_(std::chrono::steady_clock::now()) {
   summary_.page_size = source_->page_size();
@@ -166,6 +174,7 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, std::vec
   config.variant = params_.options.variant;
   config.max_rate_mb = params_.options.max_rate_mb;
   config.hot_first = params_.options.hot_first;
+  config.shared = shared_;
   if (params_.options.yield_to_commits) config.yield_to = &hooks.front().hook->commits;
   CopyJob* job = new CopyJob(source_, volume_.get(), sink_.get(), config);
   {
@@ -204,7 +213,17 @@ Status BackupJob::Run() {
   return s;
 }
 
+std::string BackupJob::volume_path() const {
+  if (!volume_) return "";
+  const std::string& p = volume_->path();
+  if (!p.empty() && p[0] == '/') return p;
+  char cwd[4096];
+  return ::getcwd(cwd, sizeof cwd) != nullptr ? std::string(cwd) + "/" + p : p;
+}
+
 void BackupJob::Abort(const Status& why) {
+  for (const HookRoute& route : armed_) route.hook->disarm();
+  armed_.clear();
   if (sink_) sink_->abandon();
   if (file_) file_->abandon();
   if (volume_) volume_->remove();

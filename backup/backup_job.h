@@ -62,10 +62,15 @@ class BackupJob {
   Status Begin(uint64_t t0_pages, const std::string& metadata, WriteHook* hook) {
     return Begin(t0_pages, metadata, std::vector<HookRoute>{{hook}});
   }
+  // Before Begin(), for a job other processes take part in: the shared
+  // page table the CopyJob keeps its state in (JobConfig::shared).
+  void Share(SharedPages* shared) { shared_ = shared; }
+  // The snapshot volume's path, absolute ("" if it is not a file).
+  std::string volume_path() const;
   // Copies, disarms the hook, publishes. Returns the final status.
   Status Run();
-  // Without Begin() (the begin-time lock could not be had): removes what
-  // Prepare created.
+  // Instead of Run(), when the begin-time instant failed (before or after
+  // Begin()): disarms what Begin() armed and removes what Prepare created.
   void Abort(const Status& why);
 
   // The front end, after releasing its begin-time lock: how long it held
@@ -90,7 +95,8 @@ class BackupJob {
   AtomicFile* reserve_in_ = nullptr;      // file_, once the sink owns it
   uint64_t reserve_bytes_ = 0;            // what Run() reserves there
   std::unique_ptr<ByteOutput> stream_;    // archive to a descriptor
-  std::unique_ptr<SnapshotVolume> volume_;
+  std::unique_ptr<FileSnapshotVolume> volume_;
+  SharedPages* shared_ = nullptr;
   std::unique_ptr<Sink> sink_;
   std::unique_ptr<CopyJob> job_ GUARDED_BY(mu_);  // set once, by Begin()
   std::vector<HookRoute> armed_;  // by Begin(), disarmed by Run()
@@ -104,5 +110,9 @@ class BackupJob {
 // Removes snapshot volumes in `dir` left by processes that no longer run and
 // whose header names `source_name`; returns their paths.
 std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name);
+// Removes the snapshot volume of a job known to be dead (the coordination
+// region said so: its owner's lock is free), if `path` is a regular file of
+// this user with a volume header. True if it removed it.
+bool RemoveDeadJobVolume(const std::string& path);
 
 }  // namespace cowbackup

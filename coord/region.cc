@@ -583,6 +583,16 @@ bool Region::Enter(uint64_t seen) noexcept {
 
 void Region::Leave() noexcept { Inside(slot_).fetch_sub(1, std::memory_order_seq_cst); }
 
+bool Region::AwaitOwnLeave() {
+  if (map_ == nullptr || !attached_) return true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDrainWaitMs);
+  while (Inside(slot_).load(std::memory_order_seq_cst) != 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return true;
+}
+
 uint32_t Region::BusyWord(bool copier) const {
   return kBusyBit | (copier ? kBusyCopierBit : 0) | (tag_ << kTagShift) | slot_;
 }

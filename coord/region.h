@@ -131,6 +131,9 @@ class Region {
   // process's count is ignored with its slot.
   bool Enter(uint64_t seen) noexcept;
   void Leave() noexcept;
+  // After this process's job was disarmed (Finish): waits, at most
+  // kDrainWaitMs, until no thread of this process is inside. True if none is.
+  bool AwaitOwnLeave();
   // This slot's busy word for the page-state area (engine/shared_pages.h):
   // kBusy, bit 30 for the copier, bits 8..29 the slot's tag (from its
   // attach time, so a later process in the same slot differs), bits 0..7

@@ -39,9 +39,11 @@ CopyJob::~CopyJob() = default;
 void CopyJob::before_write(uint64_t offset, uint64_t len) noexcept {
   if (failed()) return;
   if (SharedPages* shared = config_.shared) {
-    if (shared->peers()->job_current()) {
-      shared->WriteThrough(PageRange::FromBytes(offset, len, config_.page_size), source_, volume_,
-                           config_.page_size);
+    const PageRange pages = PageRange::FromBytes(offset, len, config_.page_size);
+    if (!shared->AllSettled(pages) && shared->peers()->job_current()) {
+      COWBACKUP_SYNC_POINT("CopyJob::before_write:slow");
+      Status s = shared->WriteThrough(pages, source_, volume_, config_.page_size);
+      if (!s.ok()) fail(s);  // this process's own job: its own reason
     }
     return;
   }
@@ -228,9 +230,11 @@ void CopyJob::fail(const Status& status) {
 
 bool CopyJob::shared_job_lost() {
   if (config_.shared == nullptr || config_.shared->peers()->job_current()) return false;
-  const std::string why = config_.shared->Failure();
-  fail(Status::IOError("another process taking part in the backup failed it" +
-                       (why.empty() ? std::string(" (it recorded no reason)") : ": " + why)));
+  int64_t pid = 0;
+  const Status why = config_.shared->Failure(&pid);
+  fail(why.ok() ? Status::IOError("another process taking part in the backup failed it (it recorded no reason)")
+                : Status::FromCode(why.code(), "process " + std::to_string(pid) +
+                                                   ", taking part in the backup, failed it: " + why.message()));
   return true;
 }
 

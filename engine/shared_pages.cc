@@ -21,19 +21,27 @@ SharedPages::SharedPages(uint8_t* area, uint64_t pages, Peers* peers)
 // ---------------------------------------------------------------------------
 // Writers
 
-void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* volume,
-                               uint32_t page_size) noexcept {
+bool SharedPages::AllSettled(PageRange pages) const {
   pages = pages.clip(pages_);
-  if (pages.empty()) return;
+  for (uint64_t p = pages.begin; p < pages.end; p++) {
+    if (!settled(load(p))) return false;
+  }
+  return true;
+}
+
+Status SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* volume,
+                                 uint32_t page_size) noexcept {
+  pages = pages.clip(pages_);
+  if (pages.empty()) return Status::OK();
   const auto entered = std::chrono::steady_clock::now();
   // 1. Claim every unsettled page, ascending, waiting out busy ones.
   std::vector<PageRange> claimed;
-  if (!ClaimForWrite(pages, &claimed)) return;
+  if (!ClaimForWrite(pages, &claimed)) return Status::OK();
   // 2. Preserve: the claimed pages still hold their T0 bytes.
   std::vector<uint8_t> buf;
   for (const PageRange& run : claimed) {
     buf.resize(run.size() * page_size);
-    COWBACKUP_SYNC_POINT("SharedPages::preserve:read");
+    COWBACKUP_SYNC_POINT("CopyJob::preserve:read");  // the same step as in one process
     Status s = source->read(run.begin * page_size, buf.data(), buf.size());
     for (uint64_t p = run.begin; s.ok() && p < run.end; p++) {
       s = volume->put(p, buf.data() + (p - run.begin) * page_size);
@@ -41,7 +49,7 @@ void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* 
     if (!s.ok()) {
       // The claims stay busy: the job is failed, nobody waits for them.
       peers_->fail(s);
-      return;
+      return s;
     }
   }
   // 3. Publish.
@@ -57,6 +65,7 @@ void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* 
   NoteWait(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::steady_clock::now() - entered)
                         .count()));
+  return Status::OK();
 }
 
 bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed) {
@@ -177,8 +186,9 @@ void SharedPages::RecordFailure(const Status& why, int64_t pid) noexcept {
   uint32_t none = 0;
   if (u32(kOffFailClaim).compare_exchange_strong(none, 1, std::memory_order_acq_rel)) {
     try {
-      const std::string msg = why.ToString().substr(0, kMaxFailMsg);
+      const std::string msg = why.message().substr(0, kMaxFailMsg);
       memcpy(area_ + kOffFailMsg, msg.data(), msg.size());
+      u32(kOffFailCode).store(uint32_t(why.code()), std::memory_order_relaxed);
       u64(kOffFailPid).store(uint64_t(pid), std::memory_order_relaxed);
       u32(kOffFailLen).store(uint32_t(msg.size()), std::memory_order_release);
     } catch (...) {
@@ -188,11 +198,15 @@ void SharedPages::RecordFailure(const Status& why, int64_t pid) noexcept {
   Wake();  // waiters look at the job again now
 }
 
-std::string SharedPages::Failure() const {
+Status SharedPages::Failure(int64_t* pid) const {
   const uint32_t len = u32(kOffFailLen).load(std::memory_order_acquire);
-  if (len == 0 || len > kMaxFailMsg) return "";
-  return std::string(reinterpret_cast<const char*>(area_ + kOffFailMsg), len) + " (pid " +
-         std::to_string(u64(kOffFailPid).load(std::memory_order_relaxed)) + ")";
+  if (len == 0 || len > kMaxFailMsg) return Status::OK();
+  if (pid != nullptr) *pid = int64_t(u64(kOffFailPid).load(std::memory_order_relaxed));
+  // The code comes from another process: one this build does not know is
+  // reported as an I/O error.
+  const uint32_t code = u32(kOffFailCode).load(std::memory_order_relaxed);
+  return Status::FromCode(code <= uint32_t(Status::Code::kIncomplete) ? Status::Code(code) : Status::Code::kIOError,
+                          std::string(reinterpret_cast<const char*>(area_ + kOffFailMsg), len));
 }
 
 // ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@
 // every reset increments; a waiter sleeps at most kPollMs, then looks again.
 //
 // The area's header (all atomics; docs/REGION.md, "The page-state area"):
-//   0 wake_seq u32 | 4 waiters u32 | 8 counter u32 | 12 flags u32
+//   0 wake_seq u32 | 4 waiters u32 | 8 counter u32 | 12 failure code u32
 //   16 pages u64 | 24 preserved u64 | 32 done u64 | 40 max_wait_ns u64
 //   48 failed_claim u32 | 52 failure_len u32 | 56 failer_pid u64
 //   64 failure message (up to 192 bytes) | 256 the state words
@@ -61,7 +61,7 @@ namespace cowbackup {
 class SharedPages {
  public:
   static constexpr uint32_t kPending = 0, kCopied = 1, kPreserved = 2, kBusy = 0x80000000u;
-  static constexpr size_t kOffWakeSeq = 0, kOffWaiters = 4, kOffCounter = 8, kOffFlags = 12,
+  static constexpr size_t kOffWakeSeq = 0, kOffWaiters = 4, kOffCounter = 8, kOffFailCode = 12,
                           kOffPages = 16, kOffPreserved = 24, kOffDone = 32, kOffMaxWait = 40,
                           kOffFailClaim = 48, kOffFailLen = 52, kOffFailPid = 56,
                           kOffFailMsg = 64, kMaxFailMsg = 192, kHeaderSize = 256;
@@ -94,12 +94,16 @@ class SharedPages {
   uint64_t pages() const { return pages_; }
   uint32_t load(uint64_t pgno) const { return word(pgno).load(std::memory_order_acquire); }
   static bool settled(uint32_t w) { return w == kCopied || w == kPreserved; }
+  // True if every page of `pages` (clipped to T0) is settled: nothing to do.
+  bool AllSettled(PageRange pages) const;
 
   // ---- Writers ----
   // The whole writer protocol for a write of `pages` (clipped to T0):
   // claim, preserve (read from `source`, put in `volume`), publish. A
-  // failure fails the job, never the caller. Returns once the write may land.
-  void WriteThrough(PageRange pages, Source* source, SnapshotVolume* volume, uint32_t page_size) noexcept;
+  // failure fails the job (Peers::fail), never the write: the write may
+  // land once it returns, whatever it returns (the failure, for the
+  // caller's own job if it has one).
+  Status WriteThrough(PageRange pages, Source* source, SnapshotVolume* volume, uint32_t page_size) noexcept;
 
   // ---- The copier ----
   enum class Take : uint8_t { kSkip, kSource, kVolume, kLater };
@@ -127,8 +131,9 @@ class SharedPages {
   // caller's message (cut to kMaxFailMsg bytes) and pid; later calls keep
   // it. Wakes the waiters, who then find the job no longer current.
   void RecordFailure(const Status& why, int64_t pid) noexcept;
-  // "" if none was recorded, else "<message> (pid N)".
-  std::string Failure() const;
+  // OK if none was recorded, else the first failure's code and message,
+  // and in *pid the process that recorded it.
+  Status Failure(int64_t* pid = nullptr) const;
   Peers* peers() const { return peers_; }
   // The front end's u32 (SQLite: the last change counter a participant wrote).
   std::atomic_ref<uint32_t> counter() const { return u32(kOffCounter); }

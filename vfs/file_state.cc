@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <utility>
 
+#include "coord/participation.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
@@ -53,11 +55,29 @@ std::string SqliteError(const char* what, int rc, const std::string& path) {
 // Registry
 
 FileState* FileState::Acquire(dev_t dev, ino_t ino, const std::string& path, sqlite3_vfs* parent) {
-  std::lock_guard<std::mutex> lock(g_registry_mu);
-  FileState*& slot = Registry()[{dev, ino}];
-  if (slot == nullptr) slot = new FileState(dev, ino, path, parent);
-  slot->refs_++;
-  return slot;
+  FileState* state;
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    FileState*& slot = Registry()[{dev, ino}];
+    if (slot == nullptr) slot = new FileState(dev, ino, path, parent);
+    slot->refs_++;
+    state = slot;
+  }
+  // Every caller waits for the one attach: no write through this state may
+  // happen before its region is known (a participant's write must never
+  // pass as a non-participant's).
+  std::call_once(state->region_once_, [state] { state->AttachRegion(); });
+  return state;
+}
+
+void FileState::AttachRegion() {
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
+    region_error_ = Status::NotFound("no coordination region: the database's name no longer leads to it",
+                                     path_);
+    return;
+  }
+  region_error_ = coord::Region::Attach(coord::RegionPathForSqlite(path_), st, &region_);
 }
 
 bool FileState::IsOpen(dev_t dev, ino_t ino) {
@@ -416,15 +436,21 @@ void FileState::BeforeShmUnlock(int offset, int n) {
 // ---------------------------------------------------------------------------
 // Commit tracking
 
-void FileState::BeginTracking(uint32_t counter, const WalMark* wal) {
+void FileState::BeginTracking(uint32_t counter, const WalMark* wal, SharedPages* shared) {
   {
     MutexLock lock(&error_mu_);
     tracking_error_.clear();
   }
   tracking_failed_.store(false, std::memory_order_relaxed);
-  last_counter_.store(counter, std::memory_order_relaxed);
+  shared_tracking_.store(shared, std::memory_order_release);
+  LastCounter().store(counter, std::memory_order_relaxed);
   if (wal != nullptr) wal_tracker.Begin(*wal);
   tracking_.store(true, std::memory_order_release);
+}
+
+void FileState::EndTracking() {
+  tracking_.store(false, std::memory_order_release);
+  wal_tracker.End();
 }
 
 void FileState::SetTrackingError(const std::string& msg) noexcept {
@@ -438,27 +464,46 @@ void FileState::SetTrackingError(const std::string& msg) noexcept {
   }
 }
 
-void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
-  if (len < 28 || !tracking()) return;
-  const bool wal = data[18] == 2 || data[19] == 2;
-  if (wal != wal_tracker.active()) {
-    SetTrackingError(wal ? "the database switched to WAL mode during the backup (the copy was "
-                           "discarded; back it up again)"
-                         : "the database left WAL mode during the backup (the copy was "
-                           "discarded; back it up again)");
-    return;
-  }
-  if (wal) return;  // the counter does not count WAL commits: wal_tracker does
-  const uint32_t v = DecodeBig32(data + 24);
-  const uint32_t last = last_counter_.load(std::memory_order_relaxed);
+namespace {
+
+constexpr const char* kSwitchedToWal =
+    "the database switched to WAL mode during the backup (the copy was discarded; back it up again)";
+
+// One step of commit tracking: a page-1 write carrying counter `v` after
+// `last` (the file comment). "" if consistent, else why not. Stores `v`.
+std::string CounterStep(std::atomic_ref<uint32_t> last_ref, uint32_t v) {
+  const uint32_t last = last_ref.load(std::memory_order_relaxed);
+  last_ref.store(v, std::memory_order_relaxed);
   // Unsigned arithmetic: wraps at 2^32 like the counter itself.
-  if (v != last && v != last + 1 && v != last - 1) {
-    SetTrackingError("a write bypassed the cowbackup shim during the backup (file change counter "
-                     "went from " + std::to_string(last) + " to " + std::to_string(v) +
-                     " through the shim: another process, or a connection not opened through "
-                     "the cowbackup VFS, committed); the copy was discarded");
+  if (v == last || v == last + 1 || v == last - 1) return "";
+  return "a write bypassed the cowbackup shim during the backup (file change counter went from " +
+         std::to_string(last) + " to " + std::to_string(v) +
+         " through the shim: a process not taking part in the backup, or a connection not opened "
+         "through the cowbackup VFS, committed); the copy was discarded";
+}
+
+}  // namespace
+
+void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
+  if (len < 28) return;
+  // Counted inside the region's job, as a write is: a shared job's counter
+  // lives in its page table, which must not be reused under us.
+  uint64_t word = region_ != nullptr ? region_->load_armed() : 0;
+  if (word != 0 && !region_->Enter(word)) word = 0;
+  if (tracking()) {
+    const bool wal = data[18] == 2 || data[19] == 2;
+    if (wal != wal_tracker.active()) {
+      SetTrackingError(wal ? kSwitchedToWal
+                           : "the database left WAL mode during the backup (the copy was "
+                             "discarded; back it up again)");
+    } else if (!wal) {  // the counter does not count WAL commits: wal_tracker does
+      const std::string err = CounterStep(LastCounter(), DecodeBig32(data + 24));
+      if (!err.empty()) SetTrackingError(err);
+    }
+  } else if (word != 0 && (word & coord::layout::kFailedBit) == 0) {
+    NotePartPage1(word, data);
   }
-  last_counter_.store(v, std::memory_order_relaxed);
+  if (word != 0) region_->Leave();
 }
 
 Status FileState::TrackingError() const {
@@ -473,16 +518,136 @@ Status FileState::TrackingError() const {
 Status FileState::CheckCounterAtEnd(uint32_t file_counter) const {
   Status s = TrackingError();
   if (!s.ok()) return s;
-  const uint32_t last = last_counter_.load(std::memory_order_relaxed);
+  const uint32_t last = LastCounter().load(std::memory_order_relaxed);
   if (file_counter != last) {
     return Status::Corruption(
         "a write bypassed the cowbackup shim during the backup (file change counter is " +
             std::to_string(file_counter) + ", the shim saw commits up to " + std::to_string(last) +
-            ": another process, or a connection not opened through the cowbackup VFS, "
-            "committed); the copy was discarded",
+            ": a process not taking part in the backup, or a connection not opened through "
+            "the cowbackup VFS, committed); the copy was discarded",
         path_);
   }
   return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Several processes (the file comment)
+
+// This process's part in a job another process owns.
+struct FileState::Part {
+  uint64_t word = 0;  // the job's armed word, without the failed bit
+  bool wal = false;   // a WAL-mode job: it takes writes from its own process only
+  uint32_t page_size = 0;
+  std::unique_ptr<coord::Participation> p;  // null: could not join (the job was failed)
+  std::unique_ptr<ShimSource> source;
+};
+
+Status FileState::Arm(uint64_t word, const std::string& t0) {
+  if (region_ == nullptr) {
+    local_armed_.store(1, std::memory_order_release);
+    return Status::OK();
+  }
+  own_word_.store(word, std::memory_order_release);
+  Status s = region_->Arm(t0);
+  if (!s.ok()) own_word_.store(0, std::memory_order_release);
+  return s;
+}
+
+void FileState::Disarm() {
+  if (region_ == nullptr) {
+    local_armed_.store(0, std::memory_order_release);
+    return;
+  }
+  if (region_->owns_job()) (void)region_->Finish();  // an error leaves it dead (R4): the same end
+  own_word_.store(0, std::memory_order_release);
+  // Our own writers leave the job promptly once its word is gone: after
+  // this, nothing of this process touches the job's page table.
+  region_->AwaitOwnLeave();
+}
+
+void FileState::SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept {
+  WriteHook& h = wal ? wal_hook : hook;
+  if (region_ == nullptr) {  // only this process's jobs
+    truncate ? h.before_truncate(offset) : h.before_write(offset, len);
+    return;
+  }
+  const uint64_t word = region_->load_armed();
+  if (word == 0 || !region_->Enter(word)) return;  // the job ended meanwhile
+  if ((word & ~coord::layout::kFailedBit) == own_word_.load(std::memory_order_acquire)) {
+    truncate ? h.before_truncate(offset) : h.before_write(offset, len);
+  } else if ((word & coord::layout::kFailedBit) == 0) {
+    if (std::shared_ptr<Part> part = JoinedPart(word)) TakePart(*part, wal, offset, len, truncate);
+  }
+  region_->Leave();
+}
+
+// Inside the job (Region::Enter), so it cannot end and be replaced while
+// we join it: the section read here is the job whose word we saw.
+std::shared_ptr<FileState::Part> FileState::JoinedPart(uint64_t word) {
+  try {
+    MutexLock lock(&part_mu_);
+    if (part_ != nullptr && part_->word == word) return part_;
+    coord::Job job;
+    Status s = region_->ReadJob(&job);
+    if (!s.ok() || job.state != coord::JobState::kRunning || coord::ArmedValue(job.job_id) != word) {
+      return nullptr;  // ended or damaged: this write goes ahead, the next looks again
+    }
+    auto part = std::make_shared<Part>();
+    part->word = word;
+    char mode[16] = {};
+    unsigned page_size = 0;
+    if (sscanf(job.t0.c_str(), "sqlite1 %15s %u", mode, &page_size) != 2 || page_size < 512 ||
+        page_size > 65536 || (page_size & (page_size - 1)) != 0) {
+      s = Status::Corruption("the job's T0 facts are not a SQLite job's: \"" + job.t0.substr(0, 40) + "\"",
+                             region_->path());
+    } else {
+      part->wal = strcmp(mode, "wal") == 0;
+      part->page_size = page_size;
+      s = coord::Participation::Join(region_.get(), word, job, page_size, &part->p);
+    }
+    if (!s.ok()) {
+      // A job we cannot honour must not publish a copy that lacks our writes.
+      region_->FailArmedJob(word);
+    } else {
+      part->source = std::make_unique<ShimSource>(this, page_size);
+    }
+    part_ = part;
+    return part;
+  } catch (...) {
+    region_->FailArmedJob(word);  // out of memory: fail it rather than miss a write
+    return nullptr;
+  }
+}
+
+void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t len,
+                         bool truncate) noexcept {
+  if (part.p == nullptr) return;
+  if (part.wal || wal) {
+    part.p->fail(Status::NotSupported(
+        "process " + std::to_string(::getpid()) + " wrote the database during a WAL-mode backup; "
+        "in WAL mode a backup takes writes from its own process only (in rollback-journal mode "
+        "every process takes part); the copy was discarded",
+        path_));
+    return;
+  }
+  if (!part.p->job_current()) return;
+  SharedPages& pages = part.p->pages();
+  const PageRange range = truncate ? PageRange{offset / part.page_size, pages.pages()}
+                                   : PageRange::FromBytes(offset, len, part.page_size);
+  pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);
+}
+
+void FileState::NotePartPage1(uint64_t word, const uint8_t* data) noexcept {
+  std::shared_ptr<Part> part = JoinedPart(word);
+  if (part == nullptr || part->p == nullptr || part->wal) return;
+  std::string err;
+  try {
+    err = data[18] == 2 || data[19] == 2 ? std::string(kSwitchedToWal)
+                                         : CounterStep(part->p->pages().counter(), DecodeBig32(data + 24));
+  } catch (...) {
+    err = "out of memory";
+  }
+  if (!err.empty()) part->p->fail(Status::Corruption(err, path_));
 }
 
 Status ShimSource::read(uint64_t offset, uint8_t* buf, size_t len) {

@@ -61,6 +61,18 @@
 // waits for or holds a WAL lock, so this process's writers never see
 // SQLITE_BUSY because of a backup.
 //
+// Several processes (docs/SQLITE.md, "Writers in several processes"). A
+// FileState attaches to the database's coordination region (coord/,
+// `<db>-cowbackup`) when it is made. The write path then loads the
+// region's armed word, which a backup in any process arms: one acquire
+// load while no job runs (BeforeWrite). When it is armed, a write is
+// counted inside the region's job (Region::Enter/Leave) and goes either
+// to this process's own job (its hooks, as before) or, for a job another
+// process owns, through the shared page table as one of its participants
+// (TakePart: engine/shared_pages.h). Without a region (it could not be
+// attached: region_error()), a private word stands in and only this
+// process's jobs exist, as before.
+//
 // Lock rules:
 //   1. The registry mutex (file_state.cc) guards the map and every refs_.
 //   2. mu_ guards reader_ and job_claimed_; never held across I/O except the
@@ -76,12 +88,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "cowbackup/status.h"
 #include "backup/db_image.h"
 #include "backup/wal_format.h"
+#include "coord/region.h"
+#include "engine/shared_pages.h"
 #include "engine/mutex.h"
 #include "engine/source.h"
 #include "engine/write_hook.h"
@@ -108,8 +124,33 @@ class FileState {
   dev_t dev() const { return dev_; }
   ino_t ino() const { return ino_; }
 
-  // The interception point; the shim calls it before every main-db write.
+  // The shim, before every write to the database or its -wal (`wal`): one
+  // acquire load while no job is armed in any process.
+  void BeforeWrite(bool wal, uint64_t offset, uint64_t len) noexcept {
+    if (ArmedWord() != 0) [[unlikely]] SlowWrite(wal, offset, len, /*truncate=*/false);
+  }
+  void BeforeTruncate(bool wal, uint64_t new_size) noexcept {
+    if (ArmedWord() != 0) [[unlikely]] SlowWrite(wal, new_size, 0, /*truncate=*/true);
+  }
+  // The shim, after a write of page 1 of the main file landed: the change
+  // counter it carries, checked while a job of any process tracks commits.
+  void AfterPage1Write(const uint8_t* data, size_t len) noexcept {
+    if (tracking() || ArmedWord() != 0) [[unlikely]] NotePage1Write(data, len);
+  }
+
+  // This process's jobs arm these (their routes); BeforeWrite reaches them.
   WriteHook hook;
+
+  // The coordination region (null if it could not be attached; then
+  // region_error() says why) and this process's job in it.
+  coord::Region* region() const { return region_.get(); }
+  const Status& region_error() const { return region_error_; }
+  // At this process's T0, after its hooks are armed: arms the job for the
+  // write path, in the region with `t0` facts when there is one (then its
+  // word is `word`, from the claimed job). Disarm() after the job's hooks
+  // were disarmed.
+  Status Arm(uint64_t word, const std::string& t0);
+  void Disarm();
 
   // One job at a time per file. False if one is already claimed.
   bool ClaimJob();
@@ -181,13 +222,12 @@ class FileState {
   // At T0, under SHARED: starts tracking from `counter`. In WAL mode
   // (`wal`: T0's wal-index facts, under the WAL write lock), page-1 writes
   // are only checked to keep the journal mode, and wal_tracker, started
-  // here from `wal`, does the rest.
-  void BeginTracking(uint32_t counter, const WalMark* wal = nullptr);
-  void EndTracking() {
-    tracking_.store(false, std::memory_order_release);
-    wal_tracker.End();
-  }
-  // From xWrite, after a write at offset 0 of `len` bytes landed.
+  // here from `wal`, does the rest. A job shared with other processes
+  // keeps the last counter in its page table (`shared`), where every
+  // participant's page-1 writes move it.
+  void BeginTracking(uint32_t counter, const WalMark* wal = nullptr, SharedPages* shared = nullptr);
+  void EndTracking();
+  // AfterPage1Write's slow path.
   void NotePage1Write(const uint8_t* data, size_t len) noexcept;
   // True while a job tracks commits; page-1 writes are parsed only then.
   bool tracking() const { return tracking_.load(std::memory_order_acquire); }
@@ -201,6 +241,22 @@ class FileState {
   FileState(dev_t dev, ino_t ino, std::string path, sqlite3_vfs* parent)
       : dev_(dev), ino_(ino), path_(std::move(path)), parent_(parent) {}
   ~FileState();
+  void AttachRegion();
+  uint64_t ArmedWord() const noexcept {
+    return region_ != nullptr ? region_->load_armed() : local_armed_.load(std::memory_order_acquire);
+  }
+  void SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept;
+  // A job of another process: this process's part in it (below).
+  struct Part;
+  std::shared_ptr<Part> JoinedPart(uint64_t word);
+  void TakePart(const Part& part, bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept;
+  // The last change counter: the shared table's while a shared job runs.
+  std::atomic_ref<uint32_t> LastCounter() const {
+    SharedPages* shared = shared_tracking_.load(std::memory_order_acquire);
+    return shared != nullptr ? shared->counter() : std::atomic_ref<uint32_t>(last_counter_);
+  }
+  // A participant's page-1 write, for a job of another process.
+  void NotePartPage1(uint64_t word, const uint8_t* data) noexcept;
   void SetTrackingError(const std::string& msg) noexcept;
   sqlite3_file* OpenedReader();  // reader_, once Reader() has opened it
   void CloseGate(std::atomic<uint32_t>& wanted);
@@ -241,8 +297,17 @@ class FileState {
   Mutex gate_mu_;
   CondVar gate_cv_;  // signalled when the gate opens
 
+  std::once_flag region_once_;  // AttachRegion, on the first Acquire
+  std::unique_ptr<coord::Region> region_;
+  Status region_error_;
+  std::atomic<uint64_t> local_armed_{0};  // the word without a region
+  std::atomic<uint64_t> own_word_{0};     // this process's armed job's word
+  Mutex part_mu_;
+  std::shared_ptr<Part> part_ GUARDED_BY(part_mu_);  // the last job of another process seen
+
   std::atomic<bool> tracking_{false};
-  std::atomic<uint32_t> last_counter_{0};
+  alignas(4) mutable uint32_t last_counter_ = 0;  // through LastCounter() only
+  std::atomic<SharedPages*> shared_tracking_{nullptr};  // BeginTracking's `shared`
   std::atomic<bool> tracking_failed_{false};
   mutable Mutex error_mu_;
   std::string tracking_error_ GUARDED_BY(error_mu_);

@@ -59,19 +59,19 @@ int ShimRead(sqlite3_file* f, void* buf, int amt, sqlite3_int64 ofs) {
 
 int ShimWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 ofs) {
   FileState* st = Shim(f)->state;
-  if (st != nullptr) (Shim(f)->wal ? st->wal_hook : st->hook).before_write(uint64_t(ofs), uint64_t(amt));
+  if (st != nullptr) st->BeforeWrite(Shim(f)->wal, uint64_t(ofs), uint64_t(amt));
   sqlite3_file* p = ParentFile(f);
   const int rc = p->pMethods->xWrite(p, buf, amt, ofs);
   // Page 1 carries the file change counter; parsed only while a job runs.
-  if (ofs == 0 && rc == SQLITE_OK && st != nullptr && !Shim(f)->wal && st->tracking()) {
-    st->NotePage1Write(static_cast<const uint8_t*>(buf), size_t(amt));
+  if (ofs == 0 && rc == SQLITE_OK && st != nullptr && !Shim(f)->wal) {
+    st->AfterPage1Write(static_cast<const uint8_t*>(buf), size_t(amt));
   }
   return rc;
 }
 
 int ShimTruncate(sqlite3_file* f, sqlite3_int64 size) {
   FileState* st = Shim(f)->state;
-  if (st != nullptr) (Shim(f)->wal ? st->wal_hook : st->hook).before_truncate(uint64_t(size));
+  if (st != nullptr) st->BeforeTruncate(Shim(f)->wal, uint64_t(size));
   sqlite3_file* p = ParentFile(f);
   return p->pMethods->xTruncate(p, size);
 }

@@ -40,6 +40,7 @@
 #include "backup/job_runner.h"
 #include "backup/text.h"
 #include "backup/wal_image_source.h"
+#include "coord/participation.h"
 #include "cowbackup/sqlite.hpp"
 #include "engine/mutex.h"
 #include "engine/file_source.h"
@@ -74,6 +75,11 @@ struct Job {
   bool claimed = false;        // holds state's one-job claim
   std::unique_ptr<Source> source;  // a ShimSource, or a WalJobSource in WAL mode
   std::unique_ptr<BackupJob> backup;  // until T0, then the runner's
+  // The region's side (several processes): the claimed job's word, and
+  // this owner's part in it; null without a region.
+  uint64_t word = 0;
+  std::unique_ptr<coord::Participation> part;
+  std::string dead_volume;  // a dead job's, found at the claim: removed after T0
   int64_t started_ms = 0;
   std::unique_ptr<JobRunner> runner;  // set once T0 is taken
 
@@ -86,11 +92,13 @@ struct Job {
     if (state != nullptr) {
       if (claimed) {
         state->EndTracking();
+        state->Disarm();
         state->ReleaseShared();
         state->UnclaimJob();
       }
       FileState::Release(state);
     }
+    part.reset();
   }
 };
 
@@ -194,11 +202,21 @@ Status OpenWal(sqlite3* db, const std::string& schema) {
 // counter and the shim's must be compared under the same SHARED lock: once
 // it is released, writers commit again and the shim's counter moves on
 // (load_test under TSan caught the comparison made after the unlock).
-Status EndCheck(FileState* st, uint32_t timeout_ms) {
+Status EndCheck(FileState* st, coord::Participation* part, uint32_t timeout_ms) {
   Status s = st->TrackingError();
   if (!s.ok()) return s;
   s = st->LockShared(timeout_ms);
   if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
+  // Under SHARED no commit is halfway: a participant that found a commit
+  // it did not make has failed the job by now.
+  if (part != nullptr && !part->job_current()) {
+    int64_t pid = 0;
+    const Status why = part->pages().Failure(&pid);
+    st->Unlock();
+    if (why.ok()) return Status::IOError("another process taking part in the backup failed it", st->path());
+    return Status::FromCode(why.code(), "process " + std::to_string(pid) +
+                                            ", taking part in the backup, failed it: " + why.message());
+  }
   uint64_t size = 0;
   DbHeader h;
   s = ReadHeader(st, &size, &h);
@@ -271,6 +289,36 @@ class BeginLockHold {
   const std::chrono::steady_clock::time_point locked_ = std::chrono::steady_clock::now();
 };
 
+// Under the begin-time lock, with a region: claims the database's one job
+// for this process (Busy while a backup of another process runs) and makes
+// the page table every process's writers share. A WAL-mode job takes
+// writes from its own process only; its table has no pages, and serves
+// other processes to record why they failed it (FileState::TakePart).
+Status ClaimInRegion(Job* job, uint64_t pages, bool wal) {
+  coord::Region* region = job->state->region();
+  if (region == nullptr) return Status::OK();
+  const uint64_t table_pages = wal ? 0 : pages;
+  const uint64_t area = (SharedPages::AreaSize(table_pages) + 4095) / 4096 * 4096;
+  coord::Job dead, claimed;
+  Status s = region->ClaimJob(job->backup->volume_path(), area, &dead, &claimed);
+  if (!s.ok()) return s;
+  job->dead_volume = dead.volume_path;
+  s = coord::Participation::ForOwner(region, claimed, table_pages, &job->part);
+  if (!s.ok()) {
+    (void)region->Finish();
+    return s;
+  }
+  job->word = coord::ArmedValue(claimed.job_id);
+  if (!wal) job->backup->Share(&job->part->pages());
+  return Status::OK();
+}
+
+// The region's T0 facts of a SQLite job, which a participant reads before
+// it takes part (FileState::JoinedPart).
+std::string T0Facts(bool wal, uint32_t page_size) {
+  return std::string("sqlite1 ") + (wal ? "wal " : "rollback ") + std::to_string(page_size);
+}
+
 // Step 3 of the file comment: the begin-time instant itself.
 Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
   FileState* st = job->state;
@@ -302,8 +350,11 @@ Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
                               st->path());
   }
   const uint64_t pages = size / page_size;
-  st->BeginTracking(h.change_counter);
+  s = ClaimInRegion(job, pages, /*wal=*/false);
+  if (!s.ok()) return s;
+  st->BeginTracking(h.change_counter, nullptr, job->part ? &job->part->pages() : nullptr);
   s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, nullptr), &st->hook);
+  if (s.ok()) s = st->Arm(job->word, T0Facts(false, page_size));
   if (!s.ok()) st->EndTracking();
   return s;
 }
@@ -347,11 +398,14 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
       return Status::Busy("the database left WAL mode while starting", st->path());
     }
   }
+  s = ClaimInRegion(job, pages, /*wal=*/true);
+  if (!s.ok()) return s;
   const WalMark t0{wi.salt1, wi.salt2, wi.max_frame, wi.backfilled};
   st->BeginTracking(h.change_counter, &t0);
   WalImageSource* image = source->image();
   s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, &wi),
                          {{&st->hook, image->main_route()}, {&st->wal_hook, image->wal_route()}});
+  if (s.ok()) s = st->Arm(job->word, T0Facts(true, page_size));
   if (!s.ok()) st->EndTracking();
   return s;
 }
@@ -380,6 +434,8 @@ std::vector<std::shared_ptr<Job>> PruneFinishedLocked(const Job* ending) REQUIRE
 // hears this one ended (WaitBackup, cowbackup_jobs).
 void ReleaseFile(Job* job) {
   job->state->EndTracking();
+  job->state->Disarm();
+  job->part.reset();
   job->state->ReleaseShared();
   job->state->UnclaimJob();
   job->claimed = false;
@@ -474,17 +530,23 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     params.options = options;
     params.kind = format::SourceKind::kSqlite;
     params.source_name = job->state->path();
-    FileState* st = job->state;
+    Job* raw = job.get();
     const uint32_t timeout_ms = options.busy_timeout_ms;
-    params.before_publish = [st, timeout_ms, wal] {
-      return wal ? EndCheckWal(st, timeout_ms) : EndCheck(st, timeout_ms);
+    params.before_publish = [raw, timeout_ms, wal] {
+      return wal ? EndCheckWal(raw->state, timeout_ms) : EndCheck(raw->state, raw->part.get(), timeout_ms);
     };
     s = BackupJob::Prepare(job->source.get(), params, &job->backup);
     if (!s.ok()) return s;
     bool retry = false;
     s = wal ? TakeWalT0(job.get(), options, &retry) : TakeT0(job.get(), options, &retry);
+    if (!job->dead_volume.empty()) {
+      RemoveDeadJobVolume(job->dead_volume);  // a dead job's, found at the claim
+      job->dead_volume.clear();
+    }
     if (s.ok()) break;
     job->backup->Abort(s);
+    job->state->Disarm();
+    job->part.reset();
     if (!retry || attempt >= 3) return s;
   }
   Job* raw = job.get();  // the runner is the job's: no reference cycle

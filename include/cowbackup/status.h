@@ -63,6 +63,12 @@ class [[nodiscard]] Status {
   // `where` the path; errno `err` picks kNoSpace or kIOError and adds its text.
   static Status FromErrno(const std::string& what, const std::string& where, int err);
 
+  // A failure of code `code` (kOk is taken as kIOError): for a status that
+  // crossed a process boundary as its code and message.
+  static Status FromCode(Code code, const std::string& what) {
+    return Status(code == Code::kOk ? Code::kIOError : code, what, {});
+  }
+
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   bool IsNoSpace() const { return code_ == Code::kNoSpace; }

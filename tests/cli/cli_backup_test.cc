@@ -86,7 +86,7 @@ TEST_F(BackupCliTest, SqliteArchiveRestoresToTheSameBytes) {
   ASSERT_EQ(r.code, 0) << r.err;
   // An idle database: the restored copy is the file, byte for byte.
   EXPECT_EQ(ReadFile(Path("back.db")), ReadFile(db_));
-  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.cbk", "app.db", "back.db"}));
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.cbk", "app.db", "app.db-cowbackup", "back.db"}));
 }
 
 TEST_F(BackupCliTest, JsonSummary) {
@@ -112,7 +112,7 @@ TEST_F(BackupCliTest, StreamsToStandardOutputWithTheReportOnStderr) {
   ExpectJson(r.err, "d['ok'] is True and d['archive'] == '-'");
   EXPECT_EQ(Cow("verify -q " + Sh(Path("s.cbk"))).code, 0);
   // The temporary archive it was built in is gone.
-  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "s.cbk"}));
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "app.db-cowbackup", "s.cbk"}));
   r = Shell(Sh(Binary()) + " backup -q " + Sh(db_) + " - | " + Sh(Binary()) + " restore - " +
             Sh(Path("piped.db")));
   EXPECT_EQ(r.code, 0) << r.err;
@@ -123,7 +123,7 @@ TEST_F(BackupCliTest, StreamToAFullDeviceFailsAndCleansUp) {
   Result r = Cow("backup " + Sh(db_) + " - > /dev/full", "TMPDIR=" + Sh(dir_) + " ");
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.err, "cowbackup: backup: write: <stdout>: No space left on device\n");
-  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db"}));
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "app.db-cowbackup"}));
 }
 
 TEST_F(BackupCliTest, RefusesToOverwriteWithoutForce) {
@@ -201,7 +201,7 @@ TEST_F(BackupCliTest, OptionsHaveTheLimitsEveryFrontEndShares) {
   Result r = Cow("backup --max-rate-mb 1000000 --segment-pages 1048576 --busy-timeout-ms 86400000 " +
                  Sh(db_) + " " + Sh(Path("max.cbk")));
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "max.cbk"}));
+  EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "app.db-cowbackup", "max.cbk"}));
 }
 
 // A database path with escape sequences and bytes that are not UTF-8 is
@@ -347,7 +347,7 @@ TEST_F(BackupCliTest, InterruptCancelsAndLeavesNothing) {
                      " & pid=$!; sleep 0.5; kill -TERM $pid; wait $pid");
     EXPECT_EQ(r.code, 1) << dest;
     EXPECT_EQ(r.err, "cowbackup: backup: backup cancelled\n") << dest;
-    EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "big.db"})) << dest;
+    EXPECT_EQ(Entries(), (std::vector<std::string>{"app.db", "big.db", "big.db-cowbackup"})) << dest;
   }
 }
 
