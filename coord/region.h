@@ -138,7 +138,8 @@ class Region {
   uint32_t BusyWord(bool copier) const;
   // True if the party of busy word `w` is gone: its slot is free or taken
   // by a later process, or (a writer) no thread of it is inside a job; for
-  // the copier, the job's owner lock is free. Takes the meta lock.
+  // the copier, the job's owner lock is free. Takes no lock: byte locks
+  // are tested, never waited for, so a stuck lock_meta holds no writer.
   bool HolderGone(uint32_t w, uint32_t owner_slot);
   // True while the job's owner lock is held (by this Region or another).
   bool OwnerAlive();

@@ -372,6 +372,50 @@ TEST_F(ParticipationTest, ParticipantsFailureFailsTheJobAndNamesItsPid) {
   EXPECT_EQ(owner->load_armed(), 0u);
 }
 
+TEST_F(ParticipationTest, AStuckMetaLockDoesNotHoldAWriterOnADeadWritersPage) {
+  // Page 3 is held by a writer that died (slot 9, whose lock no one
+  // holds), and lock_meta is held by a process that never lets go (stopped
+  // mid-call, or hostile). The owner lives. Whether page 3's holder is gone
+  // is told by byte locks and the slot's count, without lock_meta: the
+  // writer must go on.
+  auto owner = Attach();
+  ASSERT_NO_FATAL_FAILURE(Own(owner.get()));
+  const uint32_t dead_writer = kBusyBit | (5u << kTagShift) | 9u;
+  Write(job_.page_state_offset + SharedPages::kHeaderSize + 3 * 4, &dead_writer, 4);
+  ASSERT_EQ(mine_->pages().load(3), dead_writer);
+  Pipe joined, go;
+  const pid_t child = Spawn([&] {
+    owner->ForgetAfterFork();
+    ::alarm(20);  // a writer held here fails the test instead of hanging it
+    std::unique_ptr<Region> r;
+    std::unique_ptr<Participation> p;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !Join(r.get(), &p).ok()) return 1;  // both take lock_meta
+    joined.Tell();
+    go.CloseWrite();
+    if (!go.Hear()) return 2;
+    const int fd = ::open(data_.c_str(), O_RDONLY | O_CLOEXEC);
+    FileSource source(fd, data_, kPageSize);
+    if (!r->Enter(seen_)) return 3;
+    p->pages().WriteThrough({2, 5}, &source, p->volume(), kPageSize);
+    r->Leave();
+    return 0;
+  });
+  joined.CloseWrite();
+  ASSERT_TRUE(joined.Hear());
+  ByteHolder stuck(region_, kLockMeta, F_WRLCK);
+  go.Tell();
+  const int status = Wait(child);
+  EXPECT_FALSE(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) << "the writer was held";
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(mine_->pages().load(3), SharedPages::kPreserved) << "the dead writer's claim was reset and taken";
+  EXPECT_EQ(mine_->pages().preserved(), 3u);
+  std::string page(kPageSize, '\0');
+  ASSERT_TRUE(volume_->get(3, reinterpret_cast<uint8_t*>(page.data())).ok());
+  EXPECT_TRUE(page == PageImage(3));
+  EXPECT_TRUE(mine_->job_current());
+}
+
 // ---- Region abuse with a job armed ----------------------------------------
 
 // A running job planted by no Region: owner fields of a live unrelated
