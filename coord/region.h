@@ -197,7 +197,9 @@ class Region {
   }
   // ClaimJob's wait for every live slot's Inside count to reach 0.
   Status DrainLocked() REQUIRES(mu_);
-  void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_release); }
+  // seq_cst, not release: a disarm is the store half of Enter's Dekker pair
+  // with DrainLocked, so it must not pass DrainLocked's loads of the counts.
+  void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_seq_cst); }
 
   const std::string path_;
   int fd_ = -1;
