@@ -2,9 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
-
-#include "engine/clock.h"
 
 namespace cowbackup::coord {
 
@@ -61,7 +60,11 @@ Status Participation::Join(Region* region, uint64_t seen, const Job& job, uint32
 bool Participation::job_current() {
   if (region_->load_armed() != seen_) return false;
   if (owner_) return true;
-  const int64_t now = int64_t(NowUnixMicros());
+  // An interval: the steady clock (engine/clock.h), or a step of the wall
+  // clock back would stop the owner checks for as long.
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
   if (now < next_owner_check_us_.load(std::memory_order_relaxed)) return true;
   next_owner_check_us_.store(now + SharedPages::kPollMs * 1000, std::memory_order_relaxed);
   if (region_->OwnerAlive()) return true;

@@ -601,11 +601,15 @@ bool Region::HolderGone(uint32_t w, uint32_t owner_slot) {
   const uint32_t slot = w & 0xff;
   if (w & kBusyCopierBit) return slot != owner_slot || !OwnerAlive();
   if (attached_ && slot == slot_ && ((w >> kTagShift) & kTagMask) == tag_) return false;
-  MutexLock lock(&mu_);
-  MetaLock meta(this);
-  if (!meta.Acquire().ok()) return false;  // cannot tell: wait on
+  // Without lock_meta: a process that holds it forever (stopped mid-call,
+  // or hostile) must not hold a writer on a dead holder's page. The slot
+  // lock says whether anyone is there; while the holder itself is, its
+  // record (written before it could claim a page, which the caller's
+  // acquire load of `w` saw) and count are stable, so nothing read here can
+  // call a live holder gone. A record being rewritten by a newcomer in a
+  // dead holder's slot may read torn: at worst "not gone" for one poll.
   bool held = false;
-  if (!HeldElsewhere(kLockSlot0 + slot, &held).ok()) return false;
+  if (!HeldElsewhere(kLockSlot0 + slot, &held).ok()) return false;  // cannot tell: wait on
   if (!held) return true;
   const SlotRecord r = DecodeSlot(map_, slot);
   if ((uint32_t(r.attached_unix_us) & kTagMask) != ((w >> kTagShift) & kTagMask)) return true;

@@ -141,7 +141,8 @@ class Region {
   uint32_t BusyWord(bool copier) const;
   // True if the party of busy word `w` is gone: its slot is free or taken
   // by a later process, or (a writer) no thread of it is inside a job; for
-  // the copier, the job's owner lock is free. Takes the meta lock.
+  // the copier, the job's owner lock is free. Takes no lock: byte locks
+  // are tested, never waited for, so a stuck lock_meta holds no writer.
   bool HolderGone(uint32_t w, uint32_t owner_slot);
   // True while the job's owner lock is held (by this Region or another).
   bool OwnerAlive();
@@ -199,7 +200,9 @@ class Region {
   }
   // ClaimJob's wait for every live slot's Inside count to reach 0.
   Status DrainLocked() REQUIRES(mu_);
-  void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_release); }
+  // seq_cst, not release: a disarm is the store half of Enter's Dekker pair
+  // with DrainLocked, so it must not pass DrainLocked's loads of the counts.
+  void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_seq_cst); }
 
   const std::string path_;
   int fd_ = -1;

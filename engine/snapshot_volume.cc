@@ -105,6 +105,14 @@ Status FileSnapshotVolume::ReadHeader(int fd, const std::string& path, Info* inf
 Status FileSnapshotVolume::OpenShared(const std::string& path, uint32_t page_size,
                                       std::unique_ptr<FileSnapshotVolume>* out) {
   const int fd = OpenRegular(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0 && (errno == ELOOP || errno == EINVAL)) {
+    // Say what is there instead ("Invalid argument" for a FIFO says nothing).
+    struct stat st;
+    const unsigned mode = ::lstat(path.c_str(), &st) == 0 ? st.st_mode : 0;
+    return Status::InvalidArgument(std::string("the job's snapshot volume is ") + FileKind(mode) +
+                                       "; only a regular file is used",
+                                   path);
+  }
   if (fd < 0) return Status::FromErrno("open the job's snapshot volume", path, errno);
   struct stat st;
   Info info;

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <functional>
+#include <chrono>
 #include <set>
 #include <string>
 
@@ -24,65 +24,6 @@
 
 namespace cowbackup::coord::test {
 namespace {
-
-// A child process running `body`; its exit code is body's.
-pid_t Spawn(const std::function<int()>& body) {
-  fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(body());
-  EXPECT_GT(pid, 0);
-  return pid;
-}
-
-int Wait(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
-}
-
-// A one-byte signal between processes: Tell() in one, Hear() in the other.
-class Pipe {
- public:
-  Pipe() { EXPECT_EQ(::pipe2(fd_, O_CLOEXEC), 0); }
-  ~Pipe() {
-    CloseRead();
-    CloseWrite();
-  }
-  void Tell() { EXPECT_EQ(::write(fd_[1], "x", 1), 1); }
-  // True if a byte came, false at end of input (every writer gone: a
-  // process that only listens closes its own write end first).
-  bool Hear() {
-    char c;
-    ssize_t n;
-    while ((n = ::read(fd_[0], &c, 1)) < 0 && errno == EINTR) {
-    }
-    return n == 1;
-  }
-  std::string ReadAll() {
-    std::string out;
-    char buf[256];
-    ssize_t n;
-    while ((n = ::read(fd_[0], buf, sizeof buf)) != 0) {
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) break;
-      out.append(buf, size_t(n));
-    }
-    return out;
-  }
-  int write_fd() const { return fd_[1]; }
-  void CloseRead() {
-    if (fd_[0] >= 0) ::close(fd_[0]);
-    fd_[0] = -1;
-  }
-  void CloseWrite() {
-    if (fd_[1] >= 0) ::close(fd_[1]);
-    fd_[1] = -1;
-  }
-
- private:
-  int fd_[2] = {-1, -1};
-};
 
 using RegionProcessTest = RegionFixture;
 
@@ -258,6 +199,218 @@ TEST_F(RegionProcessTest, ForkedChildThatKeepsAnInheritedRegionKeepsItsParentAli
   KillParentOfForkedChild(region_, db_fd_, false, &seen, &participants);
   EXPECT_EQ(seen, JobState::kArming);
   EXPECT_EQ(participants, 2u);
+}
+
+// ---- Taking part: inside counts and busy words ---------------------------
+
+bool Contains(const Status& s, const std::string& text) { return s.ToString().find(text) != std::string::npos; }
+
+TEST_F(RegionProcessTest, ClaimWaitsForALiveParticipantInsideThePreviousJob) {
+  auto owner = Attach();
+  Job dead;
+  ASSERT_TRUE(owner->ClaimJob(dir_ / "v1", 0, &dead).ok());
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen = owner->load_armed();
+  Pipe ready, leave, left;
+  const pid_t child = Spawn([&] {
+    owner->ForgetAfterFork();
+    std::unique_ptr<Region> r;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !r->Enter(seen)) return 1;
+    ready.Send(r->slot());
+    leave.CloseWrite();
+    if (!leave.Hear()) return 2;
+    r->Leave();
+    left.Tell();
+    leave.Hear();  // attached until the parent is done
+    return 0;
+  });
+  ready.CloseWrite();
+  left.CloseWrite();
+  leave.CloseRead();
+  uint64_t slot = 0;
+  ASSERT_TRUE(ready.Receive(&slot));
+  EXPECT_EQ(InsideCount(slot), 1u);
+  ASSERT_TRUE(owner->Finish().ok());
+
+  const auto start = std::chrono::steady_clock::now();
+  Status s = owner->ClaimJob(dir_ / "v2", 4096, &dead);
+  EXPECT_TRUE(s.IsBusy()) << s.ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(kDrainWaitMs))
+      << "it waits out its bound before giving up";
+  EXPECT_TRUE(Contains(s, "slot " + std::to_string(slot) + ", pid " + std::to_string(child))) << s.ToString();
+  EXPECT_TRUE(Contains(s, region_)) << s.ToString();
+  EXPECT_FALSE(owner->owns_job());
+  EXPECT_EQ(owner->load_armed(), 0u);
+
+  leave.Tell();
+  ASSERT_TRUE(left.Hear());
+  s = owner->ClaimJob(dir_ / "v2", 4096, &dead);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(owner->Finish().ok());
+  leave.CloseWrite();
+  const int status = Wait(child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST_F(RegionProcessTest, ParticipantKilledInsideDoesNotHoldUpTheNextClaim) {
+  auto owner = Attach();
+  Job dead;
+  ASSERT_TRUE(owner->ClaimJob(dir_ / "v1", 0, &dead).ok());
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen = owner->load_armed();
+  Pipe ready, hold;
+  const pid_t child = Spawn([&] {
+    owner->ForgetAfterFork();
+    std::unique_ptr<Region> r;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !r->Enter(seen) || !r->Enter(seen)) return 1;
+    ready.Send(r->slot());
+    hold.CloseWrite();
+    hold.Hear();
+    return 0;
+  });
+  ready.CloseWrite();
+  uint64_t slot = 0;
+  ASSERT_TRUE(ready.Receive(&slot));
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(WIFSIGNALED(Wait(child)));
+  EXPECT_EQ(InsideCount(slot), 2u) << "a dead process's count stays in its record";
+  ASSERT_TRUE(owner->Finish().ok());
+  Status s = owner->ClaimJob(dir_ / "v2", 0, &dead);
+  ASSERT_TRUE(s.ok()) << "a dead slot's count is not waited for: " << s.ToString();
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen2 = owner->load_armed();
+
+  // The next process in that slot starts at 0, and its own count works.
+  Pipe ready2, hold2;
+  const pid_t next = Spawn([&] {
+    owner->ForgetAfterFork();
+    std::unique_ptr<Region> r;
+    if (!Region::Attach(region_, db_fd_, &r).ok()) return 1;
+    ready2.Send(r->slot());
+    hold2.CloseWrite();
+    if (!hold2.Hear() || !r->Enter(seen2)) return 2;
+    ready2.Send(r->slot());
+    hold2.Hear();
+    return 0;
+  });
+  ready2.CloseWrite();
+  uint64_t slot2 = 0;
+  ASSERT_TRUE(ready2.Receive(&slot2));
+  EXPECT_EQ(slot2, slot) << "the dead child's slot is reclaimed";
+  EXPECT_EQ(InsideCount(slot2), 0u);
+  hold2.Tell();
+  ASSERT_TRUE(ready2.Receive(&slot2));
+  EXPECT_EQ(InsideCount(slot2), 1u);
+  hold2.CloseWrite();
+  EXPECT_TRUE(WIFEXITED(Wait(next)));
+  EXPECT_EQ(InsideCount(slot2), 0u) << "a detached slot's record is cleared";
+  ASSERT_TRUE(owner->Finish().ok());
+}
+
+// The child's commands in the busy-word tests.
+constexpr uint64_t kCmdLeave = 1, kCmdEnter = 2;
+
+TEST_F(RegionProcessTest, WritersBusyWordIsGoneWhenItsHolderIsDeadOutsideOrReplaced) {
+  auto owner = Attach();
+  Job dead, job;
+  ASSERT_TRUE(owner->ClaimJob(dir_ / "v", 4096, &dead, &job).ok());
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen = owner->load_armed();
+  EXPECT_FALSE(owner->HolderGone(owner->BusyWord(false), job.owner_slot)) << "this Region's own word";
+
+  Pipe words, cmd, ack;
+  const pid_t child = Spawn([&] {
+    owner->ForgetAfterFork();
+    words.CloseRead();
+    cmd.CloseWrite();
+    std::unique_ptr<Region> r;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !r->Enter(seen)) return 1;
+    words.Send(r->BusyWord(false));
+    uint64_t c;
+    while (cmd.Receive(&c)) {
+      if (c == kCmdLeave) r->Leave();
+      if (c == kCmdEnter && !r->Enter(seen)) return 2;
+      ack.Tell();
+    }
+    return 0;
+  });
+  words.CloseWrite();
+  cmd.CloseRead();
+  ack.CloseWrite();
+  uint64_t w = 0;
+  ASSERT_TRUE(words.Receive(&w));
+  EXPECT_NE(w & kBusyBit, 0u);
+  EXPECT_EQ(w & kBusyCopierBit, 0u);
+  const uint32_t slot = uint32_t(w & 0xff);
+  EXPECT_NE(slot, owner->slot());
+
+  EXPECT_FALSE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "alive and inside";
+  cmd.Send(kCmdLeave);
+  ASSERT_TRUE(ack.Hear());
+  EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "alive, but no thread of it is inside";
+  cmd.Send(kCmdEnter);
+  ASSERT_TRUE(ack.Hear());
+  EXPECT_FALSE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "inside again";
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(WIFSIGNALED(Wait(child)));
+  EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "killed while inside";
+
+  // Another process takes the slot and goes inside: the old word is still
+  // gone (its tag is the dead process's), the new one is not.
+  Pipe words2, hold;
+  const pid_t next = Spawn([&] {
+    owner->ForgetAfterFork();
+    words2.CloseRead();
+    std::unique_ptr<Region> r;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !r->Enter(seen)) return 1;
+    words2.Send(r->BusyWord(false));
+    hold.CloseWrite();
+    hold.Hear();
+    return 0;
+  });
+  words2.CloseWrite();
+  uint64_t w2 = 0;
+  ASSERT_TRUE(words2.Receive(&w2));
+  EXPECT_EQ(w2 & 0xff, slot) << "the same slot";
+  ASSERT_NE(w2, w) << "a later process in the slot has another tag";
+  EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "the slot's new process is not the holder";
+  EXPECT_FALSE(owner->HolderGone(uint32_t(w2), job.owner_slot));
+  hold.CloseWrite();
+  EXPECT_TRUE(WIFEXITED(Wait(next)));
+  ASSERT_TRUE(owner->Finish().ok());
+}
+
+TEST_F(RegionProcessTest, CopiersBusyWordIsGoneWhenTheOwnerDies) {
+  Pipe words, hold;
+  const pid_t child = Spawn([&] {
+    words.CloseRead();
+    std::unique_ptr<Region> r;
+    Job dead;
+    if (!Region::Attach(region_, db_fd_, &r).ok() || !r->ClaimJob(dir_ / "v", 4096, &dead).ok() ||
+        !r->Arm("").ok()) {
+      return 1;
+    }
+    words.Send(r->BusyWord(true));
+    hold.CloseWrite();
+    hold.Hear();
+    return 0;
+  });
+  words.CloseWrite();
+  uint64_t w = 0;
+  ASSERT_TRUE(words.Receive(&w));
+  auto p = Attach();
+  Job job;
+  ASSERT_TRUE(p->ReadJob(&job).ok());
+  ASSERT_EQ(job.state, JobState::kRunning);
+  EXPECT_NE(w & kBusyCopierBit, 0u);
+  EXPECT_EQ(w & 0xff, job.owner_slot);
+  EXPECT_TRUE(p->OwnerAlive());
+  EXPECT_FALSE(p->HolderGone(uint32_t(w), job.owner_slot)) << "the owner is alive";
+  EXPECT_TRUE(p->HolderGone(uint32_t(w), job.owner_slot + 1)) << "a copier word from another slot than the owner's";
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(WIFSIGNALED(Wait(child)));
+  EXPECT_FALSE(p->OwnerAlive());
+  EXPECT_TRUE(p->HolderGone(uint32_t(w), job.owner_slot)) << "the owner died";
 }
 
 // ---- The kill sweep -------------------------------------------------------

@@ -189,6 +189,35 @@ TEST_F(RegionTest, FailArmedJobFailsOnlyTheJobItSaw) {
   EXPECT_EQ(owner->load_armed(), 0u);
 }
 
+TEST_F(RegionTest, EnterCountsInOnlyWhileTheWordIsTheOneSeen) {
+  auto owner = Attach();
+  auto writer = Attach();
+  Job dead;
+  ASSERT_TRUE(owner->ClaimJob("/v", 0, &dead).ok());
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen = writer->load_armed();
+  const uint32_t slot = writer->slot();
+  EXPECT_FALSE(writer->Enter(seen + 4)) << "another job's word";
+  EXPECT_EQ(InsideCount(slot), 0u) << "a refused Enter is not counted";
+  ASSERT_TRUE(writer->Enter(seen));
+  ASSERT_TRUE(writer->Enter(seen));  // a second thread
+  EXPECT_EQ(InsideCount(slot), 2u);
+  EXPECT_EQ(InsideCount(owner->slot()), 0u) << "counts are per slot";
+  writer->Leave();
+  writer->Leave();
+  EXPECT_EQ(InsideCount(slot), 0u);
+  ASSERT_TRUE(writer->FailArmedJob(seen));
+  EXPECT_FALSE(writer->Enter(seen)) << "failed since it was seen";
+  ASSERT_TRUE(writer->Enter(seen | kFailedBit));
+  writer->Leave();
+  ASSERT_TRUE(owner->Finish().ok());
+  EXPECT_FALSE(writer->Enter(seen | kFailedBit)) << "disarmed";
+  EXPECT_EQ(InsideCount(slot), 0u);
+  std::unique_ptr<Region> forked = Attach();
+  forked->ForgetAfterFork();
+  EXPECT_FALSE(forked->Enter(ArmedValue(1))) << "no mapping";
+}
+
 TEST_F(RegionTest, ClaimRefusedWhenTheNameNoLongerIsOurFile) {
   auto r = Attach();
   WriteFile(dir_ / "other", std::string(kFixedSize, '\0'));

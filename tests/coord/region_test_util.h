@@ -1,16 +1,19 @@
 // Helpers for the coordination-region tests: a database file with its
 // region path, raw access to the region's bytes (to damage a field and
 // re-seal its checksum, as leveldb's log_test FixChecksum does, so checks
-// behind the checksum are reached), and bare byte locks that stand in for
-// "some other process holds this".
+// behind the checksum are reached), bare byte locks that stand in for
+// "some other process holds this", and real processes: Spawn/Wait and a
+// Pipe to signal between them.
 #pragma once
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -73,6 +76,9 @@ class RegionFixture : public ::testing::Test {
     Write(offset, b, 8);
   }
   uint64_t Get64(size_t offset) { return DecodeFixed64(reinterpret_cast<const uint8_t*>(Read(offset, 8).data())); }
+  uint32_t Get32(size_t offset) { return DecodeFixed32(reinterpret_cast<const uint8_t*>(Read(offset, 4).data())); }
+  // Slot `slot`'s inside count (Region::Enter..Leave), from the file.
+  uint32_t InsideCount(uint64_t slot) { return Get32(kOffSlots + slot * kSlotSize + kOffSlotInside); }
 
   // Re-seals the header's / job section's checksum over what is there now.
   void ResealHeader() {
@@ -126,6 +132,74 @@ class ByteHolder {
 
  private:
   int fd_ = -1;
+};
+
+// A child process running `body`; its exit code is body's.
+inline pid_t Spawn(const std::function<int()>& body) {
+  fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(body());
+  EXPECT_GT(pid, 0);
+  return pid;
+}
+
+inline int Wait(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+// A one-byte signal between processes: Tell() in one, Hear() in the other.
+class Pipe {
+ public:
+  Pipe() { EXPECT_EQ(::pipe2(fd_, O_CLOEXEC), 0); }
+  ~Pipe() {
+    CloseRead();
+    CloseWrite();
+  }
+  void Tell() { EXPECT_EQ(::write(fd_[1], "x", 1), 1); }
+  // True if a byte came, false at end of input (every writer gone: a
+  // process that only listens closes its own write end first).
+  bool Hear() {
+    char c;
+    ssize_t n;
+    while ((n = ::read(fd_[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    return n == 1;
+  }
+  // One value, sent whole (a pipe write of at most PIPE_BUF bytes is atomic).
+  void Send(uint64_t v) { EXPECT_EQ(::write(fd_[1], &v, sizeof v), ssize_t(sizeof v)); }
+  // False at end of input.
+  bool Receive(uint64_t* v) {
+    ssize_t n;
+    while ((n = ::read(fd_[0], v, sizeof *v)) < 0 && errno == EINTR) {
+    }
+    return n == ssize_t(sizeof *v);
+  }
+  std::string ReadAll() {
+    std::string out;
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(fd_[0], buf, sizeof buf)) != 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      out.append(buf, size_t(n));
+    }
+    return out;
+  }
+  int write_fd() const { return fd_[1]; }
+  void CloseRead() {
+    if (fd_[0] >= 0) ::close(fd_[0]);
+    fd_[0] = -1;
+  }
+  void CloseWrite() {
+    if (fd_[1] >= 0) ::close(fd_[1]);
+    fd_[1] = -1;
+  }
+
+ private:
+  int fd_[2] = {-1, -1};
 };
 
 inline std::string StatusText(const Status& s) { return s.ToString(); }
