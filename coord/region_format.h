@@ -128,3 +128,16 @@ void EncodeSlot(const SlotRecord& s, uint32_t slot, uint8_t* region);
 SlotRecord DecodeSlot(const uint8_t* region, uint32_t slot);  // informational: not checked
 
 }  // namespace cowbackup::coord
+
+namespace cowbackup::coord::layout {
+
+// The per-page state area's header, at a job's page_state_offset (the
+// integration's layout, issue 12): what `status` reads of it. Counters are
+// u64 atomics in host order (little-endian, as asserted). The area is
+// round_up(kPageStateHeaderSize + 4 * pages, 4096) bytes.
+inline constexpr size_t kPageStateHeaderSize = 64;
+inline constexpr size_t kOffPsPages = 16, kOffPsPreserved = 24, kOffPsDone = 32;
+inline constexpr size_t kPageStateWordSize = 4;
+static_assert(kOffPsDone + 8 <= kPageStateHeaderSize);
+
+}  // namespace cowbackup::coord::layout
