@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "backup/db_image.h"
+#include "coord/region_format.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
@@ -65,6 +66,20 @@ Status CheckOutputPath(const std::string& dest, bool overwrite, const char* opti
                                          "and replay or delete; choose another name",
                                      dest);
     }
+  }
+  // Nor at a coordination region's name (docs/REGION.md, "Where it
+  // lives"): every process opening that database through cowbackup would
+  // map the copy as the region it shares with the database's other writers.
+  const size_t m = strlen(coord::kRegionSuffix);
+  const bool lmdb_region = BaseName(dest) == coord::kLmdbRegionName;
+  if (lmdb_region || (dest.size() > m && dest.compare(dest.size() - m, m, coord::kRegionSuffix) == 0 &&
+                      dest[dest.size() - m - 1] != '/')) {
+    return Status::InvalidArgument(what + " is named like " +
+                                       (lmdb_region ? "an LMDB environment's" : "a database's") +
+                                       " cowbackup coordination region, which every process opening that "
+                                       "database through cowbackup would take for its own and map; "
+                                       "choose another name",
+                                   dest);
   }
   struct stat st;
   if (::lstat(dest.c_str(), &st) != 0) {

@@ -41,10 +41,10 @@ std::string JobName(const Job& j) {
 }
 }  // namespace
 
-std::string RegionPathForSqlite(const std::string& db_path) { return db_path + "-cowbackup"; }
+std::string RegionPathForSqlite(const std::string& db_path) { return db_path + kRegionSuffix; }
 
 std::string RegionPathForLmdb(const std::string& env_path, bool no_subdir) {
-  return no_subdir ? env_path + "-cowbackup" : env_path + "/cowbackup-region";
+  return no_subdir ? env_path + kRegionSuffix : env_path + "/" + kLmdbRegionName;
 }
 
 // ---- Byte locks (docs/REGION.md, "Why byte locks, and which") ----

@@ -75,6 +75,12 @@ inline constexpr int kMetaLockWaitMs = 100, kInitLockWaitMs = 1000;
 
 namespace cowbackup::coord {
 
+// The region's names (docs/REGION.md, "Where it lives"): "<db>-cowbackup"
+// beside a SQLite database or an MDB_NOSUBDIR data file, "cowbackup-region"
+// in an LMDB environment's directory. Output checks refuse both.
+inline constexpr char kRegionSuffix[] = "-cowbackup";
+inline constexpr char kLmdbRegionName[] = "cowbackup-region";
+
 inline uint64_t ArmedValue(uint64_t job_id) {
   return (job_id << layout::kJobIdShift) | layout::kArmedBit;
 }
