@@ -455,13 +455,17 @@ void AtomicFile::abandon() noexcept {
   ::unlink(temp_.c_str());
 }
 
-std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
-  std::vector<std::string> removed;
-  const std::string dir = ParentDir(dest);
-  const std::string prefix = BaseName(dest) + kTempInfix;
+std::vector<std::string> ListStaleTemporaries(const std::string& dir, const std::string& base) {
+  std::vector<std::string> stale;
+  const std::string prefix = base + kTempInfix;
   for (const std::string& name : ListDir(dir)) {
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    // "<base>.cowtmp-<pid>-<random>": the pid follows the infix (the last
+    // one when any destination's will do: a destination's own name may
+    // hold the infix too).
+    size_t at = name.rfind(kTempInfix);
+    if (!base.empty()) at = name.compare(0, prefix.size(), prefix) == 0 ? base.size() : std::string::npos;
+    if (at == std::string::npos || at == 0) continue;
+    const long pid = std::strtol(name.c_str() + at + strlen(kTempInfix), nullptr, 10);
     if (pid <= 0 || pid == ::getpid()) continue;
     const std::string path = dir + "/" + name;
     struct stat st;
@@ -469,6 +473,16 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
         !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) || OwnerMayBeAlive(pid, st.st_mtime)) {
       continue;
     }
+    stale.push_back(path);
+  }
+  return stale;
+}
+
+std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
+  std::vector<std::string> removed;
+  for (const std::string& path : ListStaleTemporaries(ParentDir(dest), BaseName(dest))) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       RemoveFlatDir(path);  // a restore's temporary LMDB environment
       if (!PathExists(path)) removed.push_back(path);
