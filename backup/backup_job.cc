@@ -39,8 +39,9 @@ class CheckedSink final : public Sink {
 
 }  // namespace
 
-std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name) {
-  std::vector<std::string> removed;
+std::vector<std::string> ListStaleVolumes(const std::string& dir,
+                                          const std::function<bool(const std::string&)>& names_source) {
+  std::vector<std::string> stale;
   const std::string suffix = kVolumeSuffix;
   for (const std::string& name : ListDir(dir)) {
     if (name.size() <= suffix.size() ||
@@ -54,7 +55,7 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
     if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) continue;
     FileSnapshotVolume::Info info;
     if (FileSnapshotVolume::ReadInfo(path, &info).ok()) {
-      if (info.source_name != source_name) continue;
+      if (!names_source(info.source_name)) continue;
     } else {
       // No valid header: its owner died between creating the file and
       // writing the header. The name <base>.<pid>-<n>.cowsnap still names
@@ -67,6 +68,15 @@ std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::s
     }
     if (info.pid == ::getpid()) continue;
     if (OwnerMayBeAlive(info.pid, int64_t(info.created_unix_us / 1000000))) continue;
+    stale.push_back(path);
+  }
+  return stale;
+}
+
+std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name) {
+  std::vector<std::string> removed;
+  const auto same = [&source_name](const std::string& name) { return name == source_name; };
+  for (const std::string& path : ListStaleVolumes(dir, same)) {
     if (::unlink(path.c_str()) == 0) removed.push_back(path);
   }
   return removed;

@@ -107,8 +107,13 @@ class BackupJob {
   Summary summary_ GUARDED_BY(mu_);  // final once state != kRunning
 };
 
-// Removes snapshot volumes in `dir` left by processes that no longer run and
-// whose header names `source_name`; returns their paths.
+// Snapshot volumes in `dir` left by processes that no longer run, whose
+// header names a source `names_source` accepts (or that have no header yet:
+// their owner died making them). Opens only regular files owned by this
+// user, never through a symlink (lstat, then OpenRegular).
+std::vector<std::string> ListStaleVolumes(const std::string& dir,
+                                          const std::function<bool(const std::string&)>& names_source);
+// Removes what ListStaleVolumes lists for `source_name`; returns their paths.
 std::vector<std::string> RemoveStaleVolumes(const std::string& dir, const std::string& source_name);
 // Removes the snapshot volume of a job known to be dead (the coordination
 // region said so: its owner's lock is free), if `path` is a regular file of

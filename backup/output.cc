@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "backup/db_image.h"
+#include "coord/region_format.h"
 #include "engine/encoding.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
@@ -65,6 +66,20 @@ Status CheckOutputPath(const std::string& dest, bool overwrite, const char* opti
                                          "and replay or delete; choose another name",
                                      dest);
     }
+  }
+  // Nor at a coordination region's name (docs/REGION.md, "Where it
+  // lives"): every process opening that database through cowbackup would
+  // map the copy as the region it shares with the database's other writers.
+  const size_t m = strlen(coord::kRegionSuffix);
+  const bool lmdb_region = BaseName(dest) == coord::kLmdbRegionName;
+  if (lmdb_region || (dest.size() > m && dest.compare(dest.size() - m, m, coord::kRegionSuffix) == 0 &&
+                      dest[dest.size() - m - 1] != '/')) {
+    return Status::InvalidArgument(what + " is named like " +
+                                       (lmdb_region ? "an LMDB environment's" : "a database's") +
+                                       " cowbackup coordination region, which every process opening that "
+                                       "database through cowbackup would take for its own and map; "
+                                       "choose another name",
+                                   dest);
   }
   struct stat st;
   if (::lstat(dest.c_str(), &st) != 0) {
@@ -440,13 +455,17 @@ void AtomicFile::abandon() noexcept {
   ::unlink(temp_.c_str());
 }
 
-std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
-  std::vector<std::string> removed;
-  const std::string dir = ParentDir(dest);
-  const std::string prefix = BaseName(dest) + kTempInfix;
+std::vector<std::string> ListStaleTemporaries(const std::string& dir, const std::string& base) {
+  std::vector<std::string> stale;
+  const std::string prefix = base + kTempInfix;
   for (const std::string& name : ListDir(dir)) {
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    // "<base>.cowtmp-<pid>-<random>": the pid follows the infix (the last
+    // one when any destination's will do: a destination's own name may
+    // hold the infix too).
+    size_t at = name.rfind(kTempInfix);
+    if (!base.empty()) at = name.compare(0, prefix.size(), prefix) == 0 ? base.size() : std::string::npos;
+    if (at == std::string::npos || at == 0) continue;
+    const long pid = std::strtol(name.c_str() + at + strlen(kTempInfix), nullptr, 10);
     if (pid <= 0 || pid == ::getpid()) continue;
     const std::string path = dir + "/" + name;
     struct stat st;
@@ -454,6 +473,16 @@ std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
         !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) || OwnerMayBeAlive(pid, st.st_mtime)) {
       continue;
     }
+    stale.push_back(path);
+  }
+  return stale;
+}
+
+std::vector<std::string> AtomicFile::RemoveStale(const std::string& dest) {
+  std::vector<std::string> removed;
+  for (const std::string& path : ListStaleTemporaries(ParentDir(dest), BaseName(dest))) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) {
       RemoveFlatDir(path);  // a restore's temporary LMDB environment
       if (!PathExists(path)) removed.push_back(path);

@@ -40,6 +40,13 @@ inline constexpr const char* kTempInfix = ".cowtmp-";
 // result; *path is the name.
 int MakeTemp(const std::string& dest, int (*make)(const char*), std::string* path);
 
+// Temporaries in `dir` (MakeTemp's names) whose process no longer runs:
+// those of the destination named `base` ("<base>.cowtmp-<pid>-..."), or of
+// any destination if `base` is empty. Looks with lstat only, never opens or
+// follows anything, and lists only regular files and directories owned by
+// this user. AtomicFile::RemoveStale removes them; `status` shows them.
+std::vector<std::string> ListStaleTemporaries(const std::string& dir, const std::string& base);
+
 // Whether `dest` may be written: absent, or (only with `overwrite`) a
 // regular file that is not a database open elsewhere. A symlink (dangling
 // or not), a directory, a FIFO, a device or a socket is refused, never
@@ -109,8 +116,7 @@ class AtomicFile final : public ByteOutput {
 
   // Removes temporaries of `dest` left by processes that no longer run
   // (files, and a restore's temporary LMDB environment directories);
-  // returns their paths. Looks with lstat only, and skips anything that
-  // is not a regular file or directory owned by this user.
+  // returns their paths. What ListStaleTemporaries lists, and nothing else.
   static std::vector<std::string> RemoveStale(const std::string& dest);
 
   // Writes are staged in an aligned buffer and go to the device with

@@ -41,10 +41,10 @@ std::string JobName(const Job& j) {
 }
 }  // namespace
 
-std::string RegionPathForSqlite(const std::string& db_path) { return db_path + "-cowbackup"; }
+std::string RegionPathForSqlite(const std::string& db_path) { return db_path + kRegionSuffix; }
 
 std::string RegionPathForLmdb(const std::string& env_path, bool no_subdir) {
-  return no_subdir ? env_path + "-cowbackup" : env_path + "/cowbackup-region";
+  return no_subdir ? env_path + kRegionSuffix : env_path + "/" + kLmdbRegionName;
 }
 
 // ---- Byte locks (docs/REGION.md, "Why byte locks, and which") ----
@@ -126,15 +126,22 @@ class Region::MetaLock {
 Region::Region(std::string path) : path_(std::move(path)), scratch_(new uint8_t[kFixedSize]()) {}
 
 Status Region::Attach(const std::string& path, int db_fd, std::unique_ptr<Region>* out) {
+  return Attach(path, db_fd, AttachOptions(), out);
+}
+
+Status Region::Attach(const std::string& path, int db_fd, const AttachOptions& options,
+                      std::unique_ptr<Region>* out) {
   out->reset();
   struct stat db;
   if (::fstat(db_fd, &db) != 0) return Status::FromErrno(kWhat + "stat the database", path, errno);
-  return Attach(path, db, out);
+  return Attach(path, db, options, out);
 }
 
-Status Region::Attach(const std::string& path, const struct stat& db, std::unique_ptr<Region>* out) {
+Status Region::Attach(const std::string& path, const struct stat& db, const AttachOptions& options,
+                      std::unique_ptr<Region>* out) {
   out->reset();
   std::unique_ptr<Region> r(new Region(path));
+  r->options_ = options;
   Status s = r->OpenFile(db);
   if (s.ok()) s = r->TakeInitLock(db);
   if (s.ok()) s = r->TakeSlot();
@@ -154,6 +161,7 @@ Status Region::OpenFile(const struct stat& db) {
       return Status::InvalidArgument(kWhat + "is " + FileKind(mode) + "; only a regular file is used",
                                      path_);
     }
+    if (errno == ENOENT && !options_.create) return Status::NotFound(kWhat + "does not exist", path_);
     if (errno != ENOENT || attempt == 8) return Status::FromErrno(kWhat + "open", path_, errno);
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd_ < 0) {
@@ -296,6 +304,7 @@ Status Region::RecoverAsFirstOpener(const struct stat& db) {
     }
     StoreArmed(0);
   } else {
+    if (!options_.rebuild) return valid;
     if (st.st_size != 0) recovery_ = "rebuilt: " + valid.message();
     if (::ftruncate(fd_, 0) != 0) return Status::FromErrno(kWhat + "truncate", path_, errno);
     COWBACKUP_SYNC_POINT("region:recover:emptied");
@@ -668,6 +677,58 @@ Status Region::MapArea(const Job& job, std::unique_ptr<Area>* out) {
   if (p == MAP_FAILED) return Status::FromErrno(kWhat + "map the page-state area", path_, errno);
   out->reset(new Area(static_cast<uint8_t*>(p), job.page_state_size));
   return Status::OK();
+}
+
+// ---- Progress (for `status`) ----
+
+Status Region::ReadProgress(const Job& job, JobProgress* out) {
+  *out = JobProgress();
+  const std::string name = kWhat + JobName(job) + ": per-page state area";
+  if (job.page_state_size == 0) return Status::NotFound(name + ": none (size 0)", path_);
+  // The section's decoder bounds these already; checked again here since
+  // `job` is the caller's, and the sums below must not wrap.
+  if (job.page_state_offset < kFixedSize || job.page_state_size < kPageStateHeaderSize ||
+      job.page_state_size > kMaxPageStateSize || job.page_state_offset > kMaxPageStateSize) {
+    return Status::Corruption(name + ": offset " + std::to_string(job.page_state_offset) + ", size " +
+                                  std::to_string(job.page_state_size) + " out of range",
+                              path_);
+  }
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Status::FromErrno(kWhat + "stat", path_, errno);
+  const uint64_t end = job.page_state_offset + job.page_state_size;
+  if (uint64_t(st.st_size) < end) {
+    return Status::NotFound(name + ": ends at " + std::to_string(end) + ", beyond the file's " +
+                                std::to_string(st.st_size) + " bytes",
+                            path_);
+  }
+  // Others advance the counters while we read: a torn read can only show
+  // an impossible combination, which a later read does not.
+  Status s;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    uint8_t h[kPageStateHeaderSize];
+    s = PreadFull(fd_, h, sizeof h, job.page_state_offset, path_);
+    if (!s.ok()) return s;
+    JobProgress p{DecodeFixed64(h + kOffPsPages), DecodeFixed64(h + kOffPsPreserved),
+                  DecodeFixed64(h + kOffPsDone)};
+    const uint64_t words = (job.page_state_size - kPageStateHeaderSize) / kPageStateWordSize;
+    if (p.pages > words) {
+      s = Status::Corruption(name + ": pages " + std::to_string(p.pages) + " does not fit its " +
+                                 std::to_string(job.page_state_size) + " bytes",
+                             path_);
+    } else if (p.preserved > p.pages) {
+      s = Status::Corruption(name + ": preserved " + std::to_string(p.preserved) + " exceeds pages " +
+                                 std::to_string(p.pages),
+                             path_);
+    } else if (p.done > p.pages) {
+      s = Status::Corruption(name + ": done " + std::to_string(p.done) + " exceeds pages " +
+                                 std::to_string(p.pages),
+                             path_);
+    } else {
+      *out = p;
+      return Status::OK();
+    }
+  }
+  return s;
 }
 
 }  // namespace cowbackup::coord

@@ -64,17 +64,41 @@ struct Participant {
   bool self = false;  // this Region
 };
 
+// How Attach treats what it finds. The defaults are a database opener's;
+// `status` attaches with both false, so that looking never changes what
+// it looks at beyond the recovery rules every participant applies.
+struct AttachOptions {
+  // Make the region if there is none. False: NotFound, nothing created.
+  bool create = true;
+  // As the first opener, rebuild a region that is not valid for this
+  // database (R1). False: refuse it by name, as when others are attached,
+  // and leave the file as it is.
+  bool rebuild = true;
+};
+
+// A job's progress, from the header of its per-page state area
+// (layout::kOffPs*): counts any participant may be advancing.
+struct JobProgress {
+  uint64_t pages = 0;      // T0 pages
+  uint64_t preserved = 0;  // pre-images preserved so far
+  uint64_t done = 0;       // pages handed to the destination
+};
+
 class Region {
  public:
   // Opens or creates the region at `path` for the database open at
   // `db_fd` (whose owner, mode and inode it must match), takes part in the
   // dead-man switch (recovering the region if this is its first opener),
-  // maps its fixed part and takes a slot.
+  // maps its fixed part and takes a slot. With `options` (AttachOptions),
+  // only an existing, valid region is attached to.
   static Status Attach(const std::string& path, int db_fd, std::unique_ptr<Region>* out);
   // The same for the database whose fstat is `db` (a front end that must
   // not open and close a descriptor of the database: closing one drops
   // every POSIX lock the process holds on it, SQLite's included).
-  static Status Attach(const std::string& path, const struct stat& db, std::unique_ptr<Region>* out);
+  static Status Attach(const std::string& path, int db_fd, const AttachOptions& options,
+                       std::unique_ptr<Region>* out);
+  static Status Attach(const std::string& path, const struct stat& db, const AttachOptions& options,
+                       std::unique_ptr<Region>* out);
   // Detaches: a job this Region owns and has not finished is left dead,
   // the slot is freed, the mapping and descriptor closed.
   ~Region();
@@ -122,6 +146,13 @@ class Region {
   // when it returns an error (the job is then found dead, R4).
   Status Finish();
   bool owns_job();
+  // Reads the header of `job`'s per-page state area from the file (pread:
+  // the area is not mapped by a process that only looks), checked against
+  // the file's size and the area's own bounds, the bad field named.
+  // NotFound: the job has no area (page_state_size 0), or the file no
+  // longer holds it (a first opener cut the file back after the job
+  // ended). Counters torn by a concurrent update are read again.
+  Status ReadProgress(const Job& job, JobProgress* out);
 
   // ---- Taking part in a running job (docs/REGION.md, "Taking part") ----
   // A writer's bracket around its work for the job whose word it loaded
@@ -205,6 +236,7 @@ class Region {
   void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_seq_cst); }
 
   const std::string path_;
+  AttachOptions options_;
   int fd_ = -1;
   uint8_t* map_ = nullptr;
   uint64_t zero_ = 0;           // the word before mapping and after ForgetAfterFork

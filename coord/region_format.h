@@ -21,6 +21,7 @@
 #include <string>
 
 #include "cowbackup/status.h"
+#include "engine/shared_pages.h"
 
 namespace cowbackup::coord::layout {
 
@@ -80,6 +81,12 @@ inline constexpr int kTagShift = 8;
 
 namespace cowbackup::coord {
 
+// The region's names (docs/REGION.md, "Where it lives"): "<db>-cowbackup"
+// beside a SQLite database or an MDB_NOSUBDIR data file, "cowbackup-region"
+// in an LMDB environment's directory. Output checks refuse both.
+inline constexpr char kRegionSuffix[] = "-cowbackup";
+inline constexpr char kLmdbRegionName[] = "cowbackup-region";
+
 inline uint64_t ArmedValue(uint64_t job_id) {
   return (job_id << layout::kJobIdShift) | layout::kArmedBit;
 }
@@ -133,3 +140,17 @@ void EncodeSlot(const SlotRecord& s, uint32_t slot, uint8_t* region);
 SlotRecord DecodeSlot(const uint8_t* region, uint32_t slot);  // informational: not checked
 
 }  // namespace cowbackup::coord
+
+namespace cowbackup::coord::layout {
+
+// The per-page state area, at a job's page_state_offset, is the engine's
+// shared page table (engine/shared_pages.h holds its layout): what
+// `status` reads of it. Counters are u64 atomics in host order
+// (little-endian, as asserted). The area is
+// round_up(kPageStateHeaderSize + 4 * pages, 4096) bytes.
+inline constexpr size_t kPageStateHeaderSize = SharedPages::kHeaderSize;
+inline constexpr size_t kOffPsPages = SharedPages::kOffPages, kOffPsPreserved = SharedPages::kOffPreserved,
+                        kOffPsDone = SharedPages::kOffDone;
+inline constexpr size_t kPageStateWordSize = 4;
+
+}  // namespace cowbackup::coord::layout

@@ -51,51 +51,13 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/progress_bar.h"
+#include "tools/source_kind.h"
 
 namespace cowbackup::cli {
 
 namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
-
-enum class Kind { kSqlite, kLmdb };
-
-// What SOURCE is, from what is on disk.
-Status DetectKind(const std::string& source, Kind* kind) {
-  struct stat st;
-  if (::stat(source.c_str(), &st) != 0) return Status::FromErrno("open source", source, errno);
-  if (S_ISDIR(st.st_mode)) {
-    if (::access((source + "/data.mdb").c_str(), F_OK) != 0) {
-      return Status::InvalidArgument(
-          "source is a directory without data.mdb: not an LMDB environment", source);
-    }
-    *kind = Kind::kLmdb;
-    return Status::OK();
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return Status::InvalidArgument("source is not a regular file or directory", source);
-  }
-  // O_NONBLOCK: a FIFO swapped in since the stat must not block us.
-  int fd = ::open(source.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open source", source, errno);
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::InvalidArgument("source is not a regular file or directory", source);
-  }
-  char head[16] = {};
-  const ssize_t n = ::pread(fd, head, sizeof head, 0);
-  ::close(fd);
-  if (n == 0 || (n == 16 && memcmp(head, "SQLite format 3", 16) == 0)) {
-    *kind = Kind::kSqlite;  // an empty file is an empty SQLite database
-    return Status::OK();
-  }
-  if (BaseName(source) == "data.mdb") {
-    return Status::InvalidArgument("source is an LMDB data file: give its environment directory",
-                                   source);
-  }
-  return Status::InvalidArgument("source is neither a SQLite database nor an LMDB environment",
-                                 source);
-}
 
 // Copies the finished temporary archive to standard output.
 Status StreamOut(const std::string& temp) {
@@ -294,9 +256,15 @@ int RunBackup(const std::vector<std::string>& args) {
   }
 
   const auto start = std::chrono::steady_clock::now();
-  Kind kind = Kind::kSqlite;
+  SourceKind kind = SourceKind::kSqlite;
   Outcome outcome;
-  Status s = DetectKind(source, &kind);
+  Status s = DetectSource(source, &kind);
+  if (s.ok() && kind == SourceKind::kLmdbDataFile) {
+    s = Status::NotSupported(
+        "source is the data file of an LMDB environment opened MDB_NOSUBDIR, which backup does not "
+        "take yet",
+        source);
+  }
   // Where the front end writes: ARCHIVE itself, or, when streaming, a file
   // in a private directory that is copied out once every check passed.
   std::string dest = archive, temp_dir;
@@ -319,7 +287,7 @@ int RunBackup(const std::vector<std::string>& args) {
     OnInterrupt wind_down([] { return false; });
     ProgressBar bar("backup", ProgressBar::Enabled(flags.progress, flags.quiet));
     bar.start(0);
-    s = kind == Kind::kSqlite ? BackupSqlite(source, dest, options, &bar, &outcome)
+    s = kind == SourceKind::kSqlite ? BackupSqlite(source, dest, options, &bar, &outcome)
                               : BackupLmdb(source, dest, options, &bar, &outcome);
     bar.finish(s.ok());
     if (s.ok() && streaming) s = StreamOut(dest);
@@ -328,7 +296,7 @@ int RunBackup(const std::vector<std::string>& args) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Progress& p = outcome.summary.progress;
-  const char* kind_name = kind == Kind::kSqlite ? "sqlite" : "lmdb";
+  const char* kind_name = kind == SourceKind::kSqlite ? "sqlite" : "lmdb";
   // Errors name the destination, not the temporary it was built under.
   const std::string error = s.ok() ? "" : streaming ? Describe(s) : NameDestination(Describe(s), archive);
   // With ARCHIVE '-' stdout carries the archive: reports go to stderr.
@@ -341,7 +309,7 @@ int RunBackup(const std::vector<std::string>& args) {
         .add("page_size", outcome.summary.page_size).add("pages", p.pages_done)
         .add("pages_total", p.pages_total).add("preserved_pages", p.pages_preserved)
         .add("bytes", p.bytes_written).add("seconds", seconds);
-    if (kind == Kind::kLmdb && s.ok()) o.add("lmdb_txnid", outcome.lmdb_txnid);
+    if (kind == SourceKind::kLmdbEnv && s.ok()) o.add("lmdb_txnid", outcome.lmdb_txnid);
     fprintf(report, "%s\n", o.str().c_str());
     fflush(report);
   }

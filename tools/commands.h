@@ -11,5 +11,6 @@ int RunBackup(const std::vector<std::string>& args);
 int RunRestore(const std::vector<std::string>& args);
 int RunVerify(const std::vector<std::string>& args);
 int RunInfo(const std::vector<std::string>& args);
+int RunStatus(const std::vector<std::string>& args);
 
 }  // namespace cowbackup::cli

@@ -35,6 +35,13 @@ JsonObject& JsonObject::add(const std::string& key, const JsonObject& value) {
   return *this;
 }
 
+JsonObject& JsonObject::add(const std::string& key, const std::vector<JsonObject>& values) {
+  std::string array = "[";
+  for (size_t i = 0; i < values.size(); i++) array += (i > 0 ? ", " : "") + values[i].str();
+  members_.emplace_back(key, array + "]");
+  return *this;
+}
+
 JsonObject& JsonObject::add_null(const std::string& key) {
   members_.emplace_back(key, "null");
   return *this;

@@ -23,6 +23,8 @@ class JsonObject {
   JsonObject& add(const std::string& key, double value);
   JsonObject& add(const std::string& key, bool value);
   JsonObject& add(const std::string& key, const JsonObject& value);
+  // An array of objects: [{...}, ...].
+  JsonObject& add(const std::string& key, const std::vector<JsonObject>& values);
   JsonObject& add_null(const std::string& key);
   // `value` when non-empty, else null (an "error" member, for example).
   JsonObject& add_or_null(const std::string& key, const std::string& value);

@@ -1,6 +1,7 @@
 // build/cowbackup: the command-line tool.
 //
 //   cowbackup backup  SOURCE ARCHIVE   hot backup of a SQLite db / LMDB env
+//   cowbackup status  SOURCE           processes, shared job, stale files
 //   cowbackup restore ARCHIVE OUT      archive -> database file / LMDB dir
 //   cowbackup verify  ARCHIVE          records, completeness, digest (--deep)
 //   cowbackup info    ARCHIVE          header, metadata, counts, sizes
@@ -39,6 +40,8 @@ constexpr Subcommand kSubcommands[] = {
     {"backup", "SOURCE ARCHIVE", "hot backup of a SQLite database or an LMDB environment",
      cowbackup::cli::RunBackup},
 #endif
+    {"status", "SOURCE", "attached processes, the shared backup job, stale files",
+     cowbackup::cli::RunStatus},
     {"restore", "ARCHIVE OUT", "turn an archive into a database file or LMDB directory",
      cowbackup::cli::RunRestore},
     {"verify", "ARCHIVE", "check every record, completeness and digest (--deep: the db too)",
@@ -70,6 +73,7 @@ void PrintHelp(FILE* out) {
           "  cowbackup verify --deep nightly.cbk\n"
           "  cowbackup info --json nightly.cbk\n"
           "  cowbackup restore nightly.cbk restored.db\n"
+          "  cowbackup status app.db\n"
           "\n"
           "Exit status: 0 ok, 1 a failure was found or the operation failed,\n"
           "2 usage error.\n");

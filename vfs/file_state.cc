@@ -77,7 +77,7 @@ void FileState::AttachRegion() {
                                      path_);
     return;
   }
-  region_error_ = coord::Region::Attach(coord::RegionPathForSqlite(path_), st, &region_);
+  region_error_ = coord::Region::Attach(coord::RegionPathForSqlite(path_), st, coord::AttachOptions(), &region_);
 }
 
 bool FileState::IsOpen(dev_t dev, ino_t ino) {

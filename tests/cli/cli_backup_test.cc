@@ -376,6 +376,18 @@ TEST_F(BackupCliTest, LmdbDataFileInsteadOfTheDirectoryIsExplained) {
                        Path("env/data.mdb") + "\n");
 }
 
+TEST_F(BackupCliTest, LmdbNoSubdirDataFileIsNamedAndRefused) {
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  ASSERT_EQ(mdb_env_open(env, Path("flat.mdb").c_str(), MDB_NOSUBDIR, 0600), 0);
+  mdb_env_close(env);
+  Result r = Cow("backup " + Sh(Path("flat.mdb")) + " " + Sh(Path("flat.cbk")));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "cowbackup: backup: source is the data file of an LMDB environment opened MDB_NOSUBDIR, "
+                   "which backup does not take yet: " + Path("flat.mdb") + "\n");
+  EXPECT_FALSE(Exists(Path("flat.cbk")));
+}
+
 TEST_F(BackupCliTest, ForeignLmdbWriterFailsTheBackupAndPublishesNothing) {
   MakeLmdbEnv(Path("env"), 8000, 4000);  // several MB: seconds at 1 MB/s
   ForeignWriter writer = ForeignWriter::Lmdb(Path("env"));

@@ -129,7 +129,7 @@ TEST_F(ParticipationTest, ParticipantPreservesPagesTheOwnerFindsInItsVolume) {
     ASSERT_TRUE(volume_->get(p, reinterpret_cast<uint8_t*>(page.data())).ok()) << p;
     EXPECT_TRUE(page == PageImage(p)) << "page " << p << " is its T0 image";
   }
-  EXPECT_EQ(mine_->pages().Failure(), "");
+  EXPECT_TRUE(mine_->pages().Failure().ok());
   EXPECT_TRUE(mine_->job_current());
   EXPECT_EQ(owner->load_armed(), seen_) << "not failed";
   ASSERT_TRUE(owner->Finish().ok());
@@ -365,9 +365,11 @@ TEST_F(ParticipationTest, ParticipantsFailureFailsTheJobAndNamesItsPid) {
   ASSERT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(owner->load_armed(), seen_ | kFailedBit);
   EXPECT_FALSE(mine_->job_current());
-  const std::string why = mine_->pages().Failure();
-  EXPECT_NE(why.find("cannot preserve page 3"), std::string::npos) << why;
-  EXPECT_NE(why.find("(pid " + std::to_string(child) + ")"), std::string::npos) << why;
+  int64_t pid = 0;
+  const Status why = mine_->pages().Failure(&pid);
+  EXPECT_EQ(why.code(), Status::Code::kIOError) << why.ToString();
+  EXPECT_NE(why.message().find("cannot preserve page 3"), std::string::npos) << why.ToString();
+  EXPECT_EQ(pid, child);
   ASSERT_TRUE(owner->Finish().ok());
   EXPECT_EQ(owner->load_armed(), 0u);
 }

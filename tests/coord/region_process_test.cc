@@ -21,6 +21,7 @@
 
 #include "coord/region_test_util.h"
 #include "engine/sync_point.h"
+#include "test_util/processes.h"
 
 namespace cowbackup::coord::test {
 namespace {

@@ -681,5 +681,129 @@ TEST_F(RegionTest, ThreadsShareOneRegion) {
   EXPECT_EQ(errors.load(), 0);
 }
 
+// ---- Looking without changing: AttachOptions, ReadProgress (`status`) ----
+
+AttachOptions LookOnly() {
+  AttachOptions o;
+  o.create = false;
+  o.rebuild = false;
+  return o;
+}
+
+TEST_F(RegionTest, AttachWithoutCreateFindsNoRegionAndMakesNone) {
+  std::unique_ptr<Region> r;
+  Status s = Region::Attach(region_, db_fd_, LookOnly(), &r);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound) << s.ToString();
+  EXPECT_TRUE(Contains(s, region_)) << s.ToString();
+  EXPECT_FALSE(r);
+  struct stat st;
+  EXPECT_NE(::lstat(region_.c_str(), &st), 0) << "nothing created";
+  // An existing region is attached to as usual: a participant like any.
+  auto other = Attach();
+  ASSERT_TRUE(Region::Attach(region_, db_fd_, LookOnly(), &r).ok());
+  std::vector<Participant> ps;
+  ASSERT_TRUE(r->Participants(&ps).ok());
+  EXPECT_EQ(ps.size(), 2u);
+}
+
+TEST_F(RegionTest, AttachWithoutRebuildRefusesAnInvalidRegionAndLeavesItAlone) {
+  Attach().reset();
+  Put32(kOffVersion, 2);
+  ResealHeader();
+  const std::string before = ReadFile(region_);
+  std::unique_ptr<Region> r;
+  // No one else attached: a default attach would rebuild it (R1).
+  Status s = Region::Attach(region_, db_fd_, LookOnly(), &r);
+  EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
+  EXPECT_TRUE(Contains(s, "format version 2 (this build reads 1)")) << s.ToString();
+  EXPECT_TRUE(Contains(s, region_)) << s.ToString();
+  EXPECT_FALSE(r);
+  EXPECT_EQ(ReadFile(region_), before) << "not rebuilt";
+  // Garbage after the magic is refused the same way, not rebuilt.
+  Put32(kOffVersion, 1);
+  Put64(kOffGeneration, 99);
+  s = Region::Attach(region_, db_fd_, LookOnly(), &r);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_TRUE(Contains(s, "bad header checksum")) << s.ToString();
+  // The lock_init it took as first opener is gone with it.
+  auto rebuilt = Attach();
+  EXPECT_EQ(rebuilt->recovery().rfind("rebuilt: ", 0), 0u) << rebuilt->recovery();
+}
+
+class ProgressTest : public RegionFixture {
+ protected:
+  // Writes the page-state header a job's engine keeps (layout kOffPs*).
+  void PutProgress(const Job& j, uint64_t pages, uint64_t preserved, uint64_t done) {
+    Put64(j.page_state_offset + kOffPsPages, pages);
+    Put64(j.page_state_offset + kOffPsPreserved, preserved);
+    Put64(j.page_state_offset + kOffPsDone, done);
+  }
+};
+
+TEST_F(ProgressTest, ReadProgressReadsTheAreaHeaderAndChecksItsBounds) {
+  auto owner = Attach();
+  auto viewer = Attach();
+  Job dead, j;
+  ASSERT_TRUE(owner->ClaimJob(dir_ / "v.cowsnap", 4096, &dead).ok());
+  ASSERT_TRUE(viewer->ReadJob(&j).ok());
+  JobProgress p;
+  ASSERT_TRUE(viewer->ReadProgress(j, &p).ok());
+  EXPECT_EQ(p.pages, 0u) << "zeroed by the claim (posix_fallocate of new space)";
+  PutProgress(j, 900, 7, 420);
+  ASSERT_TRUE(viewer->ReadProgress(j, &p).ok());
+  EXPECT_EQ(p.pages, 900u);
+  EXPECT_EQ(p.preserved, 7u);
+  EXPECT_EQ(p.done, 420u);
+
+  // Out of range, named: more pages than the area's words, counts beyond pages.
+  PutProgress(j, (4096 - kPageStateHeaderSize) / 4 + 1, 0, 0);
+  Status s = viewer->ReadProgress(j, &p);
+  EXPECT_TRUE(s.IsCorruption() && Contains(s, "pages " + std::to_string((4096 - kPageStateHeaderSize) / 4 + 1) + " does not fit its 4096 bytes")) << s.ToString();
+  EXPECT_TRUE(Contains(s, region_)) << s.ToString();
+  PutProgress(j, 10, 11, 0);
+  s = viewer->ReadProgress(j, &p);
+  EXPECT_TRUE(s.IsCorruption() && Contains(s, "preserved 11 exceeds pages 10")) << s.ToString();
+  PutProgress(j, 10, 0, 12);
+  s = viewer->ReadProgress(j, &p);
+  EXPECT_TRUE(s.IsCorruption() && Contains(s, "done 12 exceeds pages 10")) << s.ToString();
+
+  // A job's fields from elsewhere: an area beyond the file is not read.
+  Job beyond = j;
+  beyond.page_state_size = 1 << 20;
+  s = viewer->ReadProgress(beyond, &p);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound) << s.ToString();
+  EXPECT_TRUE(Contains(s, "beyond the file")) << s.ToString();
+  Job inside = j;
+  inside.page_state_offset = 0;
+  s = viewer->ReadProgress(inside, &p);
+  EXPECT_TRUE(s.IsCorruption() && Contains(s, "out of range")) << s.ToString();
+  ASSERT_TRUE(owner->Finish().ok());
+
+  // No area at all.
+  ASSERT_TRUE(owner->ClaimJob(dir_ / "w.cowsnap", 0, &dead).ok());
+  ASSERT_TRUE(viewer->ReadJob(&j).ok());
+  s = viewer->ReadProgress(j, &p);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound) << s.ToString();
+  EXPECT_TRUE(Contains(s, "none (size 0)")) << s.ToString();
+  ASSERT_TRUE(owner->Finish().ok());
+}
+
+TEST_F(ProgressTest, ReadProgressOfAJobWhoseAreaAFirstOpenerCutIsNotFound) {
+  Job j;
+  {
+    auto owner = Attach();
+    Job dead;
+    ASSERT_TRUE(owner->ClaimJob(dir_ / "v.cowsnap", 8192, &dead).ok());
+    ASSERT_TRUE(owner->ReadJob(&j).ok());
+  }  // detached unfinished: dead; the next first opener cuts the file back (R1)
+  auto r = Attach();
+  Job now;
+  ASSERT_TRUE(r->ReadJob(&now).ok());
+  EXPECT_EQ(now.state, JobState::kDead);
+  JobProgress p;
+  Status s = r->ReadProgress(now, &p);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound) << s.ToString();
+}
+
 }  // namespace
 }  // namespace cowbackup::coord::test

@@ -6,6 +6,8 @@
 // Pipe to signal between them.
 #pragma once
 
+#include "test_util/processes.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -134,73 +136,10 @@ class ByteHolder {
   int fd_ = -1;
 };
 
-// A child process running `body`; its exit code is body's.
-inline pid_t Spawn(const std::function<int()>& body) {
-  fflush(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) ::_exit(body());
-  EXPECT_GT(pid, 0);
-  return pid;
-}
-
-inline int Wait(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return status;
-}
-
-// A one-byte signal between processes: Tell() in one, Hear() in the other.
-class Pipe {
- public:
-  Pipe() { EXPECT_EQ(::pipe2(fd_, O_CLOEXEC), 0); }
-  ~Pipe() {
-    CloseRead();
-    CloseWrite();
-  }
-  void Tell() { EXPECT_EQ(::write(fd_[1], "x", 1), 1); }
-  // True if a byte came, false at end of input (every writer gone: a
-  // process that only listens closes its own write end first).
-  bool Hear() {
-    char c;
-    ssize_t n;
-    while ((n = ::read(fd_[0], &c, 1)) < 0 && errno == EINTR) {
-    }
-    return n == 1;
-  }
-  // One value, sent whole (a pipe write of at most PIPE_BUF bytes is atomic).
-  void Send(uint64_t v) { EXPECT_EQ(::write(fd_[1], &v, sizeof v), ssize_t(sizeof v)); }
-  // False at end of input.
-  bool Receive(uint64_t* v) {
-    ssize_t n;
-    while ((n = ::read(fd_[0], v, sizeof *v)) < 0 && errno == EINTR) {
-    }
-    return n == ssize_t(sizeof *v);
-  }
-  std::string ReadAll() {
-    std::string out;
-    char buf[256];
-    ssize_t n;
-    while ((n = ::read(fd_[0], buf, sizeof buf)) != 0) {
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) break;
-      out.append(buf, size_t(n));
-    }
-    return out;
-  }
-  int write_fd() const { return fd_[1]; }
-  void CloseRead() {
-    if (fd_[0] >= 0) ::close(fd_[0]);
-    fd_[0] = -1;
-  }
-  void CloseWrite() {
-    if (fd_[1] >= 0) ::close(fd_[1]);
-    fd_[1] = -1;
-  }
-
- private:
-  int fd_[2] = {-1, -1};
-};
+// Real processes: test_util/processes.h.
+using cowbackup::test::Pipe;
+using cowbackup::test::Spawn;
+using cowbackup::test::Wait;
 
 inline std::string StatusText(const Status& s) { return s.ToString(); }
 

@@ -490,6 +490,38 @@ TEST_F(SqlTest, DestinationMayNotBeTheDatabaseOrItsJournals) {
   sqlite3_close(db);
 }
 
+// Nor a coordination region's name (docs/REGION.md, "Where it lives"):
+// every process opening that database through cowbackup would map the copy
+// as the region it shares with the other writers.
+TEST_F(SqlTest, DestinationMayNotBeARegionsName) {
+  const std::string path = dir_ / "self.db";
+  sqlite3* db = MakeDb(path, 10);
+  ASSERT_EQ(mkdir((dir_ / "env").c_str(), 0700), 0);
+  const std::string opts = "{\"overwrite\":true}";
+  for (const std::string& dest : {path + "-cowbackup", dir_ / "other.db-cowbackup", dir_ / "env.mdb-cowbackup"}) {
+    // self.db's own region exists (the shim attached it): it must stay as it is.
+    const std::string before = Exists(dest) ? ReadFile(dest) : "";
+    const std::string error = Backup(db, dest, "main", opts);
+    EXPECT_NE(error.find("is named like a database's cowbackup coordination region"), std::string::npos)
+        << dest << ": " << error;
+    EXPECT_NE(error.find(dest), std::string::npos) << error;
+    EXPECT_EQ(dest == path + "-cowbackup", Exists(dest)) << dest;
+    if (Exists(dest)) EXPECT_EQ(ReadFile(dest).substr(0, 64), before.substr(0, 64)) << "the region's header";
+  }
+  for (const std::string& dest : {dir_ / "env/cowbackup-region", dir_ / "cowbackup-region"}) {
+    const std::string error = Backup(db, dest, "main", opts);
+    EXPECT_NE(error.find("is named like an LMDB environment's cowbackup coordination region"), std::string::npos)
+        << dest << ": " << error;
+    EXPECT_FALSE(Exists(dest)) << dest;
+  }
+  // Names that only contain them are fine.
+  for (const std::string& dest : {dir_ / "a-cowbackup.cbk", dir_ / "cowbackup-region.cbk"}) {
+    EXPECT_EQ(Backup(db, dest, "main", opts), "") << dest;
+  }
+  EXPECT_EQ(Query(db, "PRAGMA integrity_check"), "ok");
+  sqlite3_close(db);
+}
+
 // Issue 10, item 3: overwrite never replaces a database that is open, in
 // this process (attached to the calling connection, or open on another
 // connection, through the shim or not): the application's next write would
