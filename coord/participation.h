@@ -50,6 +50,8 @@ class Participation final : public SharedPages::Peers {
   // kPollMs) its owner is alive. A dead owner's job is marked dead here
   // (the region's R4 and R6), which disarms the word for everyone.
   bool job_current() override;
+  // OK while the job is current, else why not (SharedPages::LostStatus).
+  Status Lost() { return job_current() ? Status::OK() : pages_.LostStatus(); }
   void fail(const Status& why) noexcept override;
 
  private:

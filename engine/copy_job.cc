@@ -230,11 +230,7 @@ void CopyJob::fail(const Status& status) {
 
 bool CopyJob::shared_job_lost() {
   if (config_.shared == nullptr || config_.shared->peers()->job_current()) return false;
-  int64_t pid = 0;
-  const Status why = config_.shared->Failure(&pid);
-  fail(why.ok() ? Status::IOError("another process taking part in the backup failed it (it recorded no reason)")
-                : Status::FromCode(why.code(), "process " + std::to_string(pid) +
-                                                   ", taking part in the backup, failed it: " + why.message()));
+  fail(config_.shared->LostStatus());
   return true;
 }
 

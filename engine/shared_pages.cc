@@ -209,6 +209,14 @@ Status SharedPages::Failure(int64_t* pid) const {
                           std::string(reinterpret_cast<const char*>(area_ + kOffFailMsg), len));
 }
 
+Status SharedPages::LostStatus() const {
+  int64_t pid = 0;
+  const Status why = Failure(&pid);
+  if (why.ok()) return Status::IOError("another process taking part in the backup failed it (it recorded no reason)");
+  return Status::FromCode(why.code(), "process " + std::to_string(pid) +
+                                          ", taking part in the backup, failed it: " + why.message());
+}
+
 // ---------------------------------------------------------------------------
 // Waiting
 

@@ -42,7 +42,7 @@
 //   0 wake_seq u32 | 4 waiters u32 | 8 counter u32 | 12 failure code u32
 //   16 pages u64 | 24 preserved u64 | 32 done u64 | 40 max_wait_ns u64
 //   48 failed_claim u32 | 52 failure_len u32 | 56 failer_pid u64
-//   64 failure message (up to 192 bytes) | 256 the state words
+//   64 failure message (up to 960 bytes) | 1024 the state words
 #pragma once
 
 #include <atomic>
@@ -64,7 +64,7 @@ class SharedPages {
   static constexpr size_t kOffWakeSeq = 0, kOffWaiters = 4, kOffCounter = 8, kOffFailCode = 12,
                           kOffPages = 16, kOffPreserved = 24, kOffDone = 32, kOffMaxWait = 40,
                           kOffFailClaim = 48, kOffFailLen = 52, kOffFailPid = 56,
-                          kOffFailMsg = 64, kMaxFailMsg = 192, kHeaderSize = 256;
+                          kOffFailMsg = 64, kMaxFailMsg = 960, kHeaderSize = 1024;
   static constexpr int kPollMs = 10;
 
   // What a party knows of the others; the front end's (coord::JobParticipation).
@@ -134,6 +134,10 @@ class SharedPages {
   // OK if none was recorded, else the first failure's code and message,
   // and in *pid the process that recorded it.
   Status Failure(int64_t* pid = nullptr) const;
+  // What a party reports once the job is no longer current because another
+  // party failed it: that failure, its code kept, naming the process; or,
+  // if none was recorded, a generic I/O error.
+  Status LostStatus() const;
   Peers* peers() const { return peers_; }
   // The front end's u32 (SQLite: the last change counter a participant wrote).
   std::atomic_ref<uint32_t> counter() const { return u32(kOffCounter); }

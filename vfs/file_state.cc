@@ -624,9 +624,8 @@ void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t l
   if (part.p == nullptr) return;
   if (part.wal || wal) {
     part.p->fail(Status::NotSupported(
-        "process " + std::to_string(::getpid()) + " wrote the database during a WAL-mode backup; "
-        "in WAL mode a backup takes writes from its own process only (in rollback-journal mode "
-        "every process takes part); the copy was discarded",
+        "it wrote the database during a WAL-mode backup, which takes writes from the backing-up "
+        "process only (in rollback-journal mode every process takes part); the copy was discarded",
         path_));
     return;
   }

@@ -149,7 +149,18 @@ class WalJobSource final : public Source {
   ~WalJobSource() override {
     if (wal_fd_ >= 0) ::close(wal_fd_);
   }
-  Status read(uint64_t offset, uint8_t* buf, size_t len) override { return image_->read(offset, buf, len); }
+  Status read(uint64_t offset, uint8_t* buf, size_t len) override {
+    // A process that wrote meanwhile has failed the job (a WAL-mode job
+    // takes writes from its own process only): its reason, not the
+    // overwritten frame it may have caused, is the one to report.
+    if (part_ != nullptr) {
+      Status s = part_->Lost();
+      if (!s.ok()) return s;
+    }
+    return image_->read(offset, buf, len);
+  }
+  // At T0, with a region: this owner's part in the region's job.
+  void Watch(coord::Participation* part) { part_ = part; }
   uint32_t page_size() const override { return main_.page_size(); }
   const std::string& name() const override { return main_.name(); }
 
@@ -178,6 +189,7 @@ class WalJobSource final : public Source {
   int wal_fd_ = -1;
   std::unique_ptr<FileSource> wal_;  // null if there was no -wal file (then no frame)
   std::unique_ptr<WalImageSource> image_;
+  coord::Participation* part_ = nullptr;
 };
 
 // Before a WAL-mode T0: a read transaction on the backing-up connection
@@ -209,13 +221,9 @@ Status EndCheck(FileState* st, coord::Participation* part, uint32_t timeout_ms) 
   if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
   // Under SHARED no commit is halfway: a participant that found a commit
   // it did not make has failed the job by now.
-  if (part != nullptr && !part->job_current()) {
-    int64_t pid = 0;
-    const Status why = part->pages().Failure(&pid);
+  if (part != nullptr && !(s = part->Lost()).ok()) {
     st->Unlock();
-    if (why.ok()) return Status::IOError("another process taking part in the backup failed it", st->path());
-    return Status::FromCode(why.code(), "process " + std::to_string(pid) +
-                                            ", taking part in the backup, failed it: " + why.message());
+    return s;
   }
   uint64_t size = 0;
   DbHeader h;
@@ -234,11 +242,17 @@ Status EndCheck(FileState* st, coord::Participation* part, uint32_t timeout_ms) 
 // The same in WAL mode, under both WAL locks: no commit, restart or
 // checkpoint is halfway, so the wal-index and nBackfill are final
 // (vfs/wal_tracker.h).
-Status EndCheckWal(FileState* st, uint32_t timeout_ms) {
+Status EndCheckWal(FileState* st, coord::Participation* part, uint32_t timeout_ms) {
   Status s = st->TrackingError();
   if (!s.ok()) return s;
   s = st->LockWal(/*checkpoint_too=*/true, timeout_ms);
   if (!s.ok()) return Status::Busy("end-of-backup check: " + s.ToString());
+  // Under both locks no commit or checkpoint is halfway: a process that
+  // wrote has failed the job by now.
+  if (part != nullptr && !(s = part->Lost()).ok()) {
+    st->UnlockWal();
+    return s;
+  }
   WalIndexHeader wi;
   s = st->ReadWalIndex(&wi);
   COWBACKUP_SYNC_POINT("sqlite::EndCheckWal:before_compare");
@@ -400,6 +414,7 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
   }
   s = ClaimInRegion(job, pages, /*wal=*/true);
   if (!s.ok()) return s;
+  source->Watch(job->part.get());
   const WalMark t0{wi.salt1, wi.salt2, wi.max_frame, wi.backfilled};
   st->BeginTracking(h.change_counter, &t0);
   WalImageSource* image = source->image();
@@ -533,7 +548,8 @@ Status BeginJob(sqlite3* db, const std::string& schema_in, const std::string& de
     Job* raw = job.get();
     const uint32_t timeout_ms = options.busy_timeout_ms;
     params.before_publish = [raw, timeout_ms, wal] {
-      return wal ? EndCheckWal(raw->state, timeout_ms) : EndCheck(raw->state, raw->part.get(), timeout_ms);
+      return wal ? EndCheckWal(raw->state, raw->part.get(), timeout_ms)
+                 : EndCheck(raw->state, raw->part.get(), timeout_ms);
     };
     s = BackupJob::Prepare(job->source.get(), params, &job->backup);
     if (!s.ok()) return s;

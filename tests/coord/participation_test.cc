@@ -232,7 +232,7 @@ TEST_F(ParticipationTest, JoinRefusesAVolumeThatIsNotAPrivateFileOfThisUser) {
 TEST_F(ParticipationTest, MapAreaRefusesARegionTruncatedBelowTheArea) {
   auto owner = Attach();
   auto other = Attach();
-  constexpr uint64_t kManyPages = 4000;  // an area of 4 region pages
+  constexpr uint64_t kManyPages = 3800;  // an area of 4 region pages
   Job dead, job;
   ASSERT_TRUE(owner->ClaimJob(volume_path_, AreaBytes(kManyPages), &dead, &job).ok());
   ASSERT_EQ(job.page_state_size, 4 * kRegionPageSize);
