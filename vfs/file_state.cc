@@ -689,7 +689,7 @@ void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t l
   SharedPages& pages = part.p->pages();
   const PageRange range = truncate ? PageRange{offset / part.page_size, pages.pages()}
                                    : PageRange::FromBytes(offset, len, part.page_size);
-  pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);
+  (void)pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);  // a failure failed the job
 }
 
 void FileState::NotePartPage1(uint64_t word, const uint8_t* data) noexcept {
