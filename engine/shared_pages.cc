@@ -30,6 +30,78 @@ void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* 
   std::vector<PageRange> claimed;
   if (!ClaimForWrite(pages, &claimed)) return;
   // 2. Preserve: the claimed pages still hold their T0 bytes.
+  Status s = Preserve(claimed, source, volume, page_size);
+  if (!s.ok()) {
+    // The claims stay busy: the job is failed, nobody waits for them.
+    peers_->fail(s);
+    return;
+  }
+  // 3. Publish.
+  if (!claimed.empty()) COWBACKUP_SYNC_POINT("SharedPages::publish");
+  Publish(claimed);
+  NoteWait(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - entered)
+                        .count()));
+}
+
+bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed) {
+  const uint32_t mine = peers_->busy_word(/*copier=*/false);
+  for (uint64_t p = pages.begin; p < pages.end;) {
+    uint32_t w = 0;
+    if (TryClaim(p, mine, &w, claimed) != Claim::kBusy) {
+      p++;
+    } else if (!WaitWhileBusy(p, w)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+SharedPages::Claim SharedPages::TryClaim(uint64_t pgno, uint32_t mine, uint32_t* busy,
+                                         std::vector<PageRange>* claimed) {
+  uint32_t w = word(pgno).load(std::memory_order_acquire);
+  for (;;) {
+    if (settled(w)) return Claim::kSettled;
+    if (w != kPending) {
+      *busy = w;
+      return Claim::kBusy;
+    }
+    // A failed exchange reloads w: look again at what won.
+    if (word(pgno).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) break;
+  }
+  if (!claimed->empty() && claimed->back().end == pgno) {
+    claimed->back().end++;
+  } else {
+    claimed->push_back({pgno, pgno + 1});
+  }
+  COWBACKUP_SYNC_POINT("SharedPages::claimed");
+  return Claim::kClaimed;
+}
+
+bool SharedPages::WaitWhileBusy(uint64_t pgno, uint32_t w) {
+  COWBACKUP_SYNC_POINT("SharedPages::wait");
+  const uint32_t seq = u32(kOffWakeSeq).load(std::memory_order_acquire);
+  switch (CheckBusy(pgno, w)) {
+    case Busy::kJobOver: return false;
+    case Busy::kSleep: Sleep(seq); return true;
+    case Busy::kChanged:
+    case Busy::kReset: return true;
+  }
+  return true;
+}
+
+SharedPages::Busy SharedPages::CheckBusy(uint64_t pgno, uint32_t w) {
+  if (word(pgno).load(std::memory_order_acquire) != w) return Busy::kChanged;
+  if (!peers_->job_current()) return Busy::kJobOver;
+  if (peers_->holder_gone(w)) {
+    ResetGone(pgno, w);
+    return Busy::kReset;
+  }
+  return Busy::kSleep;
+}
+
+Status SharedPages::Preserve(const std::vector<PageRange>& claimed, Source* source,
+                             SnapshotVolume* volume, uint32_t page_size) {
   std::vector<uint8_t> buf;
   for (const PageRange& run : claimed) {
     buf.resize(run.size() * page_size);
@@ -38,13 +110,12 @@ void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* 
     for (uint64_t p = run.begin; s.ok() && p < run.end; p++) {
       s = volume->put(p, buf.data() + (p - run.begin) * page_size);
     }
-    if (!s.ok()) {
-      // The claims stay busy: the job is failed, nobody waits for them.
-      peers_->fail(s);
-      return;
-    }
+    if (!s.ok()) return s;
   }
-  // 3. Publish.
+  return Status::OK();
+}
+
+void SharedPages::Publish(const std::vector<PageRange>& claimed) {
   uint64_t n = 0;
   for (const PageRange& run : claimed) {
     for (uint64_t p = run.begin; p < run.end; p++) word(p).store(kPreserved, std::memory_order_release);
@@ -54,43 +125,6 @@ void SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume* 
     u64(kOffPreserved).fetch_add(n, std::memory_order_relaxed);
     Wake();
   }
-  NoteWait(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::steady_clock::now() - entered)
-                        .count()));
-}
-
-bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed) {
-  const uint32_t mine = peers_->busy_word(/*copier=*/false);
-  for (uint64_t p = pages.begin; p < pages.end;) {
-    uint32_t w = word(p).load(std::memory_order_acquire);
-    if (settled(w)) {
-      p++;
-    } else if (w == kPending) {
-      if (!word(p).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) continue;
-      if (!claimed->empty() && claimed->back().end == p) {
-        claimed->back().end++;
-      } else {
-        claimed->push_back({p, p + 1});
-      }
-      p++;
-    } else if (!WaitWhileBusy(p, w)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool SharedPages::WaitWhileBusy(uint64_t pgno, uint32_t w) {
-  COWBACKUP_SYNC_POINT("SharedPages::wait");
-  const uint32_t seq = u32(kOffWakeSeq).load(std::memory_order_acquire);
-  if (word(pgno).load(std::memory_order_acquire) != w) return true;
-  if (!peers_->job_current()) return false;
-  if (peers_->holder_gone(w)) {
-    ResetGone(pgno, w);
-    return true;
-  }
-  Sleep(seq);
-  return true;
 }
 
 void SharedPages::ResetGone(uint64_t pgno, uint32_t w) {
