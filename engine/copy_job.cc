@@ -640,12 +640,18 @@ Status CopyJob::run() {
   // Once the sink has finished, the copy is published and complete: a
   // cancel() that raced with the last step comes too late to matter.
   Status s = copy_all();
-  if (!s.ok()) {
-    fail(s);
-    sink_->abandon();
-  }
+  if (!s.ok()) abandon(s);
   volume_->remove();
   return s.ok() ? s : status();
+}
+
+void CopyJob::abandon(const Status& s) {
+  // A shared job that another party failed first fails for its reason, not
+  // for what followed: with the job over, writers stop preserving, and the
+  // copier's next read may come up short.
+  shared_job_lost();
+  fail(s);
+  sink_->abandon();
 }
 
 const char* JobStateName(JobState state) {

@@ -215,6 +215,10 @@ class CopyJob {
   // Fails the job with the reason another party recorded, once the shared
   // job is no longer current. True if it did.
   bool shared_job_lost();
+  // run()'s end when copy_all() failed with `s`: the job fails (with
+  // another party's reason if it failed the shared job first), the sink is
+  // abandoned.
+  void abandon(const Status& s);
 
   bool range_busy_locked(PageRange pages) const REQUIRES(mu_);
   void wake_fifo_head_locked() REQUIRES(mu_);

@@ -66,6 +66,8 @@ class CopyJobTestPeer {
   }
   // Busy while a writer is still preserving: call again later.
   Status Finish() { return job_->finish(); }
+  // What run() does when a step failed with `s`.
+  void Abandon(const Status& s) { job_->abandon(s); }
 
   // "" while the invariants of engine/copy_job.h hold, else the violation.
   std::string InvariantViolation() {

@@ -350,6 +350,28 @@ TEST_F(SharedPagesTest, CopierReportsAnotherPartysFailure) {
   EXPECT_TRUE(sink.abandoned);
 }
 
+// The copier reports the failure that ended the shared job, not what
+// followed from it: once the job is over, writers stop preserving, and the
+// copier's read may come up short (here: a truncate that no longer waits).
+TEST_F(SharedPagesTest, CopierReportsTheFailureThatEndedTheJobNotWhatFollowed) {
+  MemorySink sink(kPageSize, kPages);
+  JobConfig c;
+  c.page_size = kPageSize;
+  c.t0_pages = kPages;
+  c.segment_pages = kPages;
+  c.shared = &copier_.pages;
+  CopyJob job(&source_, &volume_, &sink, c);
+  sync::SetCallback([&](const char* name) {
+    if (strcmp(name, "CopyJob::copy:claimed") != 0) return;
+    writer_.fail(Status::IOError("the volume's disk died"));
+    source_.truncate(4 * kPageSize);
+  });
+  Status s = job.run();
+  sync::SetCallback(nullptr);
+  EXPECT_NE(s.ToString().find("the volume's disk died"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(sink.abandoned);
+}
+
 TEST_F(SharedPagesTest, RecordFailureKeepsTheFirstReasonCut) {
   EXPECT_EQ(copier_.pages.Failure(), "");
   const Status first = Status::IOError("disk on fire", "/db");
