@@ -538,8 +538,10 @@ Status CopyJob::copy_segment_shared(Segment* seg) {
     if (!s.ok()) return s;
     COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
     s = read_segment(seg);
-    publish_shared(seg, &sc);
+    // A failed read publishes nothing (the pages are not copied); its
+    // claims stay, the job being over, as a failed writer's do.
     if (!s.ok()) return s;
+    publish_shared(seg, &sc);
     if (!sc.later) break;
     if (!config_.shared->WaitForWriters(seg->range) && shared_job_lost()) return status();
   }

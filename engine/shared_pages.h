@@ -22,9 +22,11 @@
 // The copier (the job's owner), per segment, ClaimForCopy()/PublishCopied():
 //   kSnapshotFirst claims the pending pages (busy), takes preserved pages
 //   from the volume, and leaves pages a writer holds for later (they will
-//   be preserved); after reading it publishes its claims kCopied. It never
-//   waits while it holds a claim, and writers claim in ascending order, so
-//   no two parties wait on each other in a cycle.
+//   be preserved); after reading it publishes its claims kCopied (after a
+//   failed read, nothing: the job fails, as after a failed preservation,
+//   and its claims stay). It never waits while it holds a claim, and
+//   writers claim in ascending order, so no two parties wait on each
+//   other in a cycle.
 //   kOverlayAtEnd claims nothing: it reads and then publishes kCopied only
 //   pages still pending (a compare-and-swap); a page a writer took first is
 //   preserved and overlaid at the end.

@@ -699,10 +699,7 @@ class SharedSchedule {
           const uint8_t* page = c.seg.data.data() + i * page_size_;
           copy_[c.seg.range.begin + i].assign(page, page + page_size_);
         }
-        if (!s.ok()) {
-          steps_->PublishShared(&c.seg, &c.sc);
-          return CopierFailed(s);
-        }
+        if (!s.ok()) return CopierFailed(s);
         c.phase = SharedCopier::Phase::kPublish;
         return "";
       case SharedCopier::Phase::kPublish:

@@ -372,6 +372,26 @@ TEST_F(SharedPagesTest, CopierReportsTheFailureThatEndedTheJobNotWhatFollowed) {
   EXPECT_TRUE(sink.abandoned);
 }
 
+// A copier read that fails publishes nothing: no page is settled without
+// its T0 bytes somewhere. Its claims stay (the job is over), and hold
+// nobody: a writer finds the job failed.
+TEST_F(SharedPagesTest, ACopierReadThatFailsPublishesNothing) {
+  MemorySink sink(kPageSize, kPages);
+  JobConfig c;
+  c.page_size = kPageSize;
+  c.t0_pages = kPages;
+  c.segment_pages = kPages;
+  c.shared = &copier_.pages;
+  CopyJob job(&source_, &volume_, &sink, c);
+  source_.truncate(8 * kPageSize);  // behind the engine's back
+  Status s = job.run();
+  EXPECT_FALSE(s.ok());
+  for (uint64_t p = 0; p < kPages; p++) EXPECT_NE(Word(p), SharedPages::kCopied) << p;
+  EXPECT_EQ(table()->current.load(), 0u);
+  Write(writer_, {3, 4});
+  EXPECT_EQ(Word(3), copier_.busy_word(true));
+}
+
 TEST_F(SharedPagesTest, RecordFailureKeepsTheFirstReasonCut) {
   EXPECT_EQ(copier_.pages.Failure(), "");
   const Status first = Status::IOError("disk on fire", "/db");
