@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/sync_point.h"
@@ -104,13 +105,16 @@ Status SharedPages::Preserve(const std::vector<PageRange>& claimed, Source* sour
                              SnapshotVolume* volume, uint32_t page_size) {
   std::vector<uint8_t> buf;
   for (const PageRange& run : claimed) {
-    buf.resize(run.size() * page_size);
-    COWBACKUP_SYNC_POINT("SharedPages::preserve:read");
-    Status s = source->read(run.begin * page_size, buf.data(), buf.size());
-    for (uint64_t p = run.begin; s.ok() && p < run.end; p++) {
-      s = volume->put(p, buf.data() + (p - run.begin) * page_size);
+    // In chunks: a truncate's claim may be the whole file.
+    for (uint64_t first = run.begin; first < run.end;) {
+      const uint64_t n = std::min(run.end - first, kPreserveChunkPages);
+      buf.resize(n * page_size);
+      COWBACKUP_SYNC_POINT("SharedPages::preserve:read");
+      Status s = source->read(first * page_size, buf.data(), buf.size());
+      for (uint64_t i = 0; s.ok() && i < n; i++) s = volume->put(first + i, buf.data() + i * page_size);
+      if (!s.ok()) return s;
+      first += n;
     }
-    if (!s.ok()) return s;
   }
   return Status::OK();
 }

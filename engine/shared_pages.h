@@ -74,6 +74,9 @@ class SharedPages {
                           kOffFailClaim = 48, kOffFailLen = 52, kOffFailPid = 56,
                           kOffFailMsg = 64, kMaxFailMsg = 192, kHeaderSize = 256;
   static constexpr int kPollMs = 10;
+  // A writer preserves its claim in reads of at most this many pages (a
+  // truncate may claim the whole file).
+  static constexpr uint64_t kPreserveChunkPages = 256;
 
   // What a party knows of the others; the front end's (coord::JobParticipation).
   class Peers {

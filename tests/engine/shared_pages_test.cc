@@ -392,6 +392,23 @@ TEST_F(SharedPagesTest, ACopierReadThatFailsPublishesNothing) {
   EXPECT_EQ(Word(3), copier_.busy_word(true));
 }
 
+// A writer whose claim is large (a truncate) preserves it in bounded reads.
+TEST_F(SharedPagesTest, APreservationReadsInBoundedChunks) {
+  const uint64_t pages = 3 * SharedPages::kPreserveChunkPages + 5;
+  SharedArea area(pages);
+  TestParty party(&area, 1);
+  const std::vector<uint8_t> t0 = RandomBytes(pages * kPageSize, 3);
+  MemorySource source(kPageSize, t0);
+  MemoryVolume volume(kPageSize);
+  party.pages.WriteThrough({0, pages}, &source, &volume, kPageSize);
+  EXPECT_EQ(source.reads, 4u);
+  ASSERT_EQ(volume.pages.size(), pages);
+  for (uint64_t p = 0; p < pages; p++) {
+    ASSERT_EQ(memcmp(volume.pages[p].data(), t0.data() + p * kPageSize, kPageSize), 0) << p;
+    ASSERT_EQ(party.pages.load(p), SharedPages::kPreserved) << p;
+  }
+}
+
 TEST_F(SharedPagesTest, RecordFailureKeepsTheFirstReasonCut) {
   EXPECT_EQ(copier_.pages.Failure(), "");
   const Status first = Status::IOError("disk on fire", "/db");
