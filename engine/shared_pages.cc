@@ -236,15 +236,18 @@ std::string SharedPages::Failure() const {
 // ---------------------------------------------------------------------------
 // Waiting
 
+// Wake and Sleep are a Dekker pair (each writes one word, then reads the
+// other's): seq_cst, or C++ lets both read the old value, and a sleeper
+// would miss this wake and sleep the whole kPollMs.
 void SharedPages::Wake() {
-  u32(kOffWakeSeq).fetch_add(1, std::memory_order_acq_rel);
-  if (u32(kOffWaiters).load(std::memory_order_acquire) != 0) {
+  u32(kOffWakeSeq).fetch_add(1, std::memory_order_seq_cst);
+  if (u32(kOffWaiters).load(std::memory_order_seq_cst) != 0) {
     ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   }
 }
 
 void SharedPages::Sleep(uint32_t seq) {
-  u32(kOffWaiters).fetch_add(1, std::memory_order_acq_rel);
+  u32(kOffWaiters).fetch_add(1, std::memory_order_seq_cst);
   // FUTEX_WAIT re-reads the word in the kernel: a Wake() after our load of
   // `seq` changed it, so the call returns at once instead of sleeping.
   struct timespec ts = {0, kPollMs * 1000000L};
