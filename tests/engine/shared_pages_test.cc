@@ -52,7 +52,8 @@ std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   return v;
 }
 
-// Counts the hits of one sync point; a test waits for the nth.
+// Counts the hits of one sync point; a test waits for the nth (a minute at
+// most: a protocol that never gets there fails instead of hanging).
 class PointCounter {
  public:
   explicit PointCounter(std::string point) : point_(std::move(point)) {
@@ -64,9 +65,9 @@ class PointCounter {
     });
   }
   ~PointCounter() { sync::SetCallback(nullptr); }
-  void WaitFor(int n) {
+  [[nodiscard]] bool WaitFor(int n) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return hits_ >= n; });
+    return cv_.wait_for(lock, 60s, [&] { return hits_ >= n; });
   }
 
  private:
@@ -150,7 +151,7 @@ TEST_F(SharedPagesTest, WriterWaitsWhileTheCopierReadsItsPage) {
     Write(writer_, {3, 4});
     done = true;
   });
-  waits.WaitFor(1);
+  ASSERT_TRUE(waits.WaitFor(1)) << "the writer never waited";
   EXPECT_FALSE(done.load()) << "a writer went past the copier's claim";
   copier_.pages.PublishCopied({0, 8}, false, take);
   w.join();
@@ -257,7 +258,8 @@ TEST_F(SharedPagesTest, WaiterOnAHolderThatDiesClaimsThePage) {
   ASSERT_EQ(steps.TryClaim(7, &busy, &claimed), SharedPagesTestPeer::Claim::kClaimed);
   PointCounter waits("SharedPages::wait");
   std::thread w([&] { Write(writer_, {6, 9}); });
-  waits.WaitFor(2);  // it waits, and is still waiting after a poll
+  // It waits, and is still waiting after a poll.
+  ASSERT_TRUE(waits.WaitFor(2)) << "the writer never waited";
   EXPECT_EQ(Word(6), writer_.busy_word(false)) << "claims below the busy page are kept";
   table()->dead[3] = 1;
   w.join();
@@ -296,7 +298,7 @@ TEST_F(SharedPagesTest, JobNoLongerCurrentReleasesAWaiterWithinAPoll) {
     Write(writer_, {2, 3});
     done = true;
   });
-  waits.WaitFor(2);
+  ASSERT_TRUE(waits.WaitFor(2)) << "the writer never waited";
   EXPECT_FALSE(done.load());
   table()->current = 0;  // no wake: the waiter must find out by polling
   const uint64_t polls = table()->job_current_calls.load();
