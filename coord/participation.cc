@@ -74,8 +74,9 @@ bool Participation::job_current() {
 }
 
 void Participation::fail(const Status& why) noexcept {
-  pages_.RecordFailure(why, ::getpid());
+  pages_.RecordFailure(why, ::getpid());  // the reason first: whoever sees the bit reads it
   region_->FailArmedJob(seen_);
+  pages_.Wake();  // waiters woken before the bit was set look again now
 }
 
 }  // namespace cowbackup::coord

@@ -529,55 +529,71 @@ Status CopyJob::copy_all() {
 // Shared mode. ClaimForCopy may leave pages a writer is preserving for
 // later: read and publish what was taken, wait for those writers, and ask
 // again until every page of the segment is taken. The copier holds no
-// claim while it waits (shared_pages.h). `seg->from` ends as in local
-// mode: what was emitted from where.
+// claim while it waits (shared_pages.h).
 Status CopyJob::copy_segment_shared(Segment* seg) {
-  SharedPages* shared = config_.shared;
-  const bool overlay = config_.variant == Variant::kOverlayAtEnd;
-  const size_t n = seg->range.size();
-  std::vector<Segment::From> taken(n, Segment::From::kSkip);
-  std::vector<bool> todo(n);
-  {
-    MutexLock lock(&mu_);
-    for (size_t i = 0; i < n; i++) todo[i] = !copied_.test(seg->range.begin + i);
-  }
-  std::vector<SharedPages::Take> take;
-  std::vector<uint64_t> short_pages;
+  SharedCopy sc;
+  begin_shared(seg, &sc);
   for (;;) {
-    if (shared_job_lost()) return status();
-    shared->ClaimForCopy(seg->range, overlay, &take);
-    COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
-    bool later = false;
-    for (size_t i = 0; i < n; i++) {
-      seg->from[i] = Segment::From::kSkip;
-      if (!todo[i]) continue;
-      switch (take[i]) {
-        case SharedPages::Take::kSkip: todo[i] = false; break;  // copied before: not by us
-        case SharedPages::Take::kSource: seg->from[i] = Segment::From::kSource; break;
-        case SharedPages::Take::kVolume: seg->from[i] = Segment::From::kVolume; break;
-        case SharedPages::Take::kLater: later = true; break;
-      }
-    }
-    seg->short_pages.clear();
-    Status s = read_segment(seg);
-    shared->PublishCopied(seg->range, overlay, take);
+    Status s = claim_shared(seg, &sc);
     if (!s.ok()) return s;
-    short_pages.insert(short_pages.end(), seg->short_pages.begin(), seg->short_pages.end());
-    for (size_t i = 0; i < n; i++) {
-      if (seg->from[i] == Segment::From::kSkip) continue;
-      taken[i] = seg->from[i];
-      todo[i] = false;
-    }
-    if (!later) break;
-    if (!shared->WaitForWriters(seg->range) && shared_job_lost()) return status();
+    COWBACKUP_SYNC_POINT("CopyJob::copy:claimed");
+    s = read_segment(seg);
+    // A failed read publishes nothing (the pages are not copied); its
+    // claims stay, the job being over, as a failed writer's do.
+    if (!s.ok()) return s;
+    publish_shared(seg, &sc);
+    if (!sc.later) break;
+    if (!config_.shared->WaitForWriters(seg->range) && shared_job_lost()) return status();
   }
-  seg->from = std::move(taken);
+  end_shared(seg, &sc);
+  return Status::OK();
+}
+
+void CopyJob::begin_shared(Segment* seg, SharedCopy* sc) {
+  const size_t n = seg->range.size();
+  sc->taken.assign(n, Segment::From::kSkip);
+  sc->todo.assign(n, false);
+  sc->short_pages.clear();
   MutexLock lock(&mu_);
-  short_pages_.insert(short_pages_.end(), short_pages.begin(), short_pages.end());
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++) sc->todo[i] = !copied_.test(seg->range.begin + i);
+}
+
+Status CopyJob::claim_shared(Segment* seg, SharedCopy* sc) {
+  if (shared_job_lost()) return status();
+  config_.shared->ClaimForCopy(seg->range, config_.variant == Variant::kOverlayAtEnd, &sc->take);
+  sc->later = false;
+  for (size_t i = 0; i < seg->range.size(); i++) {
+    seg->from[i] = Segment::From::kSkip;
+    if (!sc->todo[i]) continue;
+    switch (sc->take[i]) {
+      case SharedPages::Take::kSkip: sc->todo[i] = false; break;  // copied before: not by us
+      case SharedPages::Take::kSource: seg->from[i] = Segment::From::kSource; break;
+      case SharedPages::Take::kVolume: seg->from[i] = Segment::From::kVolume; break;
+      case SharedPages::Take::kLater: sc->later = true; break;
+    }
+  }
+  seg->short_pages.clear();
+  return Status::OK();
+}
+
+void CopyJob::publish_shared(Segment* seg, SharedCopy* sc) {
+  config_.shared->PublishCopied(seg->range, config_.variant == Variant::kOverlayAtEnd, sc->take);
+  sc->short_pages.insert(sc->short_pages.end(), seg->short_pages.begin(), seg->short_pages.end());
+  for (size_t i = 0; i < seg->range.size(); i++) {
+    if (seg->from[i] == Segment::From::kSkip) continue;
+    sc->taken[i] = seg->from[i];
+    sc->todo[i] = false;
+  }
+}
+
+// `seg->from` ends as in local mode: what was emitted from where.
+void CopyJob::end_shared(Segment* seg, SharedCopy* sc) {
+  seg->from = std::move(sc->taken);
+  MutexLock lock(&mu_);
+  short_pages_.insert(short_pages_.end(), sc->short_pages.begin(), sc->short_pages.end());
+  for (size_t i = 0; i < seg->from.size(); i++) {
     if (seg->from[i] != Segment::From::kSkip) copied_.set(seg->range.begin + i);
   }
-  return Status::OK();
 }
 
 // Shared mode, before finish()'s checks: waits until no page is busy
@@ -626,12 +642,18 @@ Status CopyJob::run() {
   // Once the sink has finished, the copy is published and complete: a
   // cancel() that raced with the last step comes too late to matter.
   Status s = copy_all();
-  if (!s.ok()) {
-    fail(s);
-    sink_->abandon();
-  }
+  if (!s.ok()) abandon(s);
   volume_->remove();
   return s.ok() ? s : status();
+}
+
+void CopyJob::abandon(const Status& s) {
+  // A shared job that another party failed first fails for its reason, not
+  // for what followed: with the job over, writers stop preserving, and the
+  // copier's next read may come up short.
+  shared_job_lost();
+  fail(s);
+  sink_->abandon();
 }
 
 const char* JobStateName(JobState state) {

@@ -195,12 +195,30 @@ class CopyJob {
   Status emit_overlays(const Bitmap& preserved);
   Status copy_all();
   // Shared mode: steps 2-5 of copy_all for one segment, through the
-  // shared table; and the wait before finish()'s checks.
+  // shared table, in rounds (pages a writer holds are taken in a later
+  // round); and the wait before finish()'s checks.
+  struct SharedCopy {
+    std::vector<Segment::From> taken;     // per page: emitted from where, over all rounds
+    std::vector<bool> todo;               // per page: not taken yet
+    std::vector<SharedPages::Take> take;  // this round's, as ClaimForCopy said
+    std::vector<uint64_t> short_pages;
+    bool later = false;                   // this round left pages for later
+  };
   Status copy_segment_shared(Segment* seg);
+  // copy_segment_shared's steps, in its order: begin; per round claim,
+  // read_segment(), publish (then WaitForWriters if `later`); end.
+  void begin_shared(Segment* seg, SharedCopy* sc);
+  Status claim_shared(Segment* seg, SharedCopy* sc);
+  void publish_shared(Segment* seg, SharedCopy* sc);
+  void end_shared(Segment* seg, SharedCopy* sc);
   Status settle_shared(Bitmap* preserved);
   // Fails the job with the reason another party recorded, once the shared
   // job is no longer current. True if it did.
   bool shared_job_lost();
+  // run()'s end when copy_all() failed with `s`: the job fails (with
+  // another party's reason if it failed the shared job first), the sink is
+  // abandoned.
+  void abandon(const Status& s);
 
   bool range_busy_locked(PageRange pages) const REQUIRES(mu_);
   void wake_fifo_head_locked() REQUIRES(mu_);

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/sync_point.h"
@@ -38,30 +39,15 @@ Status SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume
   std::vector<PageRange> claimed;
   if (!ClaimForWrite(pages, &claimed)) return Status::OK();
   // 2. Preserve: the claimed pages still hold their T0 bytes.
-  std::vector<uint8_t> buf;
-  for (const PageRange& run : claimed) {
-    buf.resize(run.size() * page_size);
-    COWBACKUP_SYNC_POINT("CopyJob::preserve:read");  // the same step as in one process
-    Status s = source->read(run.begin * page_size, buf.data(), buf.size());
-    for (uint64_t p = run.begin; s.ok() && p < run.end; p++) {
-      s = volume->put(p, buf.data() + (p - run.begin) * page_size);
-    }
-    if (!s.ok()) {
-      // The claims stay busy: the job is failed, nobody waits for them.
-      peers_->fail(s);
-      return s;
-    }
+  Status s = Preserve(claimed, source, volume, page_size);
+  if (!s.ok()) {
+    // The claims stay busy: the job is failed, nobody waits for them.
+    peers_->fail(s);
+    return s;
   }
   // 3. Publish.
-  uint64_t n = 0;
-  for (const PageRange& run : claimed) {
-    for (uint64_t p = run.begin; p < run.end; p++) word(p).store(kPreserved, std::memory_order_release);
-    n += run.size();
-  }
-  if (n > 0) {
-    u64(kOffPreserved).fetch_add(n, std::memory_order_relaxed);
-    Wake();
-  }
+  if (!claimed.empty()) COWBACKUP_SYNC_POINT("SharedPages::publish");
+  Publish(claimed);
   NoteWait(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
                         std::chrono::steady_clock::now() - entered)
                         .count()));
@@ -71,16 +57,8 @@ Status SharedPages::WriteThrough(PageRange pages, Source* source, SnapshotVolume
 bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed) {
   const uint32_t mine = peers_->busy_word(/*copier=*/false);
   for (uint64_t p = pages.begin; p < pages.end;) {
-    uint32_t w = word(p).load(std::memory_order_acquire);
-    if (settled(w)) {
-      p++;
-    } else if (w == kPending) {
-      if (!word(p).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) continue;
-      if (!claimed->empty() && claimed->back().end == p) {
-        claimed->back().end++;
-      } else {
-        claimed->push_back({p, p + 1});
-      }
+    uint32_t w = 0;
+    if (TryClaim(p, mine, &w, claimed) != Claim::kBusy) {
       p++;
     } else if (!WaitWhileBusy(p, w)) {
       return false;
@@ -89,17 +67,77 @@ bool SharedPages::ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed
   return true;
 }
 
+SharedPages::Claim SharedPages::TryClaim(uint64_t pgno, uint32_t mine, uint32_t* busy,
+                                         std::vector<PageRange>* claimed) {
+  uint32_t w = word(pgno).load(std::memory_order_acquire);
+  for (;;) {
+    if (settled(w)) return Claim::kSettled;
+    if (w != kPending) {
+      *busy = w;
+      return Claim::kBusy;
+    }
+    // A failed exchange reloads w: look again at what won.
+    if (word(pgno).compare_exchange_strong(w, mine, std::memory_order_acq_rel)) break;
+  }
+  if (!claimed->empty() && claimed->back().end == pgno) {
+    claimed->back().end++;
+  } else {
+    claimed->push_back({pgno, pgno + 1});
+  }
+  COWBACKUP_SYNC_POINT("SharedPages::claimed");
+  return Claim::kClaimed;
+}
+
 bool SharedPages::WaitWhileBusy(uint64_t pgno, uint32_t w) {
   COWBACKUP_SYNC_POINT("SharedPages::wait");
   const uint32_t seq = u32(kOffWakeSeq).load(std::memory_order_acquire);
-  if (word(pgno).load(std::memory_order_acquire) != w) return true;
-  if (!peers_->job_current()) return false;
+  switch (CheckBusy(pgno, w)) {
+    case Busy::kJobOver: return false;
+    case Busy::kSleep: Sleep(seq); return true;
+    case Busy::kChanged:
+    case Busy::kReset: return true;
+  }
+  return true;
+}
+
+SharedPages::Busy SharedPages::CheckBusy(uint64_t pgno, uint32_t w) {
+  if (word(pgno).load(std::memory_order_acquire) != w) return Busy::kChanged;
+  if (!peers_->job_current()) return Busy::kJobOver;
   if (peers_->holder_gone(w)) {
     ResetGone(pgno, w);
-    return true;
+    return Busy::kReset;
   }
-  Sleep(seq);
-  return true;
+  return Busy::kSleep;
+}
+
+Status SharedPages::Preserve(const std::vector<PageRange>& claimed, Source* source,
+                             SnapshotVolume* volume, uint32_t page_size) {
+  std::vector<uint8_t> buf;
+  for (const PageRange& run : claimed) {
+    // In chunks: a truncate's claim may be the whole file.
+    for (uint64_t first = run.begin; first < run.end;) {
+      const uint64_t n = std::min(run.end - first, kPreserveChunkPages);
+      buf.resize(n * page_size);
+      COWBACKUP_SYNC_POINT("CopyJob::preserve:read");  // the same step as in one process
+      Status s = source->read(first * page_size, buf.data(), buf.size());
+      for (uint64_t i = 0; s.ok() && i < n; i++) s = volume->put(first + i, buf.data() + i * page_size);
+      if (!s.ok()) return s;
+      first += n;
+    }
+  }
+  return Status::OK();
+}
+
+void SharedPages::Publish(const std::vector<PageRange>& claimed) {
+  uint64_t n = 0;
+  for (const PageRange& run : claimed) {
+    for (uint64_t p = run.begin; p < run.end; p++) word(p).store(kPreserved, std::memory_order_release);
+    n += run.size();
+  }
+  if (n > 0) {
+    u64(kOffPreserved).fetch_add(n, std::memory_order_relaxed);
+    Wake();
+  }
 }
 
 void SharedPages::ResetGone(uint64_t pgno, uint32_t w) {
@@ -220,15 +258,18 @@ Status SharedPages::LostStatus() const {
 // ---------------------------------------------------------------------------
 // Waiting
 
+// Wake and Sleep are a Dekker pair (each writes one word, then reads the
+// other's): seq_cst, or C++ lets both read the old value, and a sleeper
+// would miss this wake and sleep the whole kPollMs.
 void SharedPages::Wake() {
-  u32(kOffWakeSeq).fetch_add(1, std::memory_order_acq_rel);
-  if (u32(kOffWaiters).load(std::memory_order_acquire) != 0) {
+  u32(kOffWakeSeq).fetch_add(1, std::memory_order_seq_cst);
+  if (u32(kOffWaiters).load(std::memory_order_seq_cst) != 0) {
     ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
   }
 }
 
 void SharedPages::Sleep(uint32_t seq) {
-  u32(kOffWaiters).fetch_add(1, std::memory_order_acq_rel);
+  u32(kOffWaiters).fetch_add(1, std::memory_order_seq_cst);
   // FUTEX_WAIT re-reads the word in the kernel: a Wake() after our load of
   // `seq` changed it, so the call returns at once instead of sleeping.
   struct timespec ts = {0, kPollMs * 1000000L};

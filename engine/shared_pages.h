@@ -22,9 +22,11 @@
 // The copier (the job's owner), per segment, ClaimForCopy()/PublishCopied():
 //   kSnapshotFirst claims the pending pages (busy), takes preserved pages
 //   from the volume, and leaves pages a writer holds for later (they will
-//   be preserved); after reading it publishes its claims kCopied. It never
-//   waits while it holds a claim, and writers claim in ascending order, so
-//   no two parties wait on each other in a cycle.
+//   be preserved); after reading it publishes its claims kCopied (after a
+//   failed read, nothing: the job fails, as after a failed preservation,
+//   and its claims stay). It never waits while it holds a claim, and
+//   writers claim in ascending order, so no two parties wait on each
+//   other in a cycle.
 //   kOverlayAtEnd claims nothing: it reads and then publishes kCopied only
 //   pages still pending (a compare-and-swap); a page a writer took first is
 //   preserved and overlaid at the end.
@@ -34,6 +36,12 @@
 // so the page still holds its T0 bytes, and the next party claims it again.
 // The copier's death ends the job (the front end's Peers::job_current says
 // so); nobody waits on anything for longer than kPollMs between checks.
+// The reset is sound only if holder_gone(w) is never true while the party
+// of `w` may still publish: every thread that claims must be counted inside
+// the job (the front end's Enter..Leave) until WriteThrough returns. A live
+// holder taken for gone would have its page claimed and preserved twice,
+// and its late put could overwrite the volume's pre-image after another
+// writer's write landed.
 //
 // Waiting is a futex on wake_seq (process-shared), which every publish and
 // every reset increments; a waiter sleeps at most kPollMs, then looks again.
@@ -66,6 +74,9 @@ class SharedPages {
                           kOffFailClaim = 48, kOffFailLen = 52, kOffFailPid = 56,
                           kOffFailMsg = 64, kMaxFailMsg = 960, kHeaderSize = 1024;
   static constexpr int kPollMs = 10;
+  // A writer preserves its claim in reads of at most this many pages (a
+  // truncate may claim the whole file).
+  static constexpr uint64_t kPreserveChunkPages = 256;
 
   // What a party knows of the others; the front end's (coord::JobParticipation).
   class Peers {
@@ -139,10 +150,16 @@ class SharedPages {
   // if none was recorded, a generic I/O error.
   Status LostStatus() const;
   Peers* peers() const { return peers_; }
+  // Wakes every waiter, to look at the pages and the job again.
+  void Wake();
   // The front end's u32 (SQLite: the last change counter a participant wrote).
   std::atomic_ref<uint32_t> counter() const { return u32(kOffCounter); }
 
  private:
+  // The deterministic interleaving harness runs a writer's steps below one
+  // at a time (tests/engine/shared_pages_peer.h).
+  friend class SharedPagesTestPeer;
+
   std::atomic_ref<uint32_t> word(uint64_t pgno) const {
     return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(area_ + kHeaderSize + 4 * pgno));
   }
@@ -155,12 +172,23 @@ class SharedPages {
   // Claims every unsettled page of `pages` for this writer. False if the
   // job ended meanwhile (what was claimed is left: the job is over).
   bool ClaimForWrite(PageRange pages, std::vector<PageRange>* claimed);
+  // ClaimForWrite's step for one page: settled (nothing to do); pending and
+  // now claimed with `mine` (appended to *claimed); or busy with *busy.
+  enum class Claim : uint8_t { kSettled, kClaimed, kBusy };
+  Claim TryClaim(uint64_t pgno, uint32_t mine, uint32_t* busy, std::vector<PageRange>* claimed);
   // Waits while page `pgno` holds busy word `w`; resets it if its holder is
   // gone. False if the job is no longer current.
   bool WaitWhileBusy(uint64_t pgno, uint32_t w);
+  // WaitWhileBusy's decision, made once: the word changed; the job is no
+  // longer current; the holder was gone and the page is reset; or sleep.
+  enum class Busy : uint8_t { kChanged, kJobOver, kReset, kSleep };
+  Busy CheckBusy(uint64_t pgno, uint32_t w);
+  // Steps 2 and 3 of WriteThrough for its claim.
+  Status Preserve(const std::vector<PageRange>& claimed, Source* source, SnapshotVolume* volume,
+                  uint32_t page_size);
+  void Publish(const std::vector<PageRange>& claimed);
   // Puts `pgno` back to pending if it still holds `w`, and wakes.
   void ResetGone(uint64_t pgno, uint32_t w);
-  void Wake();
   // One futex sleep on wake_seq if it still reads `seq`, at most kPollMs.
   void Sleep(uint32_t seq);
 

@@ -50,12 +50,24 @@ class CopyJobTestPeer {
   Status ReadSegment(Segment* seg) { return job_->read_segment(seg); }  // step 4, I/O
   void PublishSegment(Segment* seg) { job_->publish_segment(seg); }     // step 5
   Status EmitSegment(Segment* seg) { return job_->emit_segment(seg); }  // step 6, I/O
+  // Shared mode (JobConfig::shared): copy_segment_shared()'s steps 2-5, in
+  // its order: BeginShared; rounds of ClaimShared, ReadSegment,
+  // PublishShared (sc->later: the real copier waits for writers, then
+  // claims again); EndShared, then EmitSegment.
+  using SharedCopy = CopyJob::SharedCopy;
+  void BeginShared(Segment* seg, SharedCopy* sc) { job_->begin_shared(seg, sc); }
+  Status ClaimShared(Segment* seg, SharedCopy* sc) { return job_->claim_shared(seg, sc); }
+  void PublishShared(Segment* seg, SharedCopy* sc) { job_->publish_shared(seg, sc); }
+  void EndShared(Segment* seg, SharedCopy* sc) { job_->end_shared(seg, sc); }
+
   bool QueueDrained() {
     MutexLock lock(&job_->mu_);
     return job_->queue_drained_locked();
   }
   // Busy while a writer is still preserving: call again later.
   Status Finish() { return job_->finish(); }
+  // What run() does when a step failed with `s`.
+  void Abandon(const Status& s) { job_->abandon(s); }
 
   // "" while the invariants of engine/copy_job.h hold, else the violation.
   std::string InvariantViolation() {
