@@ -164,19 +164,31 @@ class Writer {
   // for its report.
   BackupRun Backup(const std::string& dest, const std::string& format, const std::string& variant,
                    double max_rate_mb, uint32_t segment_pages) {
-    size_t before;
+    StartBackup(dest, format, variant, max_rate_mb, segment_pages);
+    return WaitBackup();
+  }
+  // The same in two steps: the command, and later its report.
+  void StartBackup(const std::string& dest, const std::string& format, const std::string& variant,
+                   double max_rate_mb, uint32_t segment_pages) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      before = backups_.size();
+      backups_asked_++;
     }
     char rate[32];
     snprintf(rate, sizeof rate, "%g", max_rate_mb);
     Send("backup " + dest + " " + format + " " + variant + " " + rate + " " + std::to_string(segment_pages));
+  }
+  BackupRun WaitBackup() {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(300), [&] { return backups_.size() > before || eof_; });
-    if (backups_.size() > before) return backups_[before];
+    cv_.wait_for(lock, std::chrono::seconds(300), [&] { return backups_.size() >= backups_asked_ || eof_; });
+    if (backups_.size() >= backups_asked_) return backups_[backups_asked_ - 1];
     ADD_FAILURE() << "writer " << id_ << " (" << kind_name() << ") reported no backup";
     return {};
+  }
+  // True once the last backup asked for has reported (or the process ended).
+  bool BackupDone() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return backups_.size() >= backups_asked_ || eof_;
   }
   // Asks it to stop and waits for it to exit 0 (after its "S" line).
   void Stop() {
@@ -304,6 +316,7 @@ class Writer {
   size_t spills_ = 0;
   std::vector<std::string> errors_;
   std::vector<BackupRun> backups_;
+  size_t backups_asked_ = 0;
   bool stopped_ = false, eof_ = false;
 };
 
@@ -312,6 +325,7 @@ struct Cli {
   pid_t pid = -1;
   int64_t t_call = 0, t_return = 0;
   int status = 0;
+  bool reaped = false;
   std::string out, err;
   bool ok() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
   bool killed() const { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
@@ -335,12 +349,24 @@ inline Cli StartCli(const std::vector<std::string>& args, const std::string& dir
   return c;
 }
 
+// True once it has exited (reaped; FinishCli then only reads its output).
+inline bool CliExited(Cli* c) {
+  if (!c->reaped && ::waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+    c->reaped = true;
+    c->t_return = NowNs();
+  }
+  return c->reaped;
+}
+
 // Waits for it (after an optional SIGKILL) and reads its output.
 inline void FinishCli(Cli* c, bool kill_it = false) {
-  if (kill_it) ::kill(c->pid, SIGKILL);
-  while (::waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR) {
+  if (!c->reaped) {
+    if (kill_it) ::kill(c->pid, SIGKILL);
+    while (::waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR) {
+    }
+    c->reaped = true;
+    c->t_return = NowNs();
   }
-  c->t_return = NowNs();
   const std::string out = c->out, err = c->err;
   c->out = ReadFile(out);
   c->err = ReadFile(err);
