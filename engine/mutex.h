@@ -23,6 +23,7 @@
 #define REQUIRES(...) COWBACKUP_TSA(requires_capability(__VA_ARGS__))
 #define ACQUIRE(...) COWBACKUP_TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) COWBACKUP_TSA(release_capability(__VA_ARGS__))
+#define NO_THREAD_SAFETY_ANALYSIS COWBACKUP_TSA(no_thread_safety_analysis)
 
 namespace cowbackup {
 

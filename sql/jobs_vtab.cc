@@ -1,5 +1,6 @@
 // cowbackup_jobs: an eponymous-only virtual table (no xCreate), after
-// ext/misc/vfsstat.c, listing every backup job of the process:
+// ext/misc/vfsstat.c, listing every backup job of the process, and the
+// running jobs of other processes on databases it has open (owner_pid):
 //
 //   SELECT id, state, pages_done, pages_total FROM cowbackup_jobs;
 //
@@ -20,7 +21,7 @@ namespace {
 
 enum Column {
   kId, kSchema, kDatabase, kDestination, kState, kPagesTotal, kPagesDone, kPagesPreserved,
-  kBytesWritten, kStarted, kFinished, kError
+  kBytesWritten, kStarted, kFinished, kError, kOwnerPid
 };
 
 struct JobsCursor {
@@ -45,7 +46,7 @@ int JobsConnect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out,
       db,
       "CREATE TABLE x(id INTEGER, schema TEXT, database TEXT, destination TEXT, state TEXT, "
       "pages_total INTEGER, pages_done INTEGER, pages_preserved INTEGER, bytes_written INTEGER, "
-      "started TEXT, finished TEXT, error TEXT)");
+      "started TEXT, finished TEXT, error TEXT, owner_pid INTEGER)");
   if (rc != SQLITE_OK) return rc;
   sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
   auto* vtab = static_cast<sqlite3_vtab*>(sqlite3_malloc(sizeof(sqlite3_vtab)));
@@ -130,6 +131,7 @@ int JobsColumn(sqlite3_vtab_cursor* c, sqlite3_context* ctx, int col) {
         // destination stay the exact paths the application gave.
         if (!j.summary.error.empty()) ResultText(ctx, TerminalSafe(j.summary.error));
         break;
+      case kOwnerPid: sqlite3_result_int64(ctx, j.owner_pid); break;
     }
   } catch (...) {
     sqlite3_result_error_nomem(ctx);

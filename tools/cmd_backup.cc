@@ -308,7 +308,8 @@ int RunBackup(const std::vector<std::string>& args) {
         .add_or_null("error", error)
         .add("page_size", outcome.summary.page_size).add("pages", p.pages_done)
         .add("pages_total", p.pages_total).add("preserved_pages", p.pages_preserved)
-        .add("bytes", p.bytes_written).add("seconds", seconds);
+        .add("bytes", p.bytes_written).add("seconds", seconds)
+        .add("max_write_wait_us", p.max_write_wait_us).add("begin_lock_us", outcome.summary.begin_lock_us);
     if (kind == SourceKind::kLmdbEnv && s.ok()) o.add("lmdb_txnid", outcome.lmdb_txnid);
     fprintf(report, "%s\n", o.str().c_str());
     fflush(report);

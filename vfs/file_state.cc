@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,9 +53,40 @@ std::string SqliteError(const char* what, int rc, const std::string& path) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// fork. A child shares the parent's open file description of each region,
+// and with it the parent's slot, byte locks and job ownership: it must not
+// use them. So in the child every region is forgotten (unmapped and closed,
+// touching nothing shared) and attached anew: the child takes part as a
+// process of its own, owns none of the parent's jobs, and joins a job that
+// runs (its writes are a participant's). The registry mutex is held across
+// fork so the child finds the registry whole.
+
+void AtForkPrepare() { g_registry_mu.lock(); }
+void AtForkParent() { g_registry_mu.unlock(); }
+void AtForkChild() {
+  for (auto& [key, st] : Registry()) st->ReattachAfterFork();
+  g_registry_mu.unlock();
+}
+
+void FileState::ReattachAfterFork() {
+  if (region_ != nullptr) {
+    region_->ForgetAfterFork();
+    // Leaked, never destroyed: a thread of the parent that is not in the
+    // child may have held its mutex at the fork.
+    (void)region_.release();
+  }
+  own_word_.store(0, std::memory_order_relaxed);
+  local_armed_.store(0, std::memory_order_relaxed);
+  part_.reset();
+  AttachRegion();
+}
+
+// ---------------------------------------------------------------------------
 // Registry
 
 FileState* FileState::Acquire(dev_t dev, ino_t ino, const std::string& path, sqlite3_vfs* parent) {
+  static std::once_flag fork_handlers;
+  std::call_once(fork_handlers, [] { ::pthread_atfork(AtForkPrepare, AtForkParent, AtForkChild); });
   FileState* state;
   {
     std::lock_guard<std::mutex> lock(g_registry_mu);
@@ -83,6 +115,30 @@ void FileState::AttachRegion() {
 bool FileState::IsOpen(dev_t dev, ino_t ino) {
   std::lock_guard<std::mutex> lock(g_registry_mu);
   return Registry().count({dev, ino}) != 0;
+}
+
+std::vector<FileState::ForeignJob> FileState::ForeignJobs() {
+  std::vector<FileState*> states;
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    for (auto& [key, st] : Registry()) {
+      st->refs_++;
+      states.push_back(st);
+    }
+  }
+  // The region calls wait for its meta lock: not under the registry mutex.
+  std::vector<ForeignJob> out;
+  for (FileState* st : states) {
+    coord::Job job;
+    if (st->region_ != nullptr && st->region_->ReadJob(&job).ok() && job.state == coord::JobState::kRunning &&
+        !st->region_->owns_job()) {
+      ForeignJob f{st->path_, job, {}};
+      (void)st->region_->ReadProgress(job, &f.progress);
+      out.push_back(std::move(f));
+    }
+    Release(st);
+  }
+  return out;
 }
 
 void FileState::Release(FileState* state) {
@@ -642,7 +698,7 @@ void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t l
   SharedPages& pages = part.p->pages();
   const PageRange range = truncate ? PageRange{offset / part.page_size, pages.pages()}
                                    : PageRange::FromBytes(offset, len, part.page_size);
-  pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);
+  (void)pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);  // a failure failed the job
 }
 
 void FileState::NotePartPage1(uint64_t word, const uint8_t* data) noexcept {

@@ -116,6 +116,13 @@ class FileState {
   static void Release(FileState* state);
   // True if (dev, ino) is a database file open in this process through the shim.
   static bool IsOpen(dev_t dev, ino_t ino);
+  // The running jobs other processes own on databases open in this process.
+  struct ForeignJob {
+    std::string database;
+    coord::Job job;
+    coord::JobProgress progress;
+  };
+  static std::vector<ForeignJob> ForeignJobs();
 
   FileState(const FileState&) = delete;
   FileState& operator=(const FileState&) = delete;
@@ -246,6 +253,10 @@ class FileState {
       : dev_(dev), ino_(ino), path_(std::move(path)), parent_(parent) {}
   ~FileState();
   void AttachRegion();
+  // In a forked child (pthread_atfork, the only thread there): see
+  // file_state.cc, "fork".
+  void ReattachAfterFork() NO_THREAD_SAFETY_ANALYSIS;
+  friend void AtForkChild();
   uint64_t ArmedWord() const noexcept {
     return region_ != nullptr ? region_->load_armed() : local_armed_.load(std::memory_order_acquire);
   }

@@ -592,6 +592,7 @@ JobInfo InfoLocked(const Job& job) REQUIRES(g_jobs_mu) {
   info.summary = job.runner->summary();
   info.started_unix_ms = job.started_ms;
   info.finished_unix_ms = info.summary.state != JobState::kRunning ? job.finished_ms : 0;
+  info.owner_pid = ::getpid();
   return info;
 }
 
@@ -652,10 +653,25 @@ Status GetJob(uint64_t job_id, JobInfo* info) {
 }
 
 std::vector<JobInfo> ListJobs() {
-  MutexLock lock(&g_jobs_mu);
   std::vector<JobInfo> out;
-  out.reserve(Jobs().size());
-  for (auto& [id, job] : Jobs()) out.push_back(InfoLocked(*job));
+  {
+    MutexLock lock(&g_jobs_mu);
+    out.reserve(Jobs().size());
+    for (auto& [id, job] : Jobs()) out.push_back(InfoLocked(*job));
+  }
+  // Not under g_jobs_mu: the region calls wait for their own locks.
+  for (const FileState::ForeignJob& f : FileState::ForeignJobs()) {
+    JobInfo info;
+    info.id = f.job.job_id;
+    info.database = f.database;
+    info.summary.state = JobState::kRunning;
+    info.summary.progress.pages_total = f.progress.pages;
+    info.summary.progress.pages_done = f.progress.done;
+    info.summary.progress.pages_preserved = f.progress.preserved;
+    info.started_unix_ms = int64_t(f.job.claimed_unix_us / 1000);
+    info.owner_pid = f.job.owner_pid;
+    out.push_back(std::move(info));
+  }
   return out;
 }
 

@@ -14,6 +14,8 @@
 //   dot_backup_writer    sqlite3_backup (the shell's .backup) under the
 //                        writer, cut off at kCutoff x idle time
 //   vacuum_into_writer   VACUUM INTO under the writer
+//   cli_writer_procs     `cowbackup backup` (its own process) under 4 writer
+//                        processes that take part in its job (issue 12)
 //
 // The writer commits 10-row UPDATE transactions without pause
 // (synchronous=FULL) on its own connection. The live figures are taken in
@@ -32,8 +34,10 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -709,6 +713,148 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Issue 12: writers in several processes, the backup from the CLI (its own
+// process), rollback-journal mode. Each writer process commits the same
+// 10-row UPDATE transactions without pause through the cowbackup VFS (it
+// attaches to the database's region and takes part in the CLI's job).
+// Their counters live in a shared anonymous mapping.
+
+constexpr int kWriterProcs = 4;
+struct ProcWriters {
+  std::atomic<int> phase{0};  // 0 run, 1 count (the window), 2 stop
+  std::atomic<uint64_t> commits[kWriterProcs];
+  std::atomic<uint64_t> max_ns[kWriterProcs];
+};
+
+class WriterProcesses {
+ public:
+  WriterProcesses() {
+    void* p = mmap(nullptr, sizeof(ProcWriters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) std::exit(1);
+    w_ = new (p) ProcWriters();
+    fflush(nullptr);
+    for (int i = 0; i < kWriterProcs; i++) {
+      const pid_t pid = fork();
+      if (pid == 0) _exit(Run(i));
+      pids_.push_back(pid);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ~WriterProcesses() {
+    w_->phase = 2;
+    for (pid_t pid : pids_) waitpid(pid, nullptr, 0);
+    munmap(w_, sizeof(ProcWriters));
+  }
+  void open_window() {
+    for (int i = 0; i < kWriterProcs; i++) w_->commits[i] = 0, w_->max_ns[i] = 0;
+    start_ = Clock::now();
+    w_->phase = 1;
+  }
+  // Commits/s of all the writers together in the window, and the longest
+  // commit any of them made in it.
+  WindowResult close_window() {
+    w_->phase = 0;
+    WindowResult r;
+    uint64_t n = 0, max_ns = 0;
+    for (int i = 0; i < kWriterProcs; i++) n += w_->commits[i], max_ns = std::max<uint64_t>(max_ns, w_->max_ns[i]);
+    r.tps = double(n) / Seconds(start_);
+    r.max_ms = double(max_ns) / 1e6;
+    return r;
+  }
+
+ private:
+  int Run(int i) {
+    sqlite3* db = Open(g_db, "cowbackup");
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "UPDATE t SET v = randomblob(3900) WHERE id = ?1", -1, &st, nullptr);
+    uint64_t x = 88172645463325252ull + uint64_t(i) * 7919;
+    while (w_->phase.load() != 2) {
+      const auto t0 = Clock::now();
+      Exec(db, "BEGIN IMMEDIATE");
+      for (int k = 0; k < 10; k++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        sqlite3_bind_int64(st, 1, sqlite3_int64(x % uint64_t(g_rows) + 1));
+        sqlite3_step(st);
+        sqlite3_reset(st);
+      }
+      Exec(db, "COMMIT");
+      if (w_->phase.load() == 1) {
+        const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+        w_->commits[i]++;
+        uint64_t prev = w_->max_ns[i].load();
+        while (ns > prev && !w_->max_ns[i].compare_exchange_weak(prev, ns)) {
+        }
+      }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return 0;
+  }
+
+  ProcWriters* w_ = nullptr;
+  std::vector<pid_t> pids_;
+  Clock::time_point start_;
+};
+
+// `cowbackup backup --json` of the database; its wall time and the
+// longest wait it added to a write in any process (max_write_wait_us).
+CowResult CliBackup() {
+  const char* build = getenv("COWBACKUP_BUILD_DIR");
+  const std::string cli = std::string(build ? build : ".") + "/cowbackup";
+  const std::string dest = g_dest_dir + "/out.archive";
+  unlink(dest.c_str());
+  const auto t0 = Clock::now();
+  FILE* f = popen(("'" + cli + "' backup --json --busy-timeout-ms 60000 '" + g_db + "' '" + dest + "'").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while (f != nullptr && (n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  const int rc = f != nullptr ? pclose(f) : -1;
+  CowResult r;
+  r.seconds = Seconds(t0);
+  if (rc != 0) {
+    std::fprintf(stderr, "sqlite_bench: cowbackup backup failed: %s\n", out.c_str());
+    std::exit(1);
+  }
+  const size_t at = out.find("\"max_write_wait_us\":");
+  if (at != std::string::npos) r.max_write_wait_ms = std::stod(out.substr(at + 20)) / 1000;
+  const size_t lock = out.find("\"begin_lock_us\":");
+  if (lock != std::string::npos) r.t0_hold_ms = std::stod(out.substr(lock + 16)) / 1000;
+  return r;
+}
+
+void BM_CliUnderWriterProcesses(benchmark::State& state) {
+  UseJournal(false);
+  for (auto _ : state) {
+    double idle = 1e9;
+    for (int run = 0; run < 3; run++) {
+      Quiesce();
+      idle = std::min(idle, CliBackup().seconds);
+    }
+    Quiesce();
+    WriterProcesses writers;
+    writers.open_window();
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    const WindowResult base = writers.close_window();
+    writers.open_window();
+    const CowResult r = CliBackup();
+    const WindowResult during = writers.close_window();
+    state.SetIterationTime(r.seconds);
+    state.counters["vs_idle"] = r.seconds / idle;
+    const std::string at = "  " + std::to_string(kWriterProcs) + " writer processes: ";
+    Figure("cowbackup backup (CLI) idle", idle, "%.3f s");
+    Figure("cowbackup backup (CLI) under " + std::to_string(kWriterProcs) + " writer processes", r.seconds, "%.3f s");
+    Figure(at + "time vs idle", r.seconds / idle, "%.2fx");
+    Figure(at + "longest wait added to a write (max_write_wait_us)", r.max_write_wait_ms, "%.3f ms");
+    Figure(at + "begin-time lock held", r.t0_hold_ms, "%.3f ms");
+    Figure(at + "longest commit, before / during", std::to_string(int(base.max_ms + 0.5)) + " / " +
+                                                   std::to_string(int(during.max_ms + 0.5)) + " ms");
+    Figure(at + "throughput during vs before", 100 * during.tps / base.tps, "%.0f %%");
+    Figure(at + "commits/s before", base.tps, "%.0f");
+  }
+}
+
 BENCHMARK(BM_DdConvFsync)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CowbackupIdle)
     ->Args({0, 0})->Args({1, 0})->Args({0, 1})->Args({1, 1})
@@ -723,6 +869,7 @@ BENCHMARK(BM_IdealCopyUnderWriter)
 BENCHMARK(BM_ShimOverhead)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DotBackupUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VacuumIntoUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CliUnderWriterProcesses)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -67,7 +67,12 @@ Status WaitBackup(uint64_t job_id, Summary* summary);
 Status CancelBackup(uint64_t job_id);
 
 // What cowbackup_jobs shows, one per job of the process (the most recent
-// finished jobs are kept, running ones always).
+// finished jobs are kept, running ones always), then the running jobs that
+// other processes run on databases this process has open through the shim
+// (several processes share one job: docs/SQLITE.md). Those carry the
+// coordination region's job id, no schema or destination, and their
+// owner's pid; GetJob, WaitBackup and CancelBackup know only this
+// process's jobs.
 struct JobInfo {
   uint64_t id = 0;
   std::string schema;
@@ -76,6 +81,7 @@ struct JobInfo {
   Summary summary;          // state, progress, seconds, error
   int64_t started_unix_ms = 0;
   int64_t finished_unix_ms = 0;  // 0 while running
+  int64_t owner_pid = 0;         // the process running it
 };
 Status GetJob(uint64_t job_id, JobInfo* info);
 std::vector<JobInfo> ListJobs();

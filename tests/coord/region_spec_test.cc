@@ -89,6 +89,24 @@ TEST(RegionSpec, SlotTableMatches) {
   EXPECT_EQ(t["attached_unix_us"], Row(kOffSlotAttached, 8));
 }
 
+TEST(RegionSpec, PageStateAreaTableMatches) {
+  auto t = SpecTable("Page-state area header");
+  ASSERT_EQ(t.size(), 12u);
+  EXPECT_EQ(t["wake_seq"], Row(SharedPages::kOffWakeSeq, 4));
+  EXPECT_EQ(t["waiters"], Row(SharedPages::kOffWaiters, 4));
+  EXPECT_EQ(t["counter"], Row(SharedPages::kOffCounter, 4));
+  EXPECT_EQ(t["fail_code"], Row(SharedPages::kOffFailCode, 4));
+  EXPECT_EQ(t["pages"], Row(SharedPages::kOffPages, 8));
+  EXPECT_EQ(t["preserved"], Row(SharedPages::kOffPreserved, 8));
+  EXPECT_EQ(t["done"], Row(SharedPages::kOffDone, 8));
+  EXPECT_EQ(t["max_wait_ns"], Row(SharedPages::kOffMaxWait, 8));
+  EXPECT_EQ(t["fail_claim"], Row(SharedPages::kOffFailClaim, 4));
+  EXPECT_EQ(t["fail_len"], Row(SharedPages::kOffFailLen, 4));
+  EXPECT_EQ(t["fail_pid"], Row(SharedPages::kOffFailPid, 8));
+  EXPECT_EQ(t["fail_msg"], Row(SharedPages::kOffFailMsg, SharedPages::kMaxFailMsg));
+  EXPECT_EQ(SharedPages::kOffFailMsg + SharedPages::kMaxFailMsg, SharedPages::kHeaderSize);  // the words follow
+}
+
 TEST(RegionSpec, FileNames) {
   EXPECT_EQ(RegionPathForSqlite("/srv/app.db"), "/srv/app.db-cowbackup");
   EXPECT_EQ(RegionPathForLmdb("/srv/env", false), "/srv/env/cowbackup-region");
