@@ -8,7 +8,9 @@
 //                     and that process is killed: after a random delay from
 //                     its start (seeds 1 mod 6: at attach, claim or T0), or
 //                     once the job, read from the region as any participant
-//                     reads it, has copied a seeded fraction of its pages;
+//                     reads it, has copied a seeded fraction of its pages
+//                     (seeds 5 mod 6: once it is done, between publishing
+//                     its copy and exiting, or after);
 //                     even seeds freeze it (SIGSTOP) for 20 ms first, so
 //                     writers that need what it holds wait on it as it dies.
 //   Writer            one writer process is killed while the CLI (even
@@ -80,6 +82,11 @@ class RegionWatch {
             std::to_string(p.preserved) + " preserved";
     return double(p.done) >= fraction * double(p.pages);
   }
+  // True once the job is done: its copy published, its owner about to exit.
+  bool Done() {
+    coord::Job job;
+    return region_ != nullptr && region_->ReadJob(&job).ok() && job.state == coord::JobState::kDone;
+  }
 
  private:
   std::unique_ptr<coord::Region> region_;
@@ -132,6 +139,7 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
   const long kill_at = long(1 + rng() % 6);
   const double fraction = double(rng() % 1000) / 1000.0 * 0.9;
   const bool by_delay = victim == Victim::kBackingUpProcess && seed % 6 == 1;
+  const bool once_done = victim == Victim::kBackingUpProcess && seed % 6 == 5;
   const auto delay = std::chrono::milliseconds(rng() % 40);
   int victim_index = at_sync_point ? 3 : int(rng() % 4);
   if (!cli_backs_up && victim_index == 0) victim_index = 1 + int(rng() % 3);
@@ -174,9 +182,12 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
         seen = "writer stopped at " + std::string(kPreservePoint) + " hit " + std::to_string(kill_at);
         break;
       }
-    } else if (by_delay ? std::chrono::steady_clock::now() - started >= delay : watch.Reached(fraction, &seen)) {
+    } else if (once_done ? watch.Done()
+               : by_delay  ? std::chrono::steady_clock::now() - started >= delay
+                           : watch.Reached(fraction, &seen)) {
       landed = true;
       if (by_delay) seen = std::to_string(delay.count()) + " ms after it started";
+      if (once_done) seen = "once its job was done";
       break;
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -286,7 +297,7 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
 
   figures->runs++;
   figures->landed_at_point += at_sync_point && landed;
-  if (!landed) {
+  if (!landed || once_done) {
     figures->killed_after++;
   } else if (seen.rfind("running", 0) == 0 || at_sync_point) {
     figures->killed_in_copy++;
@@ -324,13 +335,16 @@ void Sweep(Victim victim, uint64_t first_seed) {
            f.runs, f.killed_in_copy, f.landed_at_point, f.killed_after, f.in_flight_ok, f.in_flight_failed);
   } else {
     printf("the backing-up CLI killed %d times: %d during the copy, %d by delay (at attach, claim or T0), "
-           "%d after the backup ended; %d complete copies left at the destination",
+           "%d once the job was done; %d complete copies left at the destination",
            f.runs, f.killed_in_copy, f.killed_before_copy, f.killed_after, f.published_left);
   }
   printf("; survivors around the kill: longest write-lock hold %.1f ms, longest commit %.1f ms\n",
          double(f.hold_max_ns) / 1e6, double(f.commit_max_ns) / 1e6);
   if (!only) {
     EXPECT_GT(f.killed_in_copy, 0) << "no kill landed during a copy";
+    if (victim == Victim::kBackingUpProcess) {
+      EXPECT_GT(f.published_left, 0) << "no killed CLI left a copy to check";
+    }
     if (victim == Victim::kWriter) {
       EXPECT_GT(f.landed_at_point, 0) << "no writer was ever killed mid-preservation";
     }
