@@ -213,7 +213,7 @@ class Writer {
   // SIGKILL; returns the time it was sent.
   int64_t Kill() {
     const int64_t t = NowNs();
-    ::kill(pid_, SIGKILL);
+    if (!reaped_) ::kill(pid_, SIGKILL);  // a reaped pid may be another process's now
     Reap();
     if (reader_.joinable()) reader_.join();
     return t;
@@ -227,6 +227,7 @@ class Writer {
       if (r == pid_ && WIFSTOPPED(status)) return true;
       if (r == pid_) {
         reaped_ = true;
+        status_ = status;
         return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
