@@ -565,10 +565,10 @@ void FileState::NotePage1Write(const uint8_t* data, size_t len) noexcept {
 Status FileState::TrackingError() const {
   if (!tracking_failed_.load(std::memory_order_acquire)) {
     Status s = wal_tracker.error();
-    return s.ok() ? s : Status::Corruption(s.message(), path_);
+    return s.ok() ? s : WithRegionError(Status::Corruption(s.message(), path_));
   }
   MutexLock lock(&error_mu_);
-  return Status::Corruption(tracking_error_, path_);
+  return WithRegionError(Status::Corruption(tracking_error_, path_));
 }
 
 Status FileState::CheckCounterAtEnd(uint32_t file_counter) const {
@@ -576,14 +576,23 @@ Status FileState::CheckCounterAtEnd(uint32_t file_counter) const {
   if (!s.ok()) return s;
   const uint32_t last = LastCounter().load(std::memory_order_relaxed);
   if (file_counter != last) {
-    return Status::Corruption(
+    return WithRegionError(Status::Corruption(
         "a write bypassed the cowbackup shim during the backup (file change counter is " +
             std::to_string(file_counter) + ", the shim saw commits up to " + std::to_string(last) +
             ": a process not taking part in the backup, or a connection not opened through "
             "the cowbackup VFS, committed); the copy was discarded",
-        path_);
+        path_));
   }
   return Status::OK();
+}
+
+Status FileState::WithRegionError(const Status& s) const {
+  if (s.ok() || region_ != nullptr || region_error_.ok()) return s;
+  return Status::FromCode(s.code(), s.message() +
+                                        "; this process could not attach the database's coordination "
+                                        "region, so processes writing through cowbackup could not take "
+                                        "part in its backup: " +
+                                        region_error_.message());
 }
 
 // ---------------------------------------------------------------------------

@@ -243,6 +243,10 @@ class FileState {
   Status TrackingError() const;
   // At the end, under SHARED: the file's counter against the last seen.
   Status CheckCounterAtEnd(uint32_t file_counter) const;
+  // `s`, a commit-tracking failure, naming why this process has no
+  // region if it could not attach one (region_error()): then the writers
+  // of other processes, participants or not, all bypassed its shim.
+  Status WithRegionError(const Status& s) const;
 
  private:
   FileState(dev_t dev, ino_t ino, std::string path, sqlite3_vfs* parent)
