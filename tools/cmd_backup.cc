@@ -5,19 +5,21 @@
 // sqlite.hpp, include/cowbackup/lmdb.hpp) with the same engine and format
 // as the SQLite extension and the LMDB wrapper.
 //
-// WHAT IT GUARANTEES. Copy-on-write sees only the writes of the process it
-// runs in, and this process writes nothing. Writers in other processes are
-// not intercepted (until multi-process support exists), so:
+// WHAT IT GUARANTEES. This process opens the database through cowbackup,
+// so it attaches to the database's coordination region (docs/REGION.md)
+// and its job is shared with every process that did the same: their writes
+// preserve pre-images for it (docs/DESIGN.md, "Writers in several
+// processes"). So:
 //   - T0 is taken under the database's own begin-time lock (SQLite: a SHARED
-//     lock; LMDB: the writer mutex in lock.mdb), so the copy starts from a
-//     committed state;
-//   - a commit by another process during the copy is detected (SQLite: the
-//     file change counter, checked by the shim before publishing; LMDB: the
-//     newest meta page's txnid, checked here before publishing) and fails
-//     the backup with a message that says so; nothing is published.
-// So the result is a correct copy of T0 or an error, never a wrong copy. On
-// a busy database, back up from inside the writing application instead
-// (the SQLite extension or the LMDB wrapper).
+//     lock, or the WAL write lock; LMDB: the writer mutex in lock.mdb), so
+//     the copy starts from a committed state;
+//   - a commit by a process that does not take part is detected (SQLite:
+//     the file change counter, or the wal-index; LMDB: the meta pages'
+//     txnids) and fails the backup with a message that says so; nothing is
+//     published. A SQLite WAL-mode backup takes writes from its own process
+//     only: another process's write fails it, by name.
+// So the result is a correct copy of T0 or an error (docs/CLI.md names the
+// one case neither is promised: a non-participant's rolled-back spill).
 //
 // Publishing. The front end writes the archive as every backup does
 // (backup/output.h: "<ARCHIVE>.cowtmp-<pid>-...", renamed into place once
@@ -199,15 +201,13 @@ int RunBackup(const std::vector<std::string>& args) {
       "streams the archive to standard output (it is built in a temporary file\n"
       "first, and the report goes to stderr).\n"
       "\n"
-      "What it guarantees: writers in OTHER processes are not intercepted (until\n"
-      "multi-process support exists). The tool takes the begin-time lock (SQLite:\n"
-      "a SHARED lock; LMDB: the writer mutex) so the copy starts from a committed\n"
-      "state, and if another process commits while it copies, the backup fails\n"
-      "with a message saying so and nothing is published: you get a correct copy\n"
-      "or an error, never a wrong copy. To back up a database that is written\n"
-      "all the time, run the backup inside the writing application (load the\n"
-      "SQLite extension, or use the LMDB wrapper). WAL-mode SQLite databases are\n"
-      "refused for now.",
+      "What it guarantees: the copy is SOURCE as it was when the backup began.\n"
+      "Processes that opened the database through cowbackup (the SQLite\n"
+      "extension or C++ API, the LMDB library) take part in the backup and keep\n"
+      "writing. A commit by a process that did not is detected, and the backup\n"
+      "fails saying so, with nothing published. A WAL-mode SQLite backup takes\n"
+      "writes from its own process only. `cowbackup status SOURCE` shows who is\n"
+      "attached.",
       "  cowbackup backup app.db nightly.cbk\n"
       "  cowbackup backup --format plain app.db copy.db     # a ready-to-open database\n"
       "  cowbackup backup /var/lib/app/env env.cbk          # LMDB environment directory\n"
