@@ -272,6 +272,18 @@ struct WindowResult {
   uint64_t wal_peak = 0;  // bytes
 };
 
+// One writer transaction's statements: 10 random rows rewritten (`st` is
+// the prepared UPDATE, `x` the writer's xorshift state), after BEGIN IMMEDIATE.
+void UpdateTenRows(sqlite3* db, sqlite3_stmt* st, uint64_t* x) {
+  Exec(db, "BEGIN IMMEDIATE");
+  for (int i = 0; i < 10; i++) {
+    *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+    sqlite3_bind_int64(st, 1, sqlite3_int64(*x % uint64_t(g_rows) + 1));
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+}
+
 // The continuous writer: 10-row UPDATE transactions without pause. Every
 // commit's [begin, end] is recorded, so a window's figures count a commit
 // that was stuck across the whole window too (VACUUM INTO blocks it). In
@@ -298,13 +310,7 @@ struct Writer {
       uint64_t x = 88172645463325252ull;
       while (!stop) {
         const auto t0 = Clock::now();
-        Exec(db, "BEGIN IMMEDIATE");
-        for (int i = 0; i < 10; i++) {
-          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-          sqlite3_bind_int64(st, 1, sqlite3_int64(x % uint64_t(g_rows) + 1));
-          sqlite3_step(st);
-          sqlite3_reset(st);
-        }
+        UpdateTenRows(db, st, &x);
         in_commit.store(true, std::memory_order_relaxed);
         Exec(db, "COMMIT");
         in_commit.store(false, std::memory_order_relaxed);
@@ -771,13 +777,7 @@ class WriterProcesses {
     uint64_t x = 88172645463325252ull + uint64_t(i) * 7919;
     while (w_->phase.load() != 2) {
       const auto t0 = Clock::now();
-      Exec(db, "BEGIN IMMEDIATE");
-      for (int k = 0; k < 10; k++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        sqlite3_bind_int64(st, 1, sqlite3_int64(x % uint64_t(g_rows) + 1));
-        sqlite3_step(st);
-        sqlite3_reset(st);
-      }
+      UpdateTenRows(db, st, &x);
       Exec(db, "COMMIT");
       if (w_->phase.load() == 1) {
         const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
