@@ -172,6 +172,13 @@ class Env {
   Status start_backup(const std::string& dest, const BackupOptions& options,
                       std::unique_ptr<BackupTask>* task);
 
+  // OK if this Env takes part in backups any process runs (it is attached
+  // to the environment's coordination region, docs/LMDB.md "Several
+  // processes"), else why not: read-only, MDB_WRITEMAP or MDB_NOLOCK, or
+  // the region could not be attached. An Env that takes no part still
+  // backs up what only this process writes.
+  Status coordination() const;
+
   MDB_env* native_handle() const;
 
   struct Impl;
