@@ -395,6 +395,16 @@ void BackupTask::cancel() { impl_->run->runner->Cancel(); }
 // Set by TakeT0 before the run's thread started; nothing writes it after.
 uint64_t BackupTask::t0_txnid() const { return impl_->run->result.txnid; }
 bool BackupTask::done() const { return impl_->run->runner->done(); }
-Status BackupTask::wait(BackupResult* result) { return impl_->run->Wait(result); }
+Status BackupTask::wait(BackupResult* result) {
+  BackupRun* run = impl_->run.get();
+  // The end check waits for the writer lock, which this thread would hold.
+  if (!run->runner->done() && run->env->write_owner.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    return Status::Busy(
+        "lmdb backup: wait() from a thread that holds a write transaction of the environment would "
+        "never return (the backup's end check needs the writer lock); commit or abort first",
+        run->env->path);
+  }
+  return run->Wait(result);
+}
 
 }  // namespace cowbackup::lmdb

@@ -46,8 +46,9 @@
 //   - MDB_WRITEMAP envs write through the memory map: backup refuses them
 //     (kNotSupported). Read-only envs are refused too (T0 needs the writer
 //     lock).
-//   - backup() must not be called from a thread holding a write Txn of the
-//     same env (kBusy): it needs the writer mutex.
+//   - backup(), and BackupTask::wait(), must not be called from a thread
+//     holding a write Txn of the same env (kBusy): they need the writer
+//     mutex (T0, and the end check).
 //
 // TYPES
 //   LMDB's own types stay out of this header: keys and values are
@@ -209,7 +210,9 @@ class BackupTask {
   uint64_t t0_txnid() const;
   void cancel();
   bool done() const;
-  // Waits for the end; the backup's final status.
+  // Waits for the end; the backup's final status. kBusy at once from a
+  // thread holding a write Txn of the env: the backup's end check needs the
+  // writer lock, so it cannot end before that txn does.
   Status wait(BackupResult* result = nullptr);
 
   struct Impl;
