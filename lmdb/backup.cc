@@ -5,12 +5,21 @@
 //   1. Begin a write txn: LMDB's writer mutex (or, with MDB_NOLOCK, the
 //      wrapper's) is now ours, so no commit is in flight and none starts.
 //      The mutex is not fair, so the backup first closes the T0 gate
-//      (env_impl.h): this process's next write txns wait for it, and it
-//      waits only for the txns already past the gate.
+//      (env_impl.h): this process's next write txns wait for it, and so,
+//      through the region's writer gate, do other processes' (bounded);
+//      it waits only for the txns already past the gate.
 //   2. Read the newest meta page: txnid T, last_pgno L (mdb_env_info), and
 //      check that data.mdb's meta pages on disk say the same.
-//   3. Arm the write hook with a job over pages [0, L + 1): that is T0.
-//   4. Abort the txn. Writers resume; no read txn is held during the copy.
+//   3. With a region: claim the environment's one job, its page table
+//      sized for L + 1 pages (Busy if another process's backup runs).
+//   4. Arm the write hook with a job over pages [0, L + 1), and the
+//      region's word with the T0 facts: that is T0, for every attached
+//      process (lmdb/file_hook.h), and commit tracking starts from T.
+//   5. Abort the txn. Writers resume; no read txn is held during the copy.
+// The end check (before the destination is published) takes the same
+// lock and compares LMDB's txnid with the last commit a participant made
+// (lmdb/file_hook.h, "Commit tracking"): a commit no attached process made
+// fails the backup.
 //
 // Why pages 0..L at T0 restore to a valid env whose newest meta is T:
 //   - Everything T's meta page reaches lies in pages 0..L, and their T0
@@ -195,7 +204,7 @@ Status ClaimInRegion(Env::Impl* e, BackupRun* run, uint64_t pages) {
   return Status::OK();
 }
 
-// Steps 1-4 of the file comment. On success the job is armed, in the
+// Steps 1-5 of the file comment. On success the job is armed, in the
 // region too if there is one.
 Status TakeT0(Env::Impl* e, BackupRun* run) {
   WriterLock lock(e);
@@ -249,7 +258,6 @@ Status EndCheck(Env::Impl* e, BackupRun* run) {
   WriterLock lock(e);
   s = lock.Acquire("lmdb backup: end check", /*t0=*/false);
   if (!s.ok()) return s;
-  COWBACKUP_SYNC_POINT("lmdb::EndCheck:locked");
   if (run->part != nullptr && !(s = run->part->Lost()).ok()) return s;
   s = e->file.TrackingError();
   if (!s.ok()) return s;
