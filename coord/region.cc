@@ -303,6 +303,7 @@ Status Region::RecoverAsFirstOpener(const struct stat& db) {
       StoreJobLocked(job);
     }
     StoreArmed(0);
+    std::atomic_ref<uint32_t>(*gate_).store(0, std::memory_order_release);  // a dead party's
   } else {
     if (!options_.rebuild) return valid;
     if (st.st_size != 0) recovery_ = "rebuilt: " + valid.message();
@@ -326,6 +327,7 @@ Status Region::Map() {
   if (p == MAP_FAILED) return Status::FromErrno(kWhat + "map", path_, errno);
   map_ = static_cast<uint8_t*>(p);
   armed_ = reinterpret_cast<uint64_t*>(map_ + kOffArmed);
+  gate_ = reinterpret_cast<uint32_t*>(map_ + kOffWriterGate);
   return Status::OK();
 }
 
@@ -369,6 +371,7 @@ Region::~Region() {
 
 void Region::ForgetAfterFork() {
   armed_ = &zero_;
+  gate_ = &zero_gate_;
   if (map_ != nullptr) ::munmap(map_, kFixedSize);
   map_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
@@ -617,12 +620,20 @@ bool Region::HolderGone(uint32_t w, uint32_t owner_slot) {
   // acquire load of `w` saw) and count are stable, so nothing read here can
   // call a live holder gone. A record being rewritten by a newcomer in a
   // dead holder's slot may read torn: at worst "not gone" for one poll.
+  if (map_ == nullptr) return false;  // forgotten after fork: cannot tell
+  if (PartyGone(w)) return true;
+  return Inside(slot).load(std::memory_order_seq_cst) == 0;
+}
+
+bool Region::PartyGone(uint32_t w) {
+  const uint32_t slot = w & 0xff;
+  if (attached_ && slot == slot_ && ((w >> kTagShift) & kTagMask) == tag_) return false;
+  if (map_ == nullptr) return false;
   bool held = false;
   if (!HeldElsewhere(kLockSlot0 + slot, &held).ok()) return false;  // cannot tell: wait on
   if (!held) return true;
   const SlotRecord r = DecodeSlot(map_, slot);
-  if ((uint32_t(r.attached_unix_us) & kTagMask) != ((w >> kTagShift) & kTagMask)) return true;
-  return Inside(slot).load(std::memory_order_seq_cst) == 0;
+  return (uint32_t(r.attached_unix_us) & kTagMask) != ((w >> kTagShift) & kTagMask);
 }
 
 bool Region::OwnerAlive() {

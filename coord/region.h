@@ -122,6 +122,17 @@ class Region {
   // False if the word changed meanwhile (that job is over).
   bool FailArmedJob(uint64_t seen) noexcept;
 
+  // The writer gate (layout::kOffWriterGate): 0, or the busy word of the
+  // party waiting for the database's writer lock; touched only through
+  // std::atomic_ref, and waited on with a futex (engine/futex.h). A
+  // private zero while not mapped. The front end's protocol
+  // (docs/REGION.md, "Writer gate").
+  uint32_t* writer_gate() const noexcept { return gate_; }
+  // True if the party of busy word `w` (a writer's: BusyWord(false)) has
+  // detached or died: its slot lock is free, or held by a later process.
+  // Takes no lock, like HolderGone.
+  bool PartyGone(uint32_t w);
+
   // The processes attached now (lock held), this one included.
   Status Participants(std::vector<Participant>* out);
   // The job section, after applying the recovery rules R3, R4 and R6: a
@@ -241,6 +252,8 @@ class Region {
   uint8_t* map_ = nullptr;
   uint64_t zero_ = 0;           // the word before mapping and after ForgetAfterFork
   uint64_t* armed_ = &zero_;
+  uint32_t zero_gate_ = 0;      // writer_gate() before mapping and after ForgetAfterFork
+  uint32_t* gate_ = &zero_gate_;
   uint32_t slot_ = 0;
   uint32_t tag_ = 0;            // BusyWord's bits 8..29 for slot_
   bool attached_ = false;       // holds slot_

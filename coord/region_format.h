@@ -5,7 +5,8 @@
 //
 //   0      header (64)                 8192   slot table: 256 x 32
 //   128    armed word (atomic u64)     16384  end of the fixed part;
-//   256    lock bytes init/meta/owner         page-state area beyond
+//   192    writer gate (atomic u32)           page-state area beyond
+//   256    lock bytes init/meta/owner
 //   512    lock bytes, one per slot
 //   1024   job section (72)
 //   2048   T0 facts (<= 2048)
@@ -47,9 +48,16 @@ inline constexpr int kJobIdShift = 2;
 inline constexpr uint64_t kMaxJobId = (uint64_t(1) << 62) - 1;
 static_assert(kOffArmed % 64 == 0 && kOffArmed >= kHeaderSize);
 
+// The writer gate (u32 atomic, alone in its cache line): 0, or the busy
+// word (Region::BusyWord(false)) of a party waiting for the database's
+// writer lock to take a T0 or an end check; attached writers hold their
+// next write transaction for it, bounded (docs/REGION.md, "Writer gate").
+inline constexpr size_t kOffWriterGate = 192;
+static_assert(kOffWriterGate % 64 == 0 && kOffWriterGate >= kOffArmed + 64);
+
 // Lock bytes (OFD locks; the bytes are never read or written).
 inline constexpr uint64_t kLockInit = 256, kLockMeta = 257, kLockOwner = 258, kLockSlot0 = 512;
-static_assert(kLockInit >= kOffArmed + 64 && kLockSlot0 + kSlotCount <= 1024);
+static_assert(kLockInit >= kOffWriterGate + 64 && kLockSlot0 + kSlotCount <= 1024);
 
 // Job section.
 inline constexpr size_t kOffJobState = 1024, kOffOwnerSlot = 1028, kOffJobId = 1032,

@@ -58,7 +58,7 @@ void BeforeWrite(FileHook* h, int fd, uint64_t offset, const struct iovec* iov, 
   if (WriteObserver* o = h->observer.load(std::memory_order_acquire)) {
     o->on_write(fd, offset, iov, iovcnt);
   }
-  h->hook.before_write(offset, len);
+  h->BeforeWrite(offset, iov, iovcnt, len);
   errno = saved;
 }
 
@@ -226,7 +226,7 @@ namespace {
 void BeforeTruncate(FileHook* h, int fd, off_t length) noexcept {
   const int saved = errno;
   if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
-  h->hook.before_truncate(length < 0 ? 0 : uint64_t(length));
+  h->BeforeTruncate(length < 0 ? 0 : uint64_t(length));
   errno = saved;
 }
 }  // namespace

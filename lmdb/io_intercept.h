@@ -32,7 +32,7 @@
 //   would not see, and Open fails saying so.
 //
 // SCOPE AND COST
-//   A small table maps descriptors to FileHooks. Env::Open registers the
+//   A small table maps descriptors to FileHooks (lmdb/file_hook.h). Env::Open registers the
 //   two descriptors liblmdb keeps on data.mdb: me_fd (mdb_env_get_fd) and
 //   me_mfd, the O_DSYNC descriptor mdb_env_write_meta writes the meta page
 //   through. me_mfd is not exposed by LMDB; we find it as the descriptor
@@ -59,25 +59,9 @@
 #include <vector>
 
 #include "cowbackup/status.h"
-#include "engine/write_hook.h"
+#include "lmdb/file_hook.h"
 
 namespace cowbackup::lmdb {
-
-// Test instrumentation: sees every intercepted write to a hooked
-// descriptor, with its bytes, before it lands. Called on the writing thread.
-class WriteObserver {
- public:
-  virtual ~WriteObserver() = default;
-  virtual void on_write(int fd, uint64_t offset, const struct iovec* iov, int iovcnt) = 0;
-  virtual void on_truncate(int fd, uint64_t new_size) = 0;
-};
-
-// What the table points at: the per-environment state for data.mdb.
-// Lifetime: owned by the Env; unregistered before mdb_env_close.
-struct FileHook {
-  WriteHook hook;
-  std::atomic<WriteObserver*> observer{nullptr};
-};
 
 // Registers `fd` -> `hook`. Busy when the table is full.
 Status RegisterFd(int fd, FileHook* hook);

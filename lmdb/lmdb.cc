@@ -3,8 +3,12 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cassert>
+#include <chrono>
 
+#include "coord/region.h"
+#include "engine/futex.h"
 #include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
 #include "lmdb/env_source.h"
@@ -78,11 +82,12 @@ Env::Impl::~Impl() {
 namespace {
 // Finds liblmdb's descriptors of data.mdb among those mdb_env_open opened:
 // me_fd (which LMDB tells us) and every other one on the same inode (me_mfd).
-Status HookDataFds(Env::Impl* e, const std::vector<int>& opened) {
+// *data gets me_fd's fstat.
+Status HookDataFds(Env::Impl* e, const std::vector<int>& opened, struct stat* data_out) {
   int me_fd = -1;
   int rc = mdb_env_get_fd(e->env, &me_fd);
   if (rc != 0) return FromMdb(rc, "mdb_env_get_fd", e->path);
-  struct stat data;
+  struct stat& data = *data_out;
   if (::fstat(me_fd, &data) != 0) return Status::FromErrno("fstat", e->data_path, errno);
   bool saw_me_fd = false;
   for (int fd : opened) {
@@ -108,6 +113,38 @@ Status HookDataFds(Env::Impl* e, const std::vector<int>& opened) {
     Status s = RegisterFd(fd, &e->file);
     if (!s.ok()) return s;
   }
+  return Status::OK();
+}
+
+// Why an env opened with `flags` takes no part in backups other processes
+// run, or "" if it does (docs/LMDB.md, "Several processes").
+const char* WhyNoPart(unsigned flags) {
+  if (flags & MDB_RDONLY) return "the environment is open read-only here: this process writes nothing";
+  if (flags & MDB_WRITEMAP) {
+    return "the environment is open with MDB_WRITEMAP, whose writes go through the memory map where "
+           "no write can be intercepted: its commits fail a backup another process runs";
+  }
+  if (flags & MDB_NOLOCK) {
+    return "the environment is open with MDB_NOLOCK: LMDB's writer lock, which a backup's begin-time "
+           "instant takes, is not shared with other processes";
+  }
+  return "";
+}
+
+// Attaches the env's data file to the coordination region (or records why
+// not) before the application can begin a write txn.
+Status TakePart(Env::Impl* e, const struct stat& data) {
+  int me_fd = -1;
+  int rc = mdb_env_get_fd(e->env, &me_fd);
+  if (rc != 0) return FromMdb(rc, "mdb_env_get_fd", e->path);
+  MDB_stat st;
+  rc = mdb_env_stat(e->env, &st);
+  if (rc != 0) return FromMdb(rc, "mdb_env_stat", e->path);
+  const std::string why_not = WhyNoPart(e->flags);
+  const std::string region =
+      why_not.empty() ? coord::RegionPathForLmdb(e->path, (e->flags & MDB_NOSUBDIR) != 0) : std::string();
+  e->file.Open(me_fd, data, e->data_path, st.ms_psize, region, why_not);
+  e->t0_gate.Share(e->file.region());
   return Status::OK();
 }
 }  // namespace
@@ -155,7 +192,9 @@ Status Env::Open(const std::string& path, const EnvOptions& options, std::unique
   unsigned flags = 0;
   mdb_env_get_flags(impl->env, &flags);
   impl->flags = flags;
-  Status s = HookDataFds(impl.get(), opened);
+  struct stat data;
+  Status s = HookDataFds(impl.get(), opened, &data);
+  if (s.ok()) s = TakePart(impl.get(), data);
   if (!s.ok()) return s;  // ~Impl unhooks and closes
   out->reset(new Env(std::move(impl)));
   return Status::OK();
@@ -202,6 +241,9 @@ const std::string& Env::path() const { return impl_->path; }
 const std::string& Env::data_path() const { return impl_->data_path; }
 unsigned Env::flags() const { return impl_->flags; }
 MDB_env* Env::native_handle() const { return impl_->env; }
+Status Env::coordination() const {
+  return impl_->file.region() != nullptr ? Status::OK() : impl_->file.region_error();
+}
 
 Status Env::copy_to_fd(int fd, bool compact) {
   return FromMdb(mdb_env_copyfd2(impl_->env, fd, compact ? MDB_CP_COMPACT : 0), "mdb_env_copyfd2",
@@ -215,12 +257,25 @@ void T0Gate::announce() {
   MutexLock lock(&mu_);
   announced_++;
   waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+  if (region_gate_ != nullptr && !region_closed_) {
+    // Another process's backup may hold the word: this one then waits
+    // without it (only one of them can own the job anyway).
+    uint32_t expected = 0;
+    region_closed_ = std::atomic_ref<uint32_t>(*region_gate_)
+                         .compare_exchange_strong(expected, own_word_, std::memory_order_acq_rel);
+  }
 }
 
 void T0Gate::done() {
   MutexLock lock(&mu_);
   done_++;
   waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
+  if (region_closed_ && announced_ == done_) {
+    uint32_t expected = own_word_;
+    std::atomic_ref<uint32_t>(*region_gate_).compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+    FutexWakeAll(region_gate_);
+    region_closed_ = false;
+  }
   cv_.SignalAll();
 }
 
@@ -229,6 +284,37 @@ void T0Gate::wait() {
   const uint64_t ahead = announced_;  // the backups this writer lets go first
   if (done_ < ahead) COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:yield");
   while (done_ < ahead) cv_.Wait(&mu_);
+}
+
+void T0Gate::Share(coord::Region* region) {
+  region_ = region;
+  region_gate_ = region != nullptr ? region->writer_gate() : nullptr;
+  own_word_ = region != nullptr ? region->BusyWord(/*copier=*/false) : 0;
+}
+
+// Another process's backup waits for the writer lock (docs/REGION.md,
+// "Writer gate"): wait until its word changes, at most kRemoteMaxWaitMs,
+// testing every poll whether it is gone (then clear its word).
+void T0Gate::wait_remote(uint32_t w) {
+  COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:gate");
+  std::atomic_ref<uint32_t> gate(*region_gate_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRemoteMaxWaitMs);
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:gate-timeout");
+      return;
+    }
+    const int left_ms = int(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
+    FutexWait(region_gate_, w, std::min(left_ms, SharedPages::kPollMs));
+    if (gate.load(std::memory_order_acquire) != w) return;
+    if (region_->PartyGone(w)) {
+      uint32_t expected = w;
+      gate.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+      FutexWakeAll(region_gate_);
+      return;
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -41,7 +41,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <future>
 #include <memory>
 #include <thread>
 
@@ -133,38 +132,21 @@ Status BackupSqlite(const std::string& source, const std::string& dest, const Ba
 Status BackupLmdb(const std::string& source, const std::string& dest, const BackupOptions& options,
                   ProgressBar* bar, Outcome* out) {
   std::unique_ptr<lmdb::Env> env;
-  // LMDB refuses backups of read-only envs (their writers are elsewhere),
-  // so the env is opened read-write; this process still writes nothing:
+  // A backup takes LMDB's writer lock for its begin-time instant, so the
+  // env is opened read-write; this process still writes nothing:
   // existing_only refuses a data.mdb that is not already an LMDB data file
   // (LMDB would initialize an empty one) before LMDB opens it.
   lmdb::EnvOptions env_options;
   env_options.existing_only = true;
   Status s = lmdb::Env::Open(source, env_options, &env);
   if (!s.ok()) return s;
-  // This process makes no commit, so a newer meta page at the end means
-  // another process wrote pages the hook never saw: checked on the copier
-  // thread before the archive is published. T0's txnid is known once
-  // start_backup returns, which may be after the copier got there.
-  lmdb::Env* e = env.get();
-  auto t0 = std::make_shared<std::promise<uint64_t>>();
-  BackupOptions checked = options;
-  checked.before_publish = [e, source, t0_txnid = t0->get_future().share()] {
-    lmdb::EnvInfo info;
-    Status s = e->info(&info);
-    if (s.ok() && info.last_txnid != t0_txnid.get()) {
-      s = Status::Corruption(
-          "another process committed to the environment during the backup (txnid " +
-              std::to_string(t0_txnid.get()) + " at T0, " + std::to_string(info.last_txnid) +
-              " at the end); writes from other processes are not intercepted, so the copy was "
-              "discarded: back up from inside the writing application, or retry when it is idle",
-          source);
-    }
-    return s;
-  };
+  // This process takes part in the environment's coordination region like
+  // every process writing it through cowbackup: their writes preserve
+  // pre-images for this job, and a commit by one that does not take part
+  // fails it (the library's end check, under the writer lock).
   std::unique_ptr<lmdb::BackupTask> task;
-  s = env->start_backup(dest, checked, &task);
+  s = env->start_backup(dest, options, &task);
   if (!s.ok()) return s;
-  t0->set_value(task->t0_txnid());
   lmdb::BackupResult result;
   {
     lmdb::BackupTask* t = task.get();

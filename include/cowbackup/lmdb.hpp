@@ -28,19 +28,27 @@
 //   overwrite before the copier got there has its pre-image saved first.
 //   The archive restores to a data.mdb whose newest meta page is T's.
 //   LMDB's writer mutex is not fair, so while a backup waits for it, write
-//   Txns of this process that Begin after it wait until it has taken T0:
-//   it waits for at most one txn per writer thread (docs/LMDB.md).
+//   Txns of this process that Begin after it wait until it has taken T0,
+//   and those of other attached processes up to 250 ms: it waits for at
+//   most one txn per writer thread (docs/LMDB.md).
+//
+// SEVERAL PROCESSES
+//   Every process that opens the env through this library (read-write,
+//   without MDB_WRITEMAP or MDB_NOLOCK) attaches to the env's coordination
+//   region and takes part in a backup any of them (or `cowbackup backup`)
+//   runs: its writes preserve pre-images for that job. A commit made by a
+//   process that takes no part (plain liblmdb, MDB_WRITEMAP) fails the
+//   backup by name (docs/LMDB.md, "Several processes").
 //
 // LIMITATIONS
-//   - Only writes made by this process, through this library, are seen.
-//     Another process writing the same env would change pages behind the
-//     hook's back; that cannot be detected, so do not back up an env that
-//     other processes write (read-only processes are fine).
+//   - A non-participant's write txn that spills pages into data.mdb and
+//     aborts is not detected (docs/LMDB.md).
 //   - MDB_WRITEMAP envs write through the memory map: backup refuses them
-//     (kNotSupported). Read-only envs are refused too (their writers are
-//     elsewhere).
-//   - backup() must not be called from a thread holding a write Txn of the
-//     same env (kBusy): it needs the writer mutex.
+//     (kNotSupported). Read-only envs are refused too (T0 needs the writer
+//     lock).
+//   - backup(), and BackupTask::wait(), must not be called from a thread
+//     holding a write Txn of the same env (kBusy): they need the writer
+//     mutex (T0, and the end check).
 //
 // TYPES
 //   LMDB's own types stay out of this header: keys and values are
@@ -172,6 +180,13 @@ class Env {
   Status start_backup(const std::string& dest, const BackupOptions& options,
                       std::unique_ptr<BackupTask>* task);
 
+  // OK if this Env takes part in backups any process runs (it is attached
+  // to the environment's coordination region, docs/LMDB.md "Several
+  // processes"), else why not: read-only, MDB_WRITEMAP or MDB_NOLOCK, or
+  // the region could not be attached. An Env that takes no part still
+  // backs up what only this process writes.
+  Status coordination() const;
+
   MDB_env* native_handle() const;
 
   struct Impl;
@@ -195,7 +210,9 @@ class BackupTask {
   uint64_t t0_txnid() const;
   void cancel();
   bool done() const;
-  // Waits for the end; the backup's final status.
+  // Waits for the end; the backup's final status. kBusy at once from a
+  // thread holding a write Txn of the env: the backup's end check needs the
+  // writer lock, so it cannot end before that txn does.
   Status wait(BackupResult* result = nullptr);
 
   struct Impl;

@@ -349,12 +349,14 @@ TEST_F(RegionProcessTest, WritersBusyWordIsGoneWhenItsHolderIsDeadOutsideOrRepla
   cmd.Send(kCmdLeave);
   ASSERT_TRUE(ack.Hear());
   EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "alive, but no thread of it is inside";
+  EXPECT_FALSE(owner->PartyGone(uint32_t(w))) << "alive: the party is there, inside or not";
   cmd.Send(kCmdEnter);
   ASSERT_TRUE(ack.Hear());
   EXPECT_FALSE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "inside again";
   ASSERT_EQ(::kill(child, SIGKILL), 0);
   ASSERT_TRUE(WIFSIGNALED(Wait(child)));
   EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "killed while inside";
+  EXPECT_TRUE(owner->PartyGone(uint32_t(w))) << "killed";
 
   // Another process takes the slot and goes inside: the old word is still
   // gone (its tag is the dead process's), the new one is not.
@@ -376,6 +378,9 @@ TEST_F(RegionProcessTest, WritersBusyWordIsGoneWhenItsHolderIsDeadOutsideOrRepla
   ASSERT_NE(w2, w) << "a later process in the slot has another tag";
   EXPECT_TRUE(owner->HolderGone(uint32_t(w), job.owner_slot)) << "the slot's new process is not the holder";
   EXPECT_FALSE(owner->HolderGone(uint32_t(w2), job.owner_slot));
+  EXPECT_TRUE(owner->PartyGone(uint32_t(w))) << "the slot's new process is another party";
+  EXPECT_FALSE(owner->PartyGone(uint32_t(w2)));
+  EXPECT_FALSE(owner->PartyGone(owner->BusyWord(false))) << "this Region itself";
   hold.CloseWrite();
   EXPECT_TRUE(WIFEXITED(Wait(next)));
   ASSERT_TRUE(owner->Finish().ok());

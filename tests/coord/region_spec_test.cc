@@ -55,6 +55,8 @@ TEST(RegionSpec, HeaderTableMatchesRegionFormatH) {
 TEST(RegionSpec, ArmedWordAndLockTablesMatch) {
   auto a = SpecTable("Armed word");
   EXPECT_EQ(a["armed"], Row(kOffArmed, 8));
+  auto g = SpecTable("Writer gate");
+  EXPECT_EQ(g["writer_gate"], Row(kOffWriterGate, 4));
   auto l = SpecTable("Lock bytes");
   ASSERT_EQ(l.size(), 4u);
   EXPECT_EQ(l["lock_init"], Row(kLockInit, 1));

@@ -79,6 +79,22 @@ TEST_F(RegionTest, LastDetachLeavesTheFileAndTheNextFirstOpenerKeepsIt) {
   EXPECT_EQ(r->recovery(), "");
 }
 
+TEST_F(RegionTest, WriterGateIsSharedAndAFirstOpenerClearsIt) {
+  auto a = Attach();
+  auto b = Attach();
+  ASSERT_TRUE(a && b);
+  auto gate = [](const std::unique_ptr<Region>& r) { return std::atomic_ref<uint32_t>(*r->writer_gate()); };
+  EXPECT_EQ(gate(a).load(), 0u);
+  gate(a).store(a->BusyWord(false));
+  EXPECT_EQ(gate(b).load(), a->BusyWord(false)) << "one word, mapped by every participant";
+  EXPECT_FALSE(b->PartyGone(gate(b).load()));
+  a.reset();
+  EXPECT_TRUE(b->PartyGone(gate(b).load())) << "its party detached";
+  b.reset();
+  auto c = Attach();  // the first opener: a dead party's word is cleared (R1)
+  EXPECT_EQ(gate(c).load(), 0u);
+}
+
 TEST_F(RegionTest, AllSlotsTakenIsBusy) {
   std::vector<std::unique_ptr<Region>> rs;
   for (uint32_t i = 0; i < kSlotCount; i++) {

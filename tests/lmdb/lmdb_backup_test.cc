@@ -162,6 +162,26 @@ TEST(LmdbBackup, FromTheWritingThreadIsBusyNotADeadlock) {
   EXPECT_OK(env->backup(dir.path() + "/a.cowbak", BackupOptions{}));
 }
 
+// The end check takes the writer lock (every commit since T0 must have
+// been seen), so waiting for a backup while holding a write txn of the env
+// would wait for ourselves: wait() says so instead, and the backup ends
+// once the txn is gone.
+TEST(LmdbBackup, WaitFromTheWritingThreadIsBusyNotADeadlock) {
+  TempDir dir;
+  auto env = OpenEnv(dir.subdir("env"), 0, 64 << 20);
+  const Dbi dbi = MainDbi(*env);
+  uint64_t k = 0;
+  for (int i = 0; i < 50; ++i) ASSERT_OK(CommitNext(*env, dbi, 1500, 0, &k));
+  std::unique_ptr<BackupTask> task;
+  ASSERT_OK(env->start_backup(dir.path() + "/a.cowbak", Throttled(1), &task));
+  Txn txn;
+  ASSERT_OK(Txn::Begin(*env, &txn));
+  Status s = task->wait();
+  EXPECT_TRUE(s.IsBusy()) << s.ToString();
+  txn.abort();
+  EXPECT_OK(task->wait());
+}
+
 // Writers, readers and backups at once. Every backup restores to a valid
 // env holding a committed prefix 1..K with K inside the call/return window.
 //

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,6 +66,15 @@ class Pipe {
     }
     return n == 1;
   }
+  // Hear(), waiting at most `timeout_ms`: false on a timeout too, so a
+  // child that never tells cannot hang the test.
+  bool HearWithin(int timeout_ms) {
+    struct pollfd p = {fd_[0], POLLIN, 0};
+    int n;
+    while ((n = ::poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+    }
+    return n > 0 && Hear();
+  }
   // One value, sent whole (a pipe write of at most PIPE_BUF bytes is atomic).
   void Send(uint64_t v) { EXPECT_EQ(::write(fd_[1], &v, sizeof v), ssize_t(sizeof v)); }
   // False at end of input.
@@ -85,6 +95,7 @@ class Pipe {
     }
     return out;
   }
+  int read_fd() const { return fd_[0]; }
   int write_fd() const { return fd_[1]; }
   void CloseRead() {
     if (fd_[0] >= 0) ::close(fd_[0]);

@@ -1,0 +1,245 @@
+#include "lmdb/file_hook.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "backup/db_image.h"
+
+namespace cowbackup::lmdb {
+
+namespace {
+
+// The txnid a write to data.mdb carries into a meta page (the bytes at
+// kMetaTxnidOffset of page 0 or 1, all within the write's buffers), if it
+// carries one. LMDB writes it in host byte order.
+bool MetaTxnid(uint64_t offset, const struct iovec* iov, int iovcnt, uint32_t page_size, uint64_t* txnid) {
+  uint64_t bytes = 0;
+  for (int i = 0; i < iovcnt; ++i) bytes += iov[i].iov_len;
+  bool found = false;
+  for (uint64_t pgno = 0; pgno < 2; ++pgno) {
+    const uint64_t field = pgno * page_size + kMetaTxnidOffset;
+    if (field < offset || field + 8 > offset + bytes) continue;
+    uint8_t buf[8];
+    uint64_t skip = field - offset;
+    size_t got = 0;
+    for (int i = 0; i < iovcnt && got < sizeof buf; ++i) {
+      const uint64_t n = iov[i].iov_len;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      const size_t take = size_t(std::min<uint64_t>(n - skip, sizeof buf - got));
+      memcpy(buf + got, static_cast<const uint8_t*>(iov[i].iov_base) + skip, take);
+      got += take;
+      skip = 0;
+    }
+    uint64_t v = 0;
+    memcpy(&v, buf, sizeof v);
+    *txnid = found ? std::max(*txnid, v) : v;
+    found = true;
+  }
+  return found;
+}
+
+// One step of commit tracking (file_hook.h): a meta-page write carrying
+// txnid `v` after `last_ref` (mod 2^32). OK if it is the next commit, else
+// why not. Stores `v`.
+Status TxnidStep(std::atomic_ref<uint32_t> last_ref, uint64_t v, const std::string& path) {
+  const uint32_t last = last_ref.load(std::memory_order_relaxed);
+  last_ref.store(uint32_t(v), std::memory_order_relaxed);
+  const uint32_t ahead = uint32_t(v) - last;  // wraps like the counter
+  if (ahead == 1) return Status::OK();
+  char buf[400];
+  if (ahead == 0 || ahead >= 0x80000000u) {
+    // Back (or the same): mdb_env_write_meta restores the older meta page
+    // after its write failed.
+    snprintf(buf, sizeof buf,
+             "a meta page of data.mdb was rewritten with txnid %llu after txnid %llu was committed "
+             "(LMDB restores the older meta page when writing the new one failed): the copy was "
+             "discarded",
+             (unsigned long long)v, (unsigned long long)(v + (last - uint32_t(v))));
+  } else {
+    snprintf(buf, sizeof buf,
+             "another process committed to the environment during the backup without taking part "
+             "in it: a commit with txnid %llu followed txnid %llu, so %u commit(s) in between "
+             "reached data.mdb unseen (a process using liblmdb directly, not through the cowbackup "
+             "LMDB library, one with MDB_WRITEMAP or MDB_NOLOCK, or one that could not attach to "
+             "the coordination region); the copy was discarded",
+             (unsigned long long)v, (unsigned long long)(v - ahead), ahead - 1);
+  }
+  return Status::Corruption(buf, path);
+}
+
+}  // namespace
+
+// This process's part in a job another process owns.
+struct FileHook::Part {
+  uint64_t word = 0;  // the job's armed word, without the failed bit
+  std::unique_ptr<coord::Participation> p;  // null: could not join (the job was failed)
+  std::unique_ptr<EnvSource> source;
+};
+
+FileHook::~FileHook() {
+  MutexLock lock(&part_mu_);
+  part_.reset();  // before the region it refers to
+}
+
+void FileHook::Open(int data_fd, const struct stat& data, const std::string& data_path, uint32_t page_size,
+                    const std::string& region_path, const std::string& why_not) {
+  data_fd_ = data_fd;
+  page_size_ = page_size;
+  data_path_ = data_path;
+  if (region_path.empty()) {
+    region_error_ = Status::NotSupported(why_not, data_path);
+    return;
+  }
+  // data.mdb's fstat, not a descriptor of our own: closing one would drop
+  // this process's POSIX locks on the inode (LMDB's are on lock.mdb, but
+  // an application's may not be).
+  region_error_ = coord::Region::Attach(region_path, data, coord::AttachOptions(), &region_);
+}
+
+Status FileHook::Arm(uint64_t word, const std::string& t0, uint64_t t0_txnid, coord::Participation* part) {
+  {
+    MutexLock lock(&error_mu_);
+    tracking_error_ = Status::OK();
+  }
+  tracking_failed_.store(false, std::memory_order_relaxed);
+  SharedPages* shared = part != nullptr ? &part->pages() : nullptr;
+  if (shared != nullptr) shared->counter().store(uint32_t(t0_txnid), std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(last_txnid_).store(uint32_t(t0_txnid), std::memory_order_relaxed);
+  own_part_.store(part, std::memory_order_release);
+  own_shared_.store(shared, std::memory_order_release);
+  if (region_ == nullptr) {
+    local_armed_.store(1, std::memory_order_release);
+    return Status::OK();
+  }
+  own_word_.store(word, std::memory_order_release);
+  Status s = region_->Arm(t0);
+  if (!s.ok()) own_word_.store(0, std::memory_order_release);
+  return s;
+}
+
+void FileHook::Disarm() {
+  if (region_ == nullptr) {
+    local_armed_.store(0, std::memory_order_release);
+  } else {
+    if (region_->owns_job()) (void)region_->Finish();  // an error leaves it dead (R4): the same end
+    own_word_.store(0, std::memory_order_release);
+    // Our own writers leave the job promptly once its word is gone: after
+    // this, nothing of this process touches the job's page table.
+    region_->AwaitOwnLeave();
+  }
+  own_shared_.store(nullptr, std::memory_order_release);
+  own_part_.store(nullptr, std::memory_order_release);
+}
+
+Status FileHook::TrackingError() const {
+  if (!tracking_failed_.load(std::memory_order_acquire)) return Status::OK();
+  MutexLock lock(&error_mu_);
+  return tracking_error_;
+}
+
+uint32_t FileHook::LastTxnid() const { return LastRef().load(std::memory_order_relaxed); }
+
+void FileHook::SetTrackingError(const Status& why) noexcept {
+  {
+    MutexLock lock(&error_mu_);
+    if (!tracking_failed_.load(std::memory_order_relaxed)) tracking_error_ = why;
+    tracking_failed_.store(true, std::memory_order_release);
+  }
+  // A shared job fails for every party, and its copier stops.
+  if (coord::Participation* part = own_part_.load(std::memory_order_acquire)) part->fail(why);
+}
+
+void FileHook::SlowWrite(uint64_t offset, const struct iovec* iov, int iovcnt, uint64_t len,
+                         bool truncate) noexcept {
+  if (region_ == nullptr) {  // only this process's jobs
+    OwnWrite(offset, iov, iovcnt, len, truncate);
+    return;
+  }
+  const uint64_t word = region_->load_armed();
+  if (word == 0 || !region_->Enter(word)) return;  // the job ended meanwhile
+  if ((word & ~coord::layout::kFailedBit) == own_word_.load(std::memory_order_acquire)) {
+    OwnWrite(offset, iov, iovcnt, len, truncate);
+  } else if ((word & coord::layout::kFailedBit) == 0) {
+    if (std::shared_ptr<Part> part = JoinedPart(word)) TakePart(*part, offset, iov, iovcnt, len, truncate);
+  }
+  region_->Leave();
+}
+
+void FileHook::OwnWrite(uint64_t offset, const struct iovec* iov, int iovcnt, uint64_t len,
+                        bool truncate) noexcept {
+  if (truncate) {
+    hook.before_truncate(offset);
+    return;
+  }
+  hook.before_write(offset, len);
+  uint64_t txnid = 0;
+  if (!MetaTxnid(offset, iov, iovcnt, page_size_, &txnid)) return;
+  try {
+    Status s = TxnidStep(LastRef(), txnid, data_path_);
+    if (!s.ok()) SetTrackingError(s);
+  } catch (...) {
+    SetTrackingError(Status::IOError("out of memory while tracking commits", data_path_));
+  }
+}
+
+// Inside the job (Region::Enter), so it cannot end and be replaced while
+// we join it: the section read here is the job whose word we saw.
+std::shared_ptr<FileHook::Part> FileHook::JoinedPart(uint64_t word) {
+  try {
+    MutexLock lock(&part_mu_);
+    if (part_ != nullptr && part_->word == word) return part_;
+    coord::Job job;
+    Status s = region_->ReadJob(&job);
+    if (!s.ok() || job.state != coord::JobState::kRunning || coord::ArmedValue(job.job_id) != word) {
+      return nullptr;  // ended or damaged: this write goes ahead, the next looks again
+    }
+    auto part = std::make_shared<Part>();
+    part->word = word;
+    unsigned page_size = 0;
+    unsigned long long txnid = 0;
+    if (sscanf(job.t0.c_str(), "lmdb1 %u %llu", &page_size, &txnid) != 2) {
+      s = Status::Corruption("the job's T0 facts are not an LMDB job's: \"" + job.t0.substr(0, 40) + "\"",
+                             region_->path());
+    } else if (page_size != page_size_) {
+      s = Status::Corruption("the job's T0 facts give page size " + std::to_string(page_size) +
+                                 ", this process's environment has " + std::to_string(page_size_),
+                             region_->path());
+    } else {
+      s = coord::Participation::Join(region_.get(), word, job, page_size_, &part->p);
+    }
+    if (!s.ok()) {
+      // A job we cannot honour must not publish a copy that lacks our writes.
+      region_->FailArmedJob(word);
+      part->p.reset();
+    } else {
+      part->source = std::make_unique<EnvSource>(data_fd_, page_size_, data_path_);
+    }
+    part_ = part;
+    return part;
+  } catch (...) {
+    region_->FailArmedJob(word);  // out of memory: fail it rather than miss a write
+    return nullptr;
+  }
+}
+
+void FileHook::TakePart(const Part& part, uint64_t offset, const struct iovec* iov, int iovcnt, uint64_t len,
+                        bool truncate) noexcept {
+  if (part.p == nullptr || !part.p->job_current()) return;
+  SharedPages& pages = part.p->pages();
+  const PageRange range = truncate ? PageRange{offset / page_size_, pages.pages()}
+                                   : PageRange::FromBytes(offset, len, page_size_);
+  (void)pages.WriteThrough(range, part.source.get(), part.p->volume(), page_size_);
+  uint64_t txnid = 0;
+  if (truncate || !MetaTxnid(offset, iov, iovcnt, page_size_, &txnid)) return;
+  try {
+    Status s = TxnidStep(pages.counter(), txnid, data_path_);
+    if (!s.ok()) part.p->fail(s);
+  } catch (...) {
+    part.p->fail(Status::IOError("out of memory while tracking commits", data_path_));
+  }
+}
+
+}  // namespace cowbackup::lmdb
