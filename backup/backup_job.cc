@@ -225,8 +225,9 @@ Status BackupJob::Run() {
 
 std::string BackupJob::volume_path() const {
   if (!volume_) return "";
-  const std::string& p = volume_->path();
+  std::string p = volume_->path();
   if (!p.empty() && p[0] == '/') return p;
+  while (p.rfind("./", 0) == 0) p.erase(0, 2);
   char cwd[4096];
   return ::getcwd(cwd, sizeof cwd) != nullptr ? std::string(cwd) + "/" + p : p;
 }

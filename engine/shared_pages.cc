@@ -1,12 +1,9 @@
 #include "engine/shared_pages.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 
+#include "engine/futex.h"
 #include "engine/sync_point.h"
 
 namespace cowbackup {
@@ -264,7 +261,7 @@ Status SharedPages::LostStatus() const {
 void SharedPages::Wake() {
   u32(kOffWakeSeq).fetch_add(1, std::memory_order_seq_cst);
   if (u32(kOffWaiters).load(std::memory_order_seq_cst) != 0) {
-    ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+    FutexWakeAll(reinterpret_cast<uint32_t*>(area_ + kOffWakeSeq));
   }
 }
 
@@ -272,8 +269,7 @@ void SharedPages::Sleep(uint32_t seq) {
   u32(kOffWaiters).fetch_add(1, std::memory_order_seq_cst);
   // FUTEX_WAIT re-reads the word in the kernel: a Wake() after our load of
   // `seq` changed it, so the call returns at once instead of sleeping.
-  struct timespec ts = {0, kPollMs * 1000000L};
-  ::syscall(SYS_futex, area_ + kOffWakeSeq, FUTEX_WAIT, seq, &ts, nullptr, 0);
+  FutexWait(reinterpret_cast<uint32_t*>(area_ + kOffWakeSeq), seq, kPollMs);
   u32(kOffWaiters).fetch_sub(1, std::memory_order_acq_rel);
 }
 
