@@ -7,12 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "engine/clock.h"
 #include "engine/encoding.h"
+#include "engine/futex.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 
@@ -740,6 +742,44 @@ Status Region::ReadProgress(const Job& job, JobProgress* out) {
     }
   }
   return s;
+}
+
+// ---- The writer gate (docs/REGION.md, "Writer gate") ----
+
+bool Region::CloseWriterGate() noexcept {
+  if (map_ == nullptr || !attached_) return false;
+  uint32_t expected = 0;
+  return std::atomic_ref<uint32_t>(*gate_).compare_exchange_strong(expected, BusyWord(false),
+                                                                   std::memory_order_acq_rel);
+}
+
+void Region::OpenWriterGate() noexcept {
+  if (map_ == nullptr || !attached_) return;
+  uint32_t expected = BusyWord(false);
+  std::atomic_ref<uint32_t>(*gate_).compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+  FutexWakeAll(gate_);
+}
+
+void Region::WaitAtWriterGate(uint32_t w) noexcept {
+  COWBACKUP_SYNC_POINT("Region::writer_gate:wait");
+  std::atomic_ref<uint32_t> gate(*gate_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWriterGateMaxWaitMs);
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      COWBACKUP_SYNC_POINT("Region::writer_gate:timeout");
+      return;
+    }
+    const int left_ms = int(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
+    FutexWait(gate_, w, std::min(left_ms, SharedPages::kPollMs));
+    if (gate.load(std::memory_order_acquire) != w) return;
+    if (PartyGone(w)) {
+      uint32_t expected = w;
+      gate.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+      FutexWakeAll(gate_);
+      return;
+    }
+  }
 }
 
 }  // namespace cowbackup::coord

@@ -128,6 +128,20 @@ class Region {
   // private zero while not mapped. The front end's protocol
   // (docs/REGION.md, "Writer gate").
   uint32_t* writer_gate() const noexcept { return gate_; }
+  // The gate's protocol, for every front end. A backup about to wait for
+  // the writer lock: CloseWriterGate() (true if this call set the word; if
+  // another party holds it, the backup waits without it), then, once it
+  // has had the lock and released it, OpenWriterGate() (clears the word if
+  // it is this slot's, wakes the waiters). A writer, before it asks for the
+  // writer lock: BeforeWriterLock(), one acquire load while the gate is
+  // open or this process's own.
+  bool CloseWriterGate() noexcept;
+  void OpenWriterGate() noexcept;
+  void BeforeWriterLock() noexcept {
+    const uint32_t w = std::atomic_ref<uint32_t>(*gate_).load(std::memory_order_acquire);
+    if (w != 0 && w != BusyWord(false)) [[unlikely]] WaitAtWriterGate(w);
+  }
+  static constexpr int kWriterGateMaxWaitMs = 250;
   // True if the party of busy word `w` (a writer's: BusyWord(false)) has
   // detached or died: its slot lock is free, or held by a later process.
   // Takes no lock, like HolderGone.
@@ -242,6 +256,9 @@ class Region {
   }
   // ClaimJob's wait for every live slot's Inside count to reach 0.
   Status DrainLocked() REQUIRES(mu_);
+  // BeforeWriterLock's wait: until the word is no longer `w`, at most
+  // kWriterGateMaxWaitMs, clearing it if its party is gone.
+  void WaitAtWriterGate(uint32_t w) noexcept;
   // seq_cst, not release: a disarm is the store half of Enter's Dekker pair
   // with DrainLocked, so it must not pass DrainLocked's loads of the counts.
   void StoreArmed(uint64_t v) { std::atomic_ref<uint64_t>(*armed_).store(v, std::memory_order_seq_cst); }

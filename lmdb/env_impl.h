@@ -44,18 +44,16 @@ struct BackupRun;
 // the first announce() also sets the region's writer gate word to this
 // process's busy word, and the last done() clears it; a write txn of any
 // attached process that finds another process's word there waits until it
-// changes, at most kRemoteMaxWaitMs, and clears it if that process is gone
-// (docs/REGION.md, "Writer gate").
+// changes, at most Region::kWriterGateMaxWaitMs, and clears it if that
+// process is gone (docs/REGION.md, "Writer gate"; coord::Region holds the
+// one implementation, which the SQLite shim uses too).
 class T0Gate {
  public:
   // Before a write txn takes the writer lock. The idle path is one
   // acquire load of each gate word.
   void before_write_txn() {
     if (waiting_.load(std::memory_order_acquire) != 0) [[unlikely]] wait();
-    if (region_gate_ != nullptr) {
-      const uint32_t w = std::atomic_ref<uint32_t>(*region_gate_).load(std::memory_order_acquire);
-      if (w != 0 && w != own_word_) [[unlikely]] wait_remote(w);
-    }
+    if (region_ != nullptr) region_->BeforeWriterLock();
   }
   // A backup is about to wait for the writer lock / has taken T0 and
   // released it (or failed). Every announce() is matched by one done().
@@ -64,11 +62,9 @@ class T0Gate {
   // At Env::Open, before any txn: the region whose writer gate this
   // process's backups close and its writers honour.
   void Share(coord::Region* region);
-  static constexpr int kRemoteMaxWaitMs = 250;
 
  private:
   void wait();
-  void wait_remote(uint32_t w);
   std::atomic<uint32_t> waiting_{0};  // announced - done, for the idle path
   Mutex mu_;
   CondVar cv_;  // signalled by done()
@@ -77,8 +73,6 @@ class T0Gate {
   bool region_closed_ GUARDED_BY(mu_) = false;  // this process set the region's word
   // Set by Share() before any txn, then only read.
   coord::Region* region_ = nullptr;
-  uint32_t* region_gate_ = nullptr;
-  uint32_t own_word_ = 0;
 };
 
 struct Env::Impl {

@@ -257,13 +257,9 @@ void T0Gate::announce() {
   MutexLock lock(&mu_);
   announced_++;
   waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
-  if (region_gate_ != nullptr && !region_closed_) {
-    // Another process's backup may hold the word: this one then waits
-    // without it (only one of them can own the job anyway).
-    uint32_t expected = 0;
-    region_closed_ = std::atomic_ref<uint32_t>(*region_gate_)
-                         .compare_exchange_strong(expected, own_word_, std::memory_order_acq_rel);
-  }
+  // Another process's backup may hold the word: this one then waits
+  // without it (only one of them can own the job anyway).
+  if (region_ != nullptr && !region_closed_) region_closed_ = region_->CloseWriterGate();
 }
 
 void T0Gate::done() {
@@ -271,9 +267,7 @@ void T0Gate::done() {
   done_++;
   waiting_.store(uint32_t(announced_ - done_), std::memory_order_release);
   if (region_closed_ && announced_ == done_) {
-    uint32_t expected = own_word_;
-    std::atomic_ref<uint32_t>(*region_gate_).compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
-    FutexWakeAll(region_gate_);
+    region_->OpenWriterGate();
     region_closed_ = false;
   }
   cv_.SignalAll();
@@ -286,36 +280,7 @@ void T0Gate::wait() {
   while (done_ < ahead) cv_.Wait(&mu_);
 }
 
-void T0Gate::Share(coord::Region* region) {
-  region_ = region;
-  region_gate_ = region != nullptr ? region->writer_gate() : nullptr;
-  own_word_ = region != nullptr ? region->BusyWord(/*copier=*/false) : 0;
-}
-
-// Another process's backup waits for the writer lock (docs/REGION.md,
-// "Writer gate"): wait until its word changes, at most kRemoteMaxWaitMs,
-// testing every poll whether it is gone (then clear its word).
-void T0Gate::wait_remote(uint32_t w) {
-  COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:gate");
-  std::atomic_ref<uint32_t> gate(*region_gate_);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRemoteMaxWaitMs);
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
-      COWBACKUP_SYNC_POINT("lmdb::Txn::Begin:gate-timeout");
-      return;
-    }
-    const int left_ms = int(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
-    FutexWait(region_gate_, w, std::min(left_ms, SharedPages::kPollMs));
-    if (gate.load(std::memory_order_acquire) != w) return;
-    if (region_->PartyGone(w)) {
-      uint32_t expected = w;
-      gate.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
-      FutexWakeAll(region_gate_);
-      return;
-    }
-  }
-}
+void T0Gate::Share(coord::Region* region) { region_ = region; }
 
 // ---------------------------------------------------------------------------
 // Txn

@@ -78,6 +78,11 @@ void FileState::ReattachAfterFork() {
   own_word_.store(0, std::memory_order_relaxed);
   local_armed_.store(0, std::memory_order_relaxed);
   part_.reset();
+  // The parent's backups, not the child's: no gate of theirs is the child's to open.
+  shared_wanted_.store(0, std::memory_order_relaxed);
+  ckpt_wanted_.store(0, std::memory_order_relaxed);
+  gates_closed_ = 0;
+  region_closed_gate_ = false;
   AttachRegion();
 }
 
@@ -236,14 +241,23 @@ Status FileState::FileSize(uint64_t* bytes) {
   return Status::OK();
 }
 
+// With a region, the first backup of this process to close a gate also
+// closes the region's writer gate, which holds writers of the other
+// attached processes the same way (docs/REGION.md, "Writer gate"); the
+// last to open one opens it.
 void FileState::CloseGate(std::atomic<uint32_t>& wanted) {
   MutexLock lock(&gate_mu_);
   wanted.fetch_add(1, std::memory_order_release);
+  if (region_ != nullptr && gates_closed_++ == 0) region_closed_gate_ = region_->CloseWriterGate();
 }
 
 void FileState::OpenGate(std::atomic<uint32_t>& wanted) {
   MutexLock lock(&gate_mu_);
   wanted.fetch_sub(1, std::memory_order_release);
+  if (region_ != nullptr && --gates_closed_ == 0 && region_closed_gate_) {
+    region_->OpenWriterGate();
+    region_closed_gate_ = false;
+  }
   gate_cv_.SignalAll();
 }
 

@@ -178,12 +178,14 @@ class FileState {
   // waits for it, at most kGateMaxWaitMs. One acquire load when none waits.
   void BeforeExclusive() {
     if (shared_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup(shared_wanted_);
+    if (region_ != nullptr) region_->BeforeWriterLock();  // another process's backup
   }
   // The same for a connection's request for the WAL checkpoint lock, which
   // the end check takes first (LockWal): SQLite's checkpoint does not retry
   // that lock, it returns SQLITE_BUSY at once.
   void BeforeCheckpointLock() {
     if (ckpt_wanted_.load(std::memory_order_acquire) != 0) [[unlikely]] YieldToBackup(ckpt_wanted_);
+    if (region_ != nullptr) region_->BeforeWriterLock();
   }
   // True while a backup wants or holds the WAL lock `slot`: a request that
   // found it busy meanwhile (it passed the gate just before it closed) waits
@@ -311,6 +313,8 @@ class FileState {
   std::atomic<uint32_t> ckpt_wanted_{0};
   Mutex gate_mu_;
   CondVar gate_cv_;  // signalled when the gate opens
+  int gates_closed_ GUARDED_BY(gate_mu_) = 0;          // CloseGate calls not yet opened
+  bool region_closed_gate_ GUARDED_BY(gate_mu_) = false;  // this process set the region's writer gate
 
   std::once_flag region_once_;  // AttachRegion, on the first Acquire
   std::unique_ptr<coord::Region> region_;

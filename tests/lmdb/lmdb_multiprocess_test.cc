@@ -550,8 +550,8 @@ TEST_F(LmdbMultiProcess, WriterInAnotherProcessWaitsAtTheGate) {
     std::atomic<bool> timed_out{false};
     sync::SetCallback([&](const char* name) {
       const std::string n = name;
-      if (n == "lmdb::Txn::Begin:gate") c_gated.Tell();
-      if (n == "lmdb::Txn::Begin:gate-timeout") timed_out.store(true);
+      if (n == "Region::writer_gate:wait") c_gated.Tell();
+      if (n == "Region::writer_gate:timeout") timed_out.store(true);
     });
     Txn txn;
     Status s = Txn::Begin(*env, &txn);
@@ -586,7 +586,7 @@ TEST_F(LmdbMultiProcess, WriterInAnotherProcessWaitsAtTheGate) {
 
 // Writer processes committing back to back: the commits that get the
 // writer lock while a backup waits for it are one per writer process
-// already past the gate, plus one per process for each kRemoteMaxWaitMs
+// already past the gate, plus one per process for each Region::kWriterGateMaxWaitMs
 // the backup waited (a gate wait is bounded). Without the gate: hundreds
 // to thousands. The figures are printed.
 TEST_F(LmdbMultiProcess, T0IsNotStarvedByWriterProcesses) {
@@ -614,7 +614,7 @@ TEST_F(LmdbMultiProcess, T0IsNotStarvedByWriterProcesses) {
     const uint64_t ahead = task->t0_txnid() - at_announce.load();
     task->cancel();
     (void)task->wait();
-    const uint64_t bound = kWriters * (1 + uint64_t(wait_ms) / T0Gate::kRemoteMaxWaitMs);
+    const uint64_t bound = kWriters * (1 + uint64_t(wait_ms) / coord::Region::kWriterGateMaxWaitMs);
     EXPECT_LE(ahead, bound) << "backup " << i << " waited " << wait_ms << " ms; " << ahead
                             << " commits got the writer lock ahead of it";
     worst_ms = std::max(worst_ms, wait_ms);

@@ -3,13 +3,17 @@
 // own, and a job another process runs shows in this process's job list
 // (cowbackup_jobs reads ListJobs).
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "coord/region.h"
 #include "cowbackup/sqlite.hpp"
+#include "engine/sync_point.h"
 #include "sqlite/sqlite_test_util.h"
 #include "test_util/processes.h"
 
@@ -125,6 +129,57 @@ TEST_F(ForkTest, AnotherProcesssJobIsListedWithItsOwner) {
   for (const cowbackup::sqlite::JobInfo& j : cowbackup::sqlite::ListJobs()) {
     EXPECT_NE(j.owner_pid, child) << "a finished job of another process is still listed";
   }
+  sqlite3_close(db);
+}
+
+// The begin-time gate across processes (docs/REGION.md, "Writer gate"): a
+// backup waiting for SHARED closes the region's writer gate, and a writer
+// process asking for EXCLUSIVE meanwhile waits there instead of taking
+// PENDING, so the backup gets its lock between two commits. The backup is
+// held at its gate-closed step until the writer process reports it was held.
+TEST_F(ForkTest, AWriterProcessWaitsAtTheGateWhileABackupWantsItsLock) {
+  const std::string path = dir_ / "gate.db";
+  sqlite3* db = MakeDbInMode(path, 200, "DELETE");
+  Pipe gated, committing;
+  std::atomic<bool>* stop = static_cast<std::atomic<bool>*>(
+      mmap(nullptr, sizeof(std::atomic<bool>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(stop, MAP_FAILED);
+  new (stop) std::atomic<bool>(false);
+  const pid_t child = Spawn([&] {
+    ::alarm(60);
+    bool told = false;
+    sync::SetCallback([&](const char* name) {
+      if (!told && strcmp(name, "Region::writer_gate:wait") == 0) {
+        told = true;
+        gated.Tell();
+      }
+    });
+    sqlite3* w = Open(path);
+    committing.Tell();
+    for (int i = 0; !stop->load(); i++) {
+      if (!Exec(w, "UPDATE t SET v = randomblob(100) WHERE id = " + std::to_string(1 + i % 200)).empty()) return 2;
+    }
+    sqlite3_close(w);
+    return told ? 0 : 3;
+  });
+  gated.CloseWrite();
+  committing.CloseWrite();
+  ASSERT_TRUE(committing.Hear());
+  bool held = false;
+  sync::SetCallback([&](const char* name) {
+    // Gate closed, SHARED not asked for yet: wait for the writer process
+    // to arrive at the gate (bounded: a writer that never comes fails below).
+    if (strcmp(name, "FileState::LockShared:waiting") == 0 && !held) held = gated.HearWithin(20000);
+  });
+  Summary summary;
+  Status s = cowbackup::sqlite::Backup(db, "main", dir_ / "gate.cowbak", BackupOptions(), &summary);
+  sync::SetCallback(nullptr);
+  stop->store(true);
+  const int status = Wait(child);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(held) << "the writer process never waited at the region's writer gate";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  munmap(stop, sizeof(std::atomic<bool>));
   sqlite3_close(db);
 }
 
