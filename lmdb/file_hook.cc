@@ -97,6 +97,7 @@ void FileHook::Open(int data_fd, const struct stat& data, const std::string& dat
   // this process's POSIX locks on the inode (LMDB's are on lock.mdb, but
   // an application's may not be).
   region_error_ = coord::Region::Attach(region_path, data, coord::AttachOptions(), &region_);
+  armed_.Bind(region_.get());
 }
 
 Status FileHook::Arm(uint64_t word, const std::string& t0, uint64_t t0_txnid, coord::Participation* part) {
@@ -110,26 +111,11 @@ Status FileHook::Arm(uint64_t word, const std::string& t0, uint64_t t0_txnid, co
   std::atomic_ref<uint32_t>(last_txnid_).store(uint32_t(t0_txnid), std::memory_order_relaxed);
   own_part_.store(part, std::memory_order_release);
   own_shared_.store(shared, std::memory_order_release);
-  if (region_ == nullptr) {
-    local_armed_.store(1, std::memory_order_release);
-    return Status::OK();
-  }
-  own_word_.store(word, std::memory_order_release);
-  Status s = region_->Arm(t0);
-  if (!s.ok()) own_word_.store(0, std::memory_order_release);
-  return s;
+  return armed_.Arm(word, t0);
 }
 
 void FileHook::Disarm() {
-  if (region_ == nullptr) {
-    local_armed_.store(0, std::memory_order_release);
-  } else {
-    if (region_->owns_job()) (void)region_->Finish();  // an error leaves it dead (R4): the same end
-    own_word_.store(0, std::memory_order_release);
-    // Our own writers leave the job promptly once its word is gone: after
-    // this, nothing of this process touches the job's page table.
-    region_->AwaitOwnLeave();
-  }
+  armed_.Disarm();
   own_shared_.store(nullptr, std::memory_order_release);
   own_part_.store(nullptr, std::memory_order_release);
 }
@@ -160,7 +146,7 @@ void FileHook::SlowWrite(uint64_t offset, const struct iovec* iov, int iovcnt, u
   }
   const uint64_t word = region_->load_armed();
   if (word == 0 || !region_->Enter(word)) return;  // the job ended meanwhile
-  if ((word & ~coord::layout::kFailedBit) == own_word_.load(std::memory_order_acquire)) {
+  if (armed_.own(word)) {
     OwnWrite(offset, iov, iovcnt, len, truncate);
   } else if ((word & coord::layout::kFailedBit) == 0) {
     if (std::shared_ptr<Part> part = JoinedPart(word)) TakePart(*part, offset, iov, iovcnt, len, truncate);

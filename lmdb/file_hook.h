@@ -52,6 +52,7 @@
 #include <memory>
 #include <string>
 
+#include "coord/armed_word.h"
 #include "coord/participation.h"
 #include "coord/region.h"
 #include "cowbackup/status.h"
@@ -121,9 +122,7 @@ class FileHook {
   uint32_t LastTxnid() const;
 
  private:
-  uint64_t ArmedWord() const noexcept {
-    return region_ != nullptr ? region_->load_armed() : local_armed_.load(std::memory_order_acquire);
-  }
+  uint64_t ArmedWord() const noexcept { return armed_.load(); }
   void SlowWrite(uint64_t offset, const struct iovec* iov, int iovcnt, uint64_t len, bool truncate) noexcept;
   // A write of this process's own job.
   void OwnWrite(uint64_t offset, const struct iovec* iov, int iovcnt, uint64_t len, bool truncate) noexcept;
@@ -145,10 +144,7 @@ class FileHook {
   std::unique_ptr<coord::Region> region_;
   Status region_error_;
 
-  // Without a region: this process's job armed (1) or not (0).
-  std::atomic<uint64_t> local_armed_{0};
-  // With a region: the word of this process's own job, 0 if none.
-  std::atomic<uint64_t> own_word_{0};
+  coord::ArmedWord armed_;  // bound to region_ by Open
   // This process's job's shared table, or null (then last_txnid_ counts).
   std::atomic<SharedPages*> own_shared_{nullptr};
   std::atomic<coord::Participation*> own_part_{nullptr};

@@ -75,8 +75,6 @@ void FileState::ReattachAfterFork() {
     // child may have held its mutex at the fork.
     (void)region_.release();
   }
-  own_word_.store(0, std::memory_order_relaxed);
-  local_armed_.store(0, std::memory_order_relaxed);
   part_.reset();
   // The parent's backups, not the child's: no gate of theirs is the child's to open.
   shared_wanted_.store(0, std::memory_order_relaxed);
@@ -108,6 +106,7 @@ FileState* FileState::Acquire(dev_t dev, ino_t ino, const std::string& path, sql
 }
 
 void FileState::AttachRegion() {
+  armed_.Bind(nullptr);  // a private word until (and unless) the region is attached
   struct stat st;
   if (::stat(path_.c_str(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
     region_error_ = Status::NotFound("no coordination region: the database's name no longer leads to it",
@@ -115,6 +114,7 @@ void FileState::AttachRegion() {
     return;
   }
   region_error_ = coord::Region::Attach(coord::RegionPathForSqlite(path_), st, coord::AttachOptions(), &region_);
+  armed_.Bind(region_.get());
 }
 
 bool FileState::IsOpen(dev_t dev, ino_t ino) {
@@ -621,29 +621,6 @@ struct FileState::Part {
   std::unique_ptr<ShimSource> source;
 };
 
-Status FileState::Arm(uint64_t word, const std::string& t0) {
-  if (region_ == nullptr) {
-    local_armed_.store(1, std::memory_order_release);
-    return Status::OK();
-  }
-  own_word_.store(word, std::memory_order_release);
-  Status s = region_->Arm(t0);
-  if (!s.ok()) own_word_.store(0, std::memory_order_release);
-  return s;
-}
-
-void FileState::Disarm() {
-  if (region_ == nullptr) {
-    local_armed_.store(0, std::memory_order_release);
-    return;
-  }
-  if (region_->owns_job()) (void)region_->Finish();  // an error leaves it dead (R4): the same end
-  own_word_.store(0, std::memory_order_release);
-  // Our own writers leave the job promptly once its word is gone: after
-  // this, nothing of this process touches the job's page table.
-  region_->AwaitOwnLeave();
-}
-
 void FileState::SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept {
   WriteHook& h = wal ? wal_hook : hook;
   if (region_ == nullptr) {  // only this process's jobs
@@ -652,7 +629,7 @@ void FileState::SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate
   }
   const uint64_t word = region_->load_armed();
   if (word == 0 || !region_->Enter(word)) return;  // the job ended meanwhile
-  if ((word & ~coord::layout::kFailedBit) == own_word_.load(std::memory_order_acquire)) {
+  if (armed_.own(word)) {
     truncate ? h.before_truncate(offset) : h.before_write(offset, len);
   } else if ((word & coord::layout::kFailedBit) == 0) {
     if (std::shared_ptr<Part> part = JoinedPart(word)) TakePart(*part, wal, offset, len, truncate);

@@ -96,6 +96,7 @@
 #include "cowbackup/status.h"
 #include "backup/db_image.h"
 #include "backup/wal_format.h"
+#include "coord/armed_word.h"
 #include "coord/region.h"
 #include "engine/shared_pages.h"
 #include "engine/mutex.h"
@@ -156,8 +157,8 @@ class FileState {
   // write path, in the region with `t0` facts when there is one (then its
   // word is `word`, from the claimed job). Disarm() after the job's hooks
   // were disarmed.
-  Status Arm(uint64_t word, const std::string& t0);
-  void Disarm();
+  Status Arm(uint64_t word, const std::string& t0) { return armed_.Arm(word, t0); }
+  void Disarm() { armed_.Disarm(); }
 
   // One job at a time per file. False if one is already claimed.
   bool ClaimJob();
@@ -259,9 +260,7 @@ class FileState {
   // file_state.cc, "fork".
   void ReattachAfterFork() NO_THREAD_SAFETY_ANALYSIS;
   friend void AtForkChild();
-  uint64_t ArmedWord() const noexcept {
-    return region_ != nullptr ? region_->load_armed() : local_armed_.load(std::memory_order_acquire);
-  }
+  uint64_t ArmedWord() const noexcept { return armed_.load(); }
   void SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept;
   // A job of another process: this process's part in it (below).
   struct Part;
@@ -319,8 +318,7 @@ class FileState {
   std::once_flag region_once_;  // AttachRegion, on the first Acquire
   std::unique_ptr<coord::Region> region_;
   Status region_error_;
-  std::atomic<uint64_t> local_armed_{0};  // the word without a region
-  std::atomic<uint64_t> own_word_{0};     // this process's armed job's word
+  coord::ArmedWord armed_;  // bound to region_ by AttachRegion
   Mutex part_mu_;
   std::shared_ptr<Part> part_ GUARDED_BY(part_mu_);  // the last job of another process seen
 
