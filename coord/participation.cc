@@ -31,6 +31,18 @@ Status Participation::ForOwner(Region* region, const Job& job, uint64_t pages,
   return Status::OK();
 }
 
+Status Participation::Claim(Region* region, const std::string& volume_path, uint64_t pages,
+                            std::unique_ptr<Participation>* out, std::string* dead_volume) {
+  const uint64_t area = (SharedPages::AreaSize(pages) + 4095) / 4096 * 4096;
+  Job dead, claimed;
+  Status s = region->ClaimJob(volume_path, area, &dead, &claimed);
+  if (!s.ok()) return s;
+  *dead_volume = dead.volume_path;
+  s = ForOwner(region, claimed, pages, out);
+  if (!s.ok()) (void)region->Finish();
+  return s;
+}
+
 Status Participation::Join(Region* region, uint64_t seen, const Job& job, uint32_t page_size,
                            std::unique_ptr<Participation>* out) {
   if ((seen & ~layout::kFailedBit) != ArmedValue(job.job_id) || job.state != JobState::kRunning) {

@@ -32,6 +32,13 @@ class Participation final : public SharedPages::Peers {
   // initialises it for `pages` pages. The area must hold AreaSize(pages).
   static Status ForOwner(Region* region, const Job& job, uint64_t pages,
                          std::unique_ptr<Participation>* out);
+  // The owner's T0 in one call: claims the database's one job in `region`
+  // (Busy while another process's runs) with a table for `pages` pages,
+  // then ForOwner; the claim is given back if that fails. *dead_volume:
+  // the volume of a dead job the claim replaced ("" if none), for the
+  // caller to remove once its begin-time lock is released.
+  static Status Claim(Region* region, const std::string& volume_path, uint64_t pages,
+                      std::unique_ptr<Participation>* out, std::string* dead_volume);
   // Another process: joins the running `job` whose word it saw (`seen`),
   // checking the area against the file and opening the job's snapshot
   // volume (regular, this user's, 0600, for `page_size`).

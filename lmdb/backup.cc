@@ -189,17 +189,9 @@ Status ClaimInRegion(Env::Impl* e, BackupRun* run, uint64_t pages) {
     return Status::Busy("lmdb backup: a backup of this environment is already running in this process",
                         e->path);
   }
-  const uint64_t area = (SharedPages::AreaSize(pages) + 4095) / 4096 * 4096;
-  coord::Job dead, claimed;
-  Status s = region->ClaimJob(run->job->volume_path(), area, &dead, &claimed);
+  Status s = coord::Participation::Claim(region, run->job->volume_path(), pages, &run->part, &run->dead_volume);
   if (!s.ok()) return s;
-  run->dead_volume = dead.volume_path;
-  s = coord::Participation::ForOwner(region, claimed, pages, &run->part);
-  if (!s.ok()) {
-    (void)region->Finish();
-    return s;
-  }
-  run->word = coord::ArmedValue(claimed.job_id);
+  run->word = run->part->seen();
   run->job->Share(&run->part->pages());
   return Status::OK();
 }

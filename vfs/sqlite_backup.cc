@@ -311,18 +311,10 @@ class BeginLockHold {
 Status ClaimInRegion(Job* job, uint64_t pages, bool wal) {
   coord::Region* region = job->state->region();
   if (region == nullptr) return Status::OK();
-  const uint64_t table_pages = wal ? 0 : pages;
-  const uint64_t area = (SharedPages::AreaSize(table_pages) + 4095) / 4096 * 4096;
-  coord::Job dead, claimed;
-  Status s = region->ClaimJob(job->backup->volume_path(), area, &dead, &claimed);
+  Status s = coord::Participation::Claim(region, job->backup->volume_path(), wal ? 0 : pages, &job->part,
+                                        &job->dead_volume);
   if (!s.ok()) return s;
-  job->dead_volume = dead.volume_path;
-  s = coord::Participation::ForOwner(region, claimed, table_pages, &job->part);
-  if (!s.ok()) {
-    (void)region->Finish();
-    return s;
-  }
-  job->word = coord::ArmedValue(claimed.job_id);
+  job->word = job->part->seen();
   if (!wal) job->backup->Share(&job->part->pages());
   return Status::OK();
 }
