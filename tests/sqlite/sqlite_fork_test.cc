@@ -46,23 +46,21 @@ std::vector<int64_t> AttachedPids(const std::string& db_path) {
   return pids;
 }
 
-// A child forked while its parent has the database open and a backup
-// running: the child's new connection shares the parent's per-file state,
-// but not its region attachment (its slot, locks and job). It attaches as
-// itself and its writes take part in the parent's job.
+// A child forked while its parent has the database open: its new
+// connection shares the parent's per-file state, but not its region
+// attachment (its slot, locks and job). It attaches as itself, and its
+// writes take part in the backup its parent then runs. (Forked before the
+// backup starts its copier thread: a fork while another thread allocates
+// can deadlock the child in ASan's allocator, whose lock has no atfork
+// handler as glibc's malloc has.)
 TEST_F(ForkTest, ChildAttachesAsItsOwnProcessAndItsWritesTakePart) {
   const std::string path = dir_ / "fork.db";
   sqlite3* db = MakeDbInMode(path, 3000, "DELETE");
   ASSERT_TRUE(cowbackup::sqlite::OpenedThroughShim(db, "main"));
-  const std::string before = ImageNow(path);
-  BackupOptions options;
-  options.segment_pages = 8;
-  options.max_rate_mb = 4;
-  uint64_t id = 0;
-  Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "fork.cowbak", options, &id);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  Pipe wrote, hold;
+  Pipe go, wrote, hold;
   const pid_t child = Spawn([&] {
+    go.CloseWrite();
+    if (!go.Hear()) return 4;
     sqlite3* w = Open(path);
     for (int i = 0; i < 40; i++) {
       if (!Exec(w, "UPDATE t SET v = randomblob(1000) WHERE id % 37 = " + std::to_string(i % 37)).empty()) return 2;
@@ -73,6 +71,15 @@ TEST_F(ForkTest, ChildAttachesAsItsOwnProcessAndItsWritesTakePart) {
     sqlite3_close(w);
     return 0;
   });
+  go.CloseRead();
+  const std::string before = ImageNow(path);
+  BackupOptions options;
+  options.segment_pages = 8;
+  options.max_rate_mb = 4;
+  uint64_t id = 0;
+  Status s = cowbackup::sqlite::StartBackup(db, "main", dir_ / "fork.cowbak", options, &id);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  go.Tell();
   wrote.CloseWrite();
   hold.CloseRead();
   ASSERT_TRUE(wrote.Hear());
