@@ -595,6 +595,10 @@ bool Region::Enter(uint64_t seen) noexcept {
   return false;
 }
 
+bool Region::ReadRunningJob(uint64_t seen, Job* out) {
+  return ReadJob(out).ok() && out->state == JobState::kRunning && ArmedValue(out->job_id) == seen;
+}
+
 void Region::Leave() noexcept { Inside(slot_).fetch_sub(1, std::memory_order_seq_cst); }
 
 bool Region::AwaitOwnLeave() {

@@ -186,6 +186,10 @@ class Region {
   // ClaimJob waits to drain before the page-state area is reused; a dead
   // process's count is ignored with its slot.
   bool Enter(uint64_t seen) noexcept;
+  // A participant joining the job whose word it saw (`seen`, without the
+  // failed bit), inside Enter: the job section, if it is still that job
+  // and running. False if it ended, changed or cannot be read.
+  bool ReadRunningJob(uint64_t seen, Job* out);
   void Leave() noexcept;
   // After this process's job was disarmed (Finish): waits, at most
   // kDrainWaitMs, until no thread of this process is inside. True if none is.

@@ -178,10 +178,8 @@ std::shared_ptr<FileHook::Part> FileHook::JoinedPart(uint64_t word) {
     MutexLock lock(&part_mu_);
     if (part_ != nullptr && part_->word == word) return part_;
     coord::Job job;
-    Status s = region_->ReadJob(&job);
-    if (!s.ok() || job.state != coord::JobState::kRunning || coord::ArmedValue(job.job_id) != word) {
-      return nullptr;  // ended or damaged: this write goes ahead, the next looks again
-    }
+    if (!region_->ReadRunningJob(word, &job)) return nullptr;  // this write goes ahead, the next looks again
+    Status s;
     auto part = std::make_shared<Part>();
     part->word = word;
     unsigned page_size = 0;
