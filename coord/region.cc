@@ -596,7 +596,19 @@ bool Region::Enter(uint64_t seen) noexcept {
 }
 
 bool Region::ReadRunningJob(uint64_t seen, Job* out) {
-  return ReadJob(out).ok() && out->state == JobState::kRunning && ArmedValue(out->job_id) == seen;
+  // The meta lock may be busy for longer than one wait under load: asked
+  // again while the word still says this job, for at most kJoinWaitMs.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kJoinWaitMs);
+  Status s;
+  while ((s = ReadJob(out)).IsBusy() && load_armed() == seen && std::chrono::steady_clock::now() < deadline) {
+  }
+  if (s.ok() && out->state == JobState::kRunning && ArmedValue(out->job_id) == seen) return true;
+  // Not that running job. Either it ended (the word moved on: nothing to
+  // do) or it could not be read: then this write cannot take part, and the
+  // job must not publish a copy that lacks it (docs/REGION.md, "The write
+  // path"). FailArmedJob is a no-op once the word moved on.
+  FailArmedJob(seen);
+  return false;
 }
 
 void Region::Leave() noexcept { Inside(slot_).fetch_sub(1, std::memory_order_seq_cst); }

@@ -188,8 +188,10 @@ class Region {
   bool Enter(uint64_t seen) noexcept;
   // A participant joining the job whose word it saw (`seen`, without the
   // failed bit), inside Enter: the job section, if it is still that job
-  // and running. False if it ended, changed or cannot be read.
+  // and running. False if it ended, or (then it fails the job) if the
+  // section could not be read within kJoinWaitMs.
   bool ReadRunningJob(uint64_t seen, Job* out);
+  static constexpr int kJoinWaitMs = 1000;
   void Leave() noexcept;
   // After this process's job was disarmed (Finish): waits, at most
   // kDrainWaitMs, until no thread of this process is inside. True if none is.
