@@ -601,6 +601,7 @@ bool Region::ReadRunningJob(uint64_t seen, Job* out) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kJoinWaitMs);
   Status s;
   while ((s = ReadJob(out)).IsBusy() && load_armed() == seen && std::chrono::steady_clock::now() < deadline) {
+    COWBACKUP_SYNC_POINT("Region::ReadRunningJob:busy");
   }
   if (s.ok() && out->state == JobState::kRunning && ArmedValue(out->job_id) == seen) return true;
   // Not that running job. Either it ended (the word moved on: nothing to

@@ -12,11 +12,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "coord/region_test_util.h"
+#include "engine/sync_point.h"
 
 namespace cowbackup::coord::test {
 namespace {
@@ -203,6 +206,41 @@ TEST_F(RegionTest, FailArmedJobFailsOnlyTheJobItSaw) {
   EXPECT_NE(owner->load_armed() & kFailedBit, 0u) << "R6 keeps the failed bit";
   ASSERT_TRUE(owner->Finish().ok());
   EXPECT_EQ(owner->load_armed(), 0u);
+}
+
+// A writer joining while another party holds lock_meta longer than one
+// acquire (100 ms) asks again while the word still names the job: it joins
+// once the lock is free, and only past kJoinWaitMs fails the job rather
+// than write past it (docs/REGION.md, "Taking part").
+TEST_F(RegionTest, JoinAsksAgainWhileTheMetaLockIsBusyAndFailsTheJobOnlyPastItsBound) {
+  auto owner = Attach();
+  auto writer = Attach();
+  Job dead, claimed;
+  ASSERT_TRUE(owner->ClaimJob("/v", 0, &dead, &claimed).ok());
+  ASSERT_TRUE(owner->Arm("").ok());
+  const uint64_t seen = writer->load_armed();
+
+  auto stuck = std::make_unique<ByteHolder>(region_, kLockMeta, F_WRLCK);
+  int busy_rounds = 0;
+  sync::SetCallback([&](const char* name) {
+    if (std::string(name) != "Region::ReadRunningJob:busy") return;
+    busy_rounds++;
+    stuck.reset();  // the other party lets go after the first busy round
+  });
+  Job j;
+  EXPECT_TRUE(writer->ReadRunningJob(seen, &j)) << "the lock came free within the bound";
+  sync::SetCallback(nullptr);
+  EXPECT_EQ(busy_rounds, 1);
+  EXPECT_EQ(j.job_id, claimed.job_id);
+  EXPECT_EQ(owner->load_armed() & kFailedBit, 0u) << "a busy lock alone does not fail the job";
+
+  stuck = std::make_unique<ByteHolder>(region_, kLockMeta, F_WRLCK);  // now held past the bound
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(writer->ReadRunningJob(seen, &j));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(Region::kJoinWaitMs));
+  EXPECT_NE(owner->load_armed() & kFailedBit, 0u) << "a write that cannot take part fails the job";
+  stuck.reset();
+  ASSERT_TRUE(owner->Finish().ok());
 }
 
 TEST_F(RegionTest, EnterCountsInOnlyWhileTheWordIsTheOneSeen) {
