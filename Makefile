@@ -6,7 +6,9 @@
 #                 under ASan+UBSan, the concurrency tests under TSan, and the
 #                 archive fuzzer; with LONG=1 also SQLite's own TCL tests
 #                 through the shim (make test-sqlite-tcl)
-#   make bench    the benchmarks (Google Benchmark); figures go to the README
+#   make bench    the benchmarks (Google Benchmark) into bench/results/: latest.json,
+#                 latest.md (the README's table) and the plots; QUICK=1: small sizes,
+#                 into build/bench-quick/ (make test runs it as a smoke test)
 #
 # Every target first installs missing Debian packages (quiet when none are).
 
@@ -15,15 +17,16 @@ BUILD  ?= build
 CMAKE_FLAGS ?=
 # Longer torture, crash and fuzz runs: make test LONG=1
 LONG   ?= 0
+QUICK  ?= 0
 FUZZ_SECONDS ?= 60
 
 DEBS := cmake g++ make pkg-config python3 sqlite3 libsqlite3-dev liblmdb-dev lmdb-utils \
         libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev \
-        libxxhash-dev clang libclang-rt-14-dev bsdutils coreutils
+        libxxhash-dev clang libclang-rt-14-dev bsdutils coreutils gnuplot-nox
 # SQLite's own TCL tests (make test-sqlite-tcl): testfixture from the source package
 SQLITE_TCL_DEBS := tcl8.6-dev dpkg-dev xz-utils zlib1g-dev
 
-.PHONY: all deps configure build demo test test-tsa test-unit test-asan test-tsan test-fuzz test-sqlite-tcl bench clean install
+.PHONY: all deps configure build demo test test-tsa test-unit test-asan test-tsan test-fuzz test-bench test-sqlite-tcl bench clean install
 
 all: build
 
@@ -49,7 +52,7 @@ demo: configure
 	@cmake --build $(BUILD) -j$(JOBS) --target cowbackup cowbackup_tool cowbackup_demo -- --no-print-directory
 	@bash examples/demo.sh $(BUILD)
 
-test: test-tsa test-unit test-asan test-tsan test-fuzz $(if $(filter 1,$(LONG)),test-sqlite-tcl)
+test: test-tsa test-unit test-asan test-tsan test-fuzz test-bench $(if $(filter 1,$(LONG)),test-sqlite-tcl)
 	@echo "make test: all suites passed"
 
 # Clang's thread-safety analysis (engine/mutex.h): a member GUARDED_BY a
@@ -80,6 +83,16 @@ test-tsan: deps
 test-fuzz: deps
 	@if [ -f tests/fuzz/run.sh ]; then bash tests/fuzz/run.sh $(FUZZ_SECONDS); fi
 
+# make bench QUICK=1 as a smoke test: every scenario runs and the report,
+# its JSON and its plots are made. Asserts nothing about speed.
+test-bench: build
+	@COWBACKUP_BENCH_QUICK=1 bash bench/run.sh $(BUILD) $(BUILD)/bench-quick >$(BUILD)/bench-quick.log 2>&1 \
+	  || { tail -40 $(BUILD)/bench-quick.log; echo "make test-bench: failed (log: $(BUILD)/bench-quick.log)"; exit 1; }
+	@/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); \
+	  assert all(r["benchmarks"][b]["rows"] for b in ("engine_bench","sqlite_bench","lmdb_bench")), "a bench has no rows"; \
+	  assert r["sqlite_figures"]["figures"] and len(r["plots"]) >= 4, "figures or plots missing"' $(BUILD)/bench-quick/latest.json
+	@echo "bench smoke run: every scenario ran; report, JSON and plots in $(BUILD)/bench-quick/"
+
 # SQLite's own wal*, pager*, journal*, lock*, savepoint* and ioerr* TCL tests
 # through the shim and through plain unix, side by side (docs/SQLITE.md).
 # 12-20 minutes on 2 cores (fetch and build included): in `make test` only with LONG=1.
@@ -88,7 +101,7 @@ test-sqlite-tcl: configure
 	@BUILD=$(BUILD) JOBS=$(JOBS) bash tests/sqlite_tcl/run.sh
 
 bench: build
-	@bash bench/run.sh $(BUILD)
+	@COWBACKUP_BENCH_QUICK=$(QUICK) bash bench/run.sh $(BUILD) $(if $(filter 1,$(QUICK)),$(BUILD)/bench-quick,bench/results)
 
 install: build
 	cmake --install $(BUILD)

@@ -30,6 +30,13 @@
 //   COWBACKUP_BUILD_DIR         where cowbackup.so is (default: next to bench/)
 //   COWBACKUP_SQLITE_BENCH_DEST directory the copies go to (default: beside
 //                               the database, the same disk)
+//   COWBACKUP_BENCH_QUICK       1: short measuring windows (make bench QUICK=1,
+//                               and make test's smoke run)
+//   COWBACKUP_BENCH_OUT         a directory: the figures as JSON
+//                               (sqlite_figures.json) and, for the plots, the
+//                               writer's commits and the WAL's size over time
+//                               in the live scenarios (trace-*.csv); see
+//                               bench/report.py
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -54,6 +61,7 @@
 #include <thread>
 #include <vector>
 
+#include "backup/text.h"
 #include "backup/wal_format.h"
 
 namespace {
@@ -62,6 +70,8 @@ using Clock = std::chrono::steady_clock;
 constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle time (>= 5 s)
 
 std::string g_dir, g_db, g_ext, g_dest_dir;
+std::string g_out;        // COWBACKUP_BENCH_OUT, "" if not set
+double g_window_s = 3;    // the writer-alone windows (0.5 with COWBACKUP_BENCH_QUICK)
 int g_rows = 0;
 bool g_wal = false;  // the database's journal mode now (UseJournal)
 // The final tables, one per journal mode: figure name -> value, printed in
@@ -190,6 +200,7 @@ class WalSampler {
           if (::pread(fd, buf, sizeof buf, 0) != ssize_t(sizeof buf)) break;
           if (cowbackup::sqlite::ParseWalIndexHeader(buf, sizeof buf, "", &h).ok()) {
             page_size_.store(h.page_size);
+            Record(h.max_frame);
             uint32_t peak = peak_.load();
             while (h.max_frame > peak && !peak_.compare_exchange_weak(peak, h.max_frame)) {
             }
@@ -208,8 +219,23 @@ class WalSampler {
   void open_window() { peak_.store(0); }
   // The peak since open_window(), in bytes of WAL.
   uint64_t peak_bytes() const { return WalBytes(peak_.load(), page_size_.load()); }
+  // The WAL's size over the sampler's life, every 10 ms (for the plots).
+  std::vector<std::pair<Clock::time_point, uint64_t>> series() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return series_;
+  }
 
  private:
+  void Record(uint32_t frames) {
+    const auto now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (series_.empty() || now - series_.back().first >= std::chrono::milliseconds(10)) {
+      series_.emplace_back(now, WalBytes(frames, page_size_.load()));
+    }
+  }
+
+  std::mutex mu_;
+  std::vector<std::pair<Clock::time_point, uint64_t>> series_;  // GUARDED_BY(mu_)
   std::atomic<bool> stop_{false};
   std::atomic<uint32_t> peak_{0}, page_size_{0};
   std::thread thread_;
@@ -236,6 +262,8 @@ void UseJournal(bool wal) {
 
 void Setup() {
   InstallLockProbe();
+  if (const char* q = getenv("COWBACKUP_BENCH_QUICK"); q != nullptr && strcmp(q, "1") == 0) g_window_s = 0.5;
+  if (const char* out = getenv("COWBACKUP_BENCH_OUT"); out != nullptr) g_out = out;
   const char* mb_env = getenv("COWBACKUP_SQLITE_BENCH_MB");
   const int mb = mb_env ? std::max(4, atoi(mb_env)) : 1024;
   g_rows = mb * 256;  // one ~3.9 KB row per 4 KiB page
@@ -357,6 +385,31 @@ struct Writer {
     thread.join();
   }
 };
+
+// For the plots (bench/report.py), with COWBACKUP_BENCH_OUT: the writer's
+// commits around a copy that ran over [start, end], each as its end (s from
+// `start`) and its latency (ms), in trace-<scenario>-<mode>-commits.dat;
+// in WAL mode the WAL's size over the same time in ...-wal.dat. The copy's
+// span is the first line of each. The writer keeps committing for a moment
+// after the copy, so the plot shows it recover.
+void Trace(const std::string& scenario, Writer* w, Clock::time_point start, Clock::time_point end) {
+  if (g_out.empty()) return;
+  std::this_thread::sleep_for(std::chrono::duration<double>(g_window_s / 3));
+  const std::string base = g_out + "/trace-" + scenario + (g_wal ? "-wal" : "-rollback");
+  auto at = [start](Clock::time_point t) { return std::chrono::duration<double>(t - start).count(); };
+  const std::string span = "# copy " + std::to_string(0.0) + " " + std::to_string(at(end)) + "\n";
+  {
+    std::ofstream f(base + "-commits.dat");
+    f << span << "# end_s latency_ms\n";
+    std::lock_guard<std::mutex> lock(w->mu);
+    for (const auto& [b, e] : w->commits) f << at(e) << " " << std::chrono::duration<double, std::milli>(e - b).count() << "\n";
+  }
+  if (w->wal) {
+    std::ofstream f(base + "-wal.dat");
+    f << span << "# t_s wal_mb\n";
+    for (const auto& [t, bytes] : w->wal->series()) f << at(t) << " " << double(bytes) / 1e6 << "\n";
+  }
+}
 
 // The writer alone for `seconds`: commits/s; its longest commit, the share
 // of the time the disk was busy and the WAL's peak, if asked.
@@ -503,10 +556,10 @@ struct UnderWriterResult {
   uint64_t wal_peak = 0, base_wal_peak = 0, after_wal_peak = 0;  // bytes
 };
 template <typename Copy>
-UnderWriterResult UnderWriter(Copy copy, bool after = false) {
+UnderWriterResult UnderWriter(Copy copy, bool after = false, const char* trace = nullptr) {
   UnderWriterResult r;
   Quiesce();
-  r.base_tps = WriterTps(3, nullptr, false, &r.base_ms, &r.base_disk_busy, &r.base_wal_peak);
+  r.base_tps = WriterTps(g_window_s, nullptr, false, &r.base_ms, &r.base_disk_busy, &r.base_wal_peak);
   Quiesce();
   Writer w(nullptr);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -514,6 +567,7 @@ UnderWriterResult UnderWriter(Copy copy, bool after = false) {
   w.open_window();
   copy(&w);
   r.seconds = Seconds(t0);
+  const auto copy_end = Clock::now();
   const WindowResult during = w.close_window();
   r.tps_ratio = during.tps / r.base_tps;
   r.max_ms = during.max_ms;
@@ -523,6 +577,7 @@ UnderWriterResult UnderWriter(Copy copy, bool after = false) {
     std::this_thread::sleep_for(std::chrono::duration<double>(r.seconds));
     r.after_wal_peak = w.close_window().wal_peak;
   }
+  if (trace != nullptr) Trace(trace, &w, t0, copy_end);
   return r;
 }
 
@@ -542,7 +597,8 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     const double idle = IdlePlain();
     CowResult cow;
     const UnderWriterResult r =
-        UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); }, /*after=*/true);
+        UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); }, /*after=*/true,
+                    rate == 0 && !yield ? "cowbackup" : nullptr);
     state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
     state.SetIterationTime(r.seconds);
     state.counters["vs_idle"] = r.seconds / idle;
@@ -551,7 +607,7 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     if (rate == 0 && !yield) {
       Figure("cowbackup under writer", r.seconds, "%.3f s");
       Figure("  longest stall cowbackup added to a write", cow.max_write_wait_ms, "%.2f ms");
-      Figure("  writer's longest commit, no backup (3 s)", r.base_ms, "%.1f ms");
+      Figure("  writer's longest commit, no backup", r.base_ms, "%.1f ms");
       Figure("  writer throughput, no backup", r.base_tps, "%.1f commits/s");
       Figure("  disk busy, writer alone (io_ticks)", 100 * r.base_disk_busy, "%.0f %% of the time");
     }
@@ -570,7 +626,7 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
       Figure(at + "WAL write lock held: T0 / end check",
              Ms(cow.t0_hold_ms) + " / " + Ms(cow.end_hold_ms));
       if (rate == 0 && !yield) {
-        Figure("  WAL peak, writer alone (3 s)", Mb(r.base_wal_peak));
+        Figure("  WAL peak, writer alone", Mb(r.base_wal_peak));
       } else {
         Figure(at + "longest stall cowbackup added to a write", cow.max_write_wait_ms, "%.2f ms");
       }
@@ -641,8 +697,8 @@ void BM_ShimOverhead(benchmark::State& state) {
     std::vector<double> ratios;
     for (int pair = 0; pair < kPairs; pair++) {
       const bool plain_first = pair % 2 == 0;
-      const double a = WriterTps(1, plain_first ? "unix" : "cowbackup", true, nullptr);
-      const double b = WriterTps(1, plain_first ? "cowbackup" : "unix", true, nullptr);
+      const double a = WriterTps(g_window_s / 3, plain_first ? "unix" : "cowbackup", true, nullptr);
+      const double b = WriterTps(g_window_s / 3, plain_first ? "cowbackup" : "unix", true, nullptr);
       const double p = plain_first ? a : b, c = plain_first ? b : a;
       plain += p / kPairs;
       shim += c / kPairs;
@@ -650,7 +706,7 @@ void BM_ShimOverhead(benchmark::State& state) {
     }
     std::sort(ratios.begin(), ratios.end());
     const double median = (ratios[kPairs / 2 - 1] + ratios[kPairs / 2]) / 2;
-    state.SetIterationTime(2 * kPairs);
+    state.SetIterationTime(2 * kPairs * g_window_s / 3);
     state.counters["shim_vs_plain"] = median;
     Figure("writer, default VFS (sync=OFF)", plain, "%.0f commits/s");
     Figure("writer, shim, no backup (sync=OFF)", shim, "%.0f commits/s");
@@ -681,7 +737,9 @@ void BM_DotBackupUnderWriter(benchmark::State& state) {
     const bool finished = rc == SQLITE_DONE;
     sqlite3_backup_finish(b);
     const double s = Seconds(t0);
+    const auto copy_end = Clock::now();
     const WindowResult during = w.close_window();
+    Trace("dot_backup", &w, t0, copy_end);
     sqlite3_close(dst);
     sqlite3_close(src);
     unlink(dest.c_str());
@@ -708,7 +766,9 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
     w.open_window();
     Exec(db, "VACUUM INTO '" + dest + "'");
     const double s = Seconds(t0);
+    const auto copy_end = Clock::now();
     const WindowResult during = w.close_window();
+    Trace("vacuum_into", &w, t0, copy_end);
     sqlite3_close(db);
     unlink(dest.c_str());
     state.SetIterationTime(s);
@@ -835,7 +895,7 @@ void BM_CliUnderWriterProcesses(benchmark::State& state) {
     Quiesce();
     WriterProcesses writers;
     writers.open_window();
-    std::this_thread::sleep_for(std::chrono::seconds(3));
+    std::this_thread::sleep_for(std::chrono::duration<double>(g_window_s));
     const WindowResult base = writers.close_window();
     writers.open_window();
     const CowResult r = CliBackup();
@@ -871,6 +931,41 @@ BENCHMARK(BM_DotBackupUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(
 BENCHMARK(BM_VacuumIntoUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CliUnderWriterProcesses)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// With COWBACKUP_BENCH_OUT: the tables as JSON, one object per figure
+// ({"mode", "section", "name", "text", "value", "unit"}), for
+// bench/report.py. `value` is the text's leading number (null if none:
+// "never finished ..."); `unit` what follows it; `section` the unindented
+// figure a "  ..." line belongs to.
+void WriteFiguresJson() {
+  if (g_out.empty()) return;
+  using cowbackup::JsonQuote;
+  std::ofstream f(g_out + "/sqlite_figures.json");
+  f << "{\"database_mb\": " << g_rows / 256 << ", \"figures\": [";
+  bool first = true;
+  for (const bool wal : {false, true}) {
+    std::string section;
+    for (const auto& [name, text] : g_tables[wal]) {
+      if (name.rfind("  ", 0) != 0) section = name;
+      char* end = nullptr;
+      const double v = strtod(text.c_str(), &end);
+      const bool number = end != text.c_str();
+      std::string unit = number ? std::string(end) : "";
+      unit.erase(0, unit.find_first_not_of(' '));
+      f << (first ? "\n  " : ",\n  ") << "{\"mode\": " << JsonQuote(wal ? "wal" : "rollback")
+        << ", \"section\": " << JsonQuote(section) << ", \"name\": " << JsonQuote(name.substr(name.find_first_not_of(' ')))
+        << ", \"text\": " << JsonQuote(text) << ", \"value\": ";
+      if (number) {
+        f << v;
+      } else {
+        f << "null";
+      }
+      f << ", \"unit\": " << JsonQuote(unit) << "}";
+      first = false;
+    }
+  }
+  f << "\n]}\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -888,6 +983,7 @@ int main(int argc, char** argv) {
       std::printf("  %-*s %s\n", int(width), name.c_str(), value.c_str());
     }
   }
+  WriteFiguresJson();
   (void)!system(("rm -rf '" + g_dir + "'").c_str());
   return 0;
 }
