@@ -77,6 +77,8 @@ class T0Gate {
 
 struct Env::Impl {
   MDB_env* env = nullptr;
+  // False for an env the application opened and closes itself (Env::Attach).
+  bool owns_env = true;
   std::string path;
   std::string data_path;
   unsigned flags = 0;

@@ -152,6 +152,18 @@ class Txn;
 class Env {
  public:
   static Status Open(const std::string& path, const EnvOptions& options, std::unique_ptr<Env>* out);
+  // Takes an environment the caller opened itself (mdb_env_create and
+  // mdb_env_open of the liblmdb this library links) into backups, as Open
+  // does: its data.mdb writes reach the copy-on-write hook and it attaches
+  // to the coordination region. The caller keeps the MDB_env: it must
+  // destroy this Env before mdb_env_close. Refused (NotSupported, naming
+  // the flag) for read-only, MDB_WRITEMAP and MDB_NOLOCK envs, which could
+  // not take part; NotSupported too if the env's liblmdb is not the one
+  // whose writes this library intercepts. Call it before the program's
+  // first write txn on the env; write txns the program begins with
+  // mdb_txn_begin do not pass the T0 gate (a backup waits for LMDB's
+  // writer mutex like any writer). The C API (cowbackup/lmdb.h) is this.
+  static Status Attach(MDB_env* env, std::unique_ptr<Env>* out);
   ~Env();
   Env(const Env&) = delete;
   Env& operator=(const Env&) = delete;
