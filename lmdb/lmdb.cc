@@ -78,6 +78,7 @@ Env::Impl::~Impl() {
   // Unhook before closing: once mdb_env_close has closed the descriptors
   // their numbers may be reused by other files at once. mdb_env_close
   // writes nothing to data.mdb (no txn may be active).
+  UnregisterEnv(env);
   UnregisterHook(&file);
   if (env != nullptr && owns_env) mdb_env_close(env);
 }
@@ -158,6 +159,7 @@ Status Join(Env::Impl* e, const std::vector<int>& candidates) {
   struct stat data;
   Status s = HookDataFds(e, candidates, &data);
   if (s.ok()) s = TakePart(e, data);
+  if (s.ok()) s = RegisterEnv(e->env, &e->t0_gate);
   return s;
 }
 
@@ -397,6 +399,7 @@ Status Txn::Begin(Env& env, Txn* out, bool read_only) {
   std::unique_lock<std::mutex> nolock;
   if (!read_only && (e->flags & MDB_NOLOCK)) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);
   MDB_txn* txn = nullptr;
+  GateBypass passed;  // the gate above, before kNoLock's mutex
   int rc = mdb_txn_begin(e->env, nullptr, read_only ? MDB_RDONLY : 0, &txn);
   if (rc != 0) return FromMdb(rc, read_only ? "mdb_txn_begin(read)" : "mdb_txn_begin", e->path);
   if (!read_only) {

@@ -37,9 +37,10 @@
  *   cowbackup::lmdb links Debian's static liblmdb.a and wraps the write
  *   calls liblmdb makes with the linker's --wrap (link options that come
  *   with the target). So the program's mdb_* calls must resolve to that
- *   liblmdb: do not also link -llmdb / liblmdb.so. Attach checks both and
- *   fails with COWBACKUP_NOT_SUPPORTED, saying which, rather than back up
- *   an environment whose writes it cannot see.
+ *   liblmdb: do not also link -llmdb / liblmdb.so. Attach checks that they
+ *   do and fails with COWBACKUP_NOT_SUPPORTED otherwise, rather than back
+ *   up an environment whose writes it cannot see. (A link without the
+ *   --wrap options fails: __real_pwrite and the like stay undefined.)
  *
  * REFUSED
  *   Environments opened read-only (a backup needs LMDB's writer lock),
@@ -48,26 +49,33 @@
  *   other processes): attach fails with COWBACKUP_NOT_SUPPORTED naming the
  *   flag.
  *
- * LIMITATIONS
- *   - Write transactions begun with mdb_txn_begin do not yield to a
- *     starting backup as the C++ wrapper's Txn::Begin does: the backup
- *     waits for LMDB's writer mutex like any other writer (one commit is
- *     usually enough; LMDB's mutex is not fair, so a thread that commits
- *     back to back with no pause can delay it).
- *   - cowbackup_lmdb_backup must not be called from a thread that holds a
- *     write transaction of the env, nor while the program calls
- *     mdb_env_set_mapsize (LMDB's own rule: no transaction active).
- *   - detach must not run while a backup of the handle runs in another
- *     thread.
+ * WRITERS
+ *   Write transactions the program begins with mdb_txn_begin yield to a
+ *   starting backup (LMDB's writer mutex is not fair): the link wraps
+ *   mdb_txn_begin too, so a backup waits for the write transaction in
+ *   progress and at most one more per writing thread, as with the C++
+ *   wrapper (docs/LMDB.md, "Starting under busy writers").
  *
+ * LIMITATIONS
+ *   - cowbackup_lmdb_backup must not be called from a thread that holds a
+ *     write transaction of the env (it needs LMDB's writer lock), nor
+ *     while the program calls mdb_env_set_mapsize (LMDB's own rule: no
+ *     transaction active; the backup's begin-time instant is a write
+ *     transaction).
+ *   - detach, like mdb_env_close, only while no transaction of the env is
+ *     active or beginning in any thread, and no backup of the handle runs.
+ *   - BackupOptions::yield_to_commits (C++) has no C field: commits made
+ *     with mdb_txn_commit are not seen by it.
+
  * ERRORS
  *   Every call that can fail returns a cowbackup_code (COWBACKUP_OK = 0)
  *   and, if `errmsg` is not NULL, sets *errmsg to a message that says what
  *   failed and where (NULL on success); free it with cowbackup_free.
  *
  * THREAD-SAFETY
- *   A handle may be used from any thread; backups of one handle may run
- *   one at a time (a second one fails with COWBACKUP_BUSY).
+ *   A handle may be used from any thread; one backup of an environment
+ *   runs at a time, in this process or any other (another one fails with
+ *   COWBACKUP_BUSY).
  */
 #ifndef COWBACKUP_LMDB_H
 #define COWBACKUP_LMDB_H

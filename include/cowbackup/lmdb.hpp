@@ -160,9 +160,10 @@ class Env {
   // the flag) for read-only, MDB_WRITEMAP and MDB_NOLOCK envs, which could
   // not take part; NotSupported too if the env's liblmdb is not the one
   // whose writes this library intercepts. Call it before the program's
-  // first write txn on the env; write txns the program begins with
-  // mdb_txn_begin do not pass the T0 gate (a backup waits for LMDB's
-  // writer mutex like any writer). The C API (cowbackup/lmdb.h) is this.
+  // first write txn on the env; its write txns, begun with mdb_txn_begin,
+  // yield to a starting backup as Txn::Begin's do (the link wraps
+  // mdb_txn_begin). Destroy it, like mdb_env_close, only while no txn of
+  // the env is active or beginning. The C API (cowbackup/lmdb.h) is this.
   static Status Attach(MDB_env* env, std::unique_ptr<Env>* out);
   ~Env();
   Env(const Env&) = delete;

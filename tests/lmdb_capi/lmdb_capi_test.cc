@@ -10,8 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
+
+#include "engine/sync_point.h"
 
 #include "lmdb/io_intercept.h"
 #include "lmdb/lmdb_test_util.h"
@@ -209,6 +213,62 @@ TEST_F(LmdbCapiTest, BadOptionsAreRefusedByName) {
   EXPECT_NE(cowbackup_lmdb_backup(cb, (dir_ / "d.cowbak").c_str(), &o, nullptr, nullptr), COWBACKUP_OK);
   o.overwrite = 1;
   EXPECT_EQ(cowbackup_lmdb_backup(cb, (dir_ / "d.cowbak").c_str(), &o, nullptr, nullptr), COWBACKUP_OK);
+  cowbackup_lmdb_detach(cb);
+}
+
+// The program holds a write txn; a backup starts and waits for the writer
+// lock; a second write txn the program begins with plain mdb_txn_begin
+// then waits at the T0 gate, not on LMDB's (unfair) mutex: the backup's
+// T0 is the first txn's commit and the second commits after it.
+TEST_F(LmdbCapiTest, WriterArrivingAfterTheBackupWaitsForT0) {
+  PlainEnv env;
+  ASSERT_EQ(env.Open(env_dir_, 0), 0);
+  env.Write(10);
+  cowbackup_lmdb* cb = nullptr;
+  ASSERT_EQ(cowbackup_lmdb_attach(env.get(), &cb, nullptr), COWBACKUP_OK);
+  std::atomic<bool> announced{false}, yielded{false};
+  sync::SetCallback([&](const char* name) {
+    const std::string n = name;
+    if (n == "lmdb::TakeT0:announced") announced.store(true);
+    if (n == "lmdb::Txn::Begin:yield") yielded.store(true);
+  });
+  auto put_one = [&](MDB_txn* txn, std::string key) {
+    MDB_dbi dbi;
+    MDB_val k{key.size(), key.data()}, v{1, const_cast<char*>("1")};
+    return mdb_dbi_open(txn, nullptr, 0, &dbi) == 0 && mdb_put(txn, dbi, &k, &v, 0) == 0;
+  };
+
+  MDB_txn* first = nullptr;
+  ASSERT_EQ(mdb_txn_begin(env.get(), nullptr, 0, &first), 0);
+  ASSERT_TRUE(put_one(first, "first"));
+  const uint64_t first_id = mdb_txn_id(first);
+
+  cowbackup_lmdb_result result{};
+  int code = -1;
+  std::thread backup([&] { code = cowbackup_lmdb_backup(cb, (dir_ / "g.cowbak").c_str(), nullptr, &result, nullptr); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  EXPECT_TRUE(test::WaitFor([&] { return announced.load(); }, deadline)) << "the backup never announced itself";
+
+  std::atomic<uint64_t> second_id{0};
+  std::atomic<bool> second_ok{false};
+  std::thread second([&] {
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env.get(), nullptr, 0, &txn) != 0) return;
+    second_id.store(mdb_txn_id(txn));
+    second_ok.store(put_one(txn, "second") && mdb_txn_commit(txn) == 0);
+  });
+  EXPECT_TRUE(test::WaitFor([&] { return yielded.load(); }, deadline))
+      << "a write txn begun with mdb_txn_begin while a backup waited did not yield to it";
+  EXPECT_EQ(second_id.load(), 0u) << "the second writer got the lock ahead of the backup";
+
+  ASSERT_EQ(mdb_txn_commit(first), 0);
+  backup.join();
+  second.join();
+  sync::SetCallback(nullptr);
+  ASSERT_EQ(code, COWBACKUP_OK);
+  EXPECT_TRUE(second_ok.load());
+  EXPECT_EQ(result.txnid, first_id) << "T0 is the commit that held the lock when the backup arrived";
+  EXPECT_EQ(second_id.load(), first_id + 1);
   cowbackup_lmdb_detach(cb);
 }
 
