@@ -2,7 +2,7 @@
 // and hot, begin-time backups that pin no pages.
 //
 // USING
-//   #include "cowbackup/lmdb.hpp"          // link the CMake target cowbackup_lmdb
+//   #include "cowbackup/lmdb.hpp"   // CMake: cowbackup_lmdb in-tree, cowbackup::lmdb installed
 //   namespace cl = cowbackup::lmdb;
 //   std::unique_ptr<cl::Env> env;
 //   Status s = cl::Env::Open("/var/db/app", {.map_size = 1ull << 30}, &env);
