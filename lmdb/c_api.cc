@@ -101,6 +101,11 @@ int cowbackup_lmdb_backup(cowbackup_lmdb* handle, const char* dest, const cowbac
   });
 }
 
+int cowbackup_lmdb_coordination(const cowbackup_lmdb* handle, char** errmsg) {
+  if (handle == nullptr) return Report(Status::InvalidArgument("lmdb coordination: no handle (NULL)"), errmsg);
+  return Guarded(errmsg, [&] { return handle->env->coordination(); });
+}
+
 void cowbackup_lmdb_detach(cowbackup_lmdb* handle) { delete handle; }
 
 void cowbackup_free(void* p) { free(p); }

@@ -139,6 +139,13 @@ int cowbackup_lmdb_attach(struct MDB_env* env, cowbackup_lmdb** out, char** errm
 int cowbackup_lmdb_backup(cowbackup_lmdb* handle, const char* dest, const cowbackup_lmdb_options* options,
                           cowbackup_lmdb_result* result, char** errmsg);
 
+/* COWBACKUP_OK if the env takes part in backups other processes run (it
+ * is attached to the coordination region beside it); else why not, for
+ * example a region file that cannot be opened. An env that takes no part
+ * still backs up what this process writes, and its commits fail a backup
+ * another process runs, by name (docs/LMDB.md, "Several processes"). */
+int cowbackup_lmdb_coordination(const cowbackup_lmdb* handle, char** errmsg);
+
 /* Detaches (NULL is a no-op). The env's writes no longer reach the hook
  * and it leaves the coordination region. The env stays open. */
 void cowbackup_lmdb_detach(cowbackup_lmdb* handle);

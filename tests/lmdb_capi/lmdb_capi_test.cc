@@ -136,6 +136,32 @@ TEST_F(LmdbCapiTest, DetachUnhooksTheDataFileAndAllowsAttachAgain) {
   cowbackup_lmdb_detach(nullptr);  // a no-op
 }
 
+TEST_F(LmdbCapiTest, CoordinationSaysWhyAnEnvTakesNoPart) {
+  PlainEnv env;
+  ASSERT_EQ(env.Open(env_dir_, 0), 0);
+  cowbackup_lmdb* cb = nullptr;
+  ASSERT_EQ(cowbackup_lmdb_attach(env.get(), &cb, nullptr), COWBACKUP_OK);
+  char* err = nullptr;
+  EXPECT_EQ(cowbackup_lmdb_coordination(cb, &err), COWBACKUP_OK) << err;
+  EXPECT_EQ(err, nullptr);
+  cowbackup_lmdb_detach(cb);
+  EXPECT_EQ(cowbackup_lmdb_coordination(nullptr, nullptr), COWBACKUP_INVALID_ARGUMENT);
+
+  // A region that cannot be opened (here a directory in its place): the
+  // attach still works for this process's own backups, and says why not.
+  const std::string other = dir_.subdir("other");
+  ASSERT_EQ(::mkdir((other + "/cowbackup-region").c_str(), 0700), 0);
+  ASSERT_EQ(env.Open(other, 0), 0);
+  env.Write(5);
+  ASSERT_EQ(cowbackup_lmdb_attach(env.get(), &cb, nullptr), COWBACKUP_OK);
+  EXPECT_NE(cowbackup_lmdb_coordination(cb, &err), COWBACKUP_OK);
+  ASSERT_NE(err, nullptr);
+  EXPECT_NE(std::string(err).find("cowbackup-region"), std::string::npos) << err;
+  cowbackup_free(err);
+  EXPECT_EQ(cowbackup_lmdb_backup(cb, (dir_ / "own.cowbak").c_str(), nullptr, nullptr, nullptr), COWBACKUP_OK);
+  cowbackup_lmdb_detach(cb);
+}
+
 TEST_F(LmdbCapiTest, SecondAttachOfTheSameEnvIsBusy) {
   PlainEnv env;
   ASSERT_EQ(env.Open(env_dir_, 0), 0);
