@@ -152,11 +152,13 @@ Status RegisterEnv(const MDB_env* env, T0Gate* gate) {
   return Status::Busy("lmdb: too many open environments (gate table full)");
 }
 
-void UnregisterEnv(const MDB_env* env) {
+T0Gate* LookupEnvGate(const MDB_env* env) { return LookupGate(env); }
+
+void UnregisterEnv(const T0Gate* gate) {
   std::lock_guard<std::mutex> lock(g_mu);
   const int n = g_envs_used.load(std::memory_order_relaxed);
   for (int i = 0; i < n; ++i) {
-    if (g_envs[i].env.load(std::memory_order_relaxed) == env) {
+    if (g_envs[i].gate.load(std::memory_order_relaxed) == gate) {
       g_envs[i].env.store(nullptr, std::memory_order_release);
       g_envs[i].gate.store(nullptr, std::memory_order_release);
     }

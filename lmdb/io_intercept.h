@@ -105,7 +105,11 @@ int GuardOpenFlags(const char* path, int flags);
 // mdb_env_close).
 class T0Gate;
 Status RegisterEnv(const MDB_env* env, T0Gate* gate);
-void UnregisterEnv(const MDB_env* env);
+// Removes the entry of `gate` (none if it was never registered: an attach
+// refused because the env is attached already leaves that one alone).
+void UnregisterEnv(const T0Gate* gate);
+// The gate of `env`, or nullptr. For tests.
+T0Gate* LookupEnvGate(const MDB_env* env);
 // While alive, this thread's mdb_txn_begin skips the gate: the caller
 // passed it already (Txn::Begin, before MDB_NOLOCK's mutex), or is the
 // backup itself taking the writer lock (which must not wait for itself).

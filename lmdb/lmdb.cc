@@ -78,7 +78,7 @@ Env::Impl::~Impl() {
   // Unhook before closing: once mdb_env_close has closed the descriptors
   // their numbers may be reused by other files at once. mdb_env_close
   // writes nothing to data.mdb (no txn may be active).
-  UnregisterEnv(env);
+  UnregisterEnv(&t0_gate);
   UnregisterHook(&file);
   if (env != nullptr && owns_env) mdb_env_close(env);
 }

@@ -170,7 +170,13 @@ TEST_F(LmdbCapiTest, SecondAttachOfTheSameEnvIsBusy) {
   std::string message;
   EXPECT_EQ(AttachFails(env.get(), &message), COWBACKUP_BUSY);
   EXPECT_NE(message.find("already hooked"), std::string::npos) << message;
+  // The refused attach left the first one whole: hooked and gated.
+  int me_fd = -1;
+  ASSERT_EQ(mdb_env_get_fd(env.get(), &me_fd), 0);
+  EXPECT_NE(LookupFd(me_fd), nullptr);
+  EXPECT_NE(LookupEnvGate(env.get()), nullptr);
   cowbackup_lmdb_detach(cb);
+  EXPECT_EQ(LookupEnvGate(env.get()), nullptr);
 }
 
 TEST_F(LmdbCapiTest, RefusesWriteMapReadOnlyAndNoLockByName) {
