@@ -1,7 +1,8 @@
 # `cmake --install` support: the embedded SQLite API (cowbackup::sqlite),
 # its public headers, the loadable extension, and a package config so that
 # find_package(cowbackup) works. Included from vfs/CMakeLists.txt. All in
-# the component "sqlite": cmake --install BUILD --component sqlite.
+# the component "sqlite": cmake --install BUILD --component sqlite. The
+# LMDB library is cmake/install_lmdb.cmake's, component "lmdb".
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 

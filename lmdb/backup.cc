@@ -142,6 +142,7 @@ class WriterLock {
     }
     map_lock_ = std::unique_lock<std::mutex>(e_->map_mu);
     if (e_->flags & MDB_NOLOCK) nolock_ = std::unique_lock<std::mutex>(e_->nolock_writer_mu);
+    GateBypass self;  // the gate this backup closed must not hold it up
     const int rc = mdb_txn_begin(e_->env, nullptr, 0, &txn_);
     if (rc != 0) {
       txn_ = nullptr;

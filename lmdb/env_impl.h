@@ -35,9 +35,10 @@ struct BackupRun;
 //   done()                                announced before it is done
 //
 // A writer waits only for backups announced before it arrived, so a
-// stream of backups cannot starve the writers either. Write txns begun on
-// the native handle (mdb_txn_begin) bypass the gate; nested txns take no
-// writer mutex and are not gated (the wrapper begins none).
+// stream of backups cannot starve the writers either. Write txns begun
+// with mdb_txn_begin itself (the C API, Env::Attach, native_handle())
+// pass the gate too: the link wraps mdb_txn_begin (io_intercept.h,
+// RegisterEnv). Nested txns take no writer mutex and are not gated.
 //
 // Writers in other processes (docs/LMDB.md, "Several processes"): LMDB's
 // writer mutex is process-shared and no fairer. With a region (Share()),
@@ -77,6 +78,8 @@ class T0Gate {
 
 struct Env::Impl {
   MDB_env* env = nullptr;
+  // False for an env the application opened and closes itself (Env::Attach).
+  bool owns_env = true;
   std::string path;
   std::string data_path;
   unsigned flags = 0;

@@ -1,6 +1,8 @@
 // The --wrap entry points and the descriptor table; see io_intercept.h.
 #include "lmdb/io_intercept.h"
 
+#include <lmdb.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -9,6 +11,8 @@
 
 #include <cstring>
 #include <mutex>
+
+#include "lmdb/env_impl.h"
 
 namespace cowbackup::lmdb {
 namespace {
@@ -33,6 +37,25 @@ std::atomic<int> g_used{0};
 std::mutex g_mu;
 
 thread_local OpenCapture* t_capture = nullptr;
+
+// The env table of __wrap_mdb_txn_begin: the same scheme as the
+// descriptor table (claimed under g_mu, never compacted; gate before env
+// on register, env before gate on unregister).
+struct EnvSlot {
+  std::atomic<const MDB_env*> env{nullptr};
+  std::atomic<T0Gate*> gate{nullptr};
+};
+EnvSlot g_envs[kSlots / 2];
+std::atomic<int> g_envs_used{0};
+thread_local bool t_gate_passed = false;
+
+T0Gate* LookupGate(const MDB_env* env) {
+  const int n = g_envs_used.load(std::memory_order_acquire);
+  for (int i = 0; i < n; ++i) {
+    if (g_envs[i].env.load(std::memory_order_acquire) == env) return g_envs[i].gate.load(std::memory_order_acquire);
+  }
+  return nullptr;
+}
 
 inline FileHook* Lookup(int fd) {
   const int n = g_used.load(std::memory_order_acquire);
@@ -111,6 +134,40 @@ void UnregisterHook(FileHook* hook) {
 
 FileHook* LookupFd(int fd) { return Lookup(fd); }
 
+Status RegisterEnv(const MDB_env* env, T0Gate* gate) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const int n = g_envs_used.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) {
+    if (g_envs[i].env.load(std::memory_order_relaxed) == env) {
+      return Status::Busy("lmdb: the environment is already attached");
+    }
+  }
+  for (int i = 0; i < kSlots / 2; ++i) {
+    if (g_envs[i].env.load(std::memory_order_relaxed) != nullptr) continue;
+    g_envs[i].gate.store(gate, std::memory_order_release);
+    g_envs[i].env.store(env, std::memory_order_release);
+    if (i >= n) g_envs_used.store(i + 1, std::memory_order_release);
+    return Status::OK();
+  }
+  return Status::Busy("lmdb: too many open environments (gate table full)");
+}
+
+T0Gate* LookupEnvGate(const MDB_env* env) { return LookupGate(env); }
+
+void UnregisterEnv(const T0Gate* gate) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const int n = g_envs_used.load(std::memory_order_relaxed);
+  for (int i = 0; i < n; ++i) {
+    if (g_envs[i].gate.load(std::memory_order_relaxed) == gate) {
+      g_envs[i].env.store(nullptr, std::memory_order_release);
+      g_envs[i].gate.store(nullptr, std::memory_order_release);
+    }
+  }
+}
+
+GateBypass::GateBypass() : saved_(t_gate_passed) { t_gate_passed = true; }
+GateBypass::~GateBypass() { t_gate_passed = saved_; }
+
 OpenCapture::OpenCapture(const char* existing) : existing_(existing) { t_capture = this; }
 OpenCapture::~OpenCapture() { t_capture = nullptr; }
 
@@ -145,6 +202,7 @@ ssize_t __real_writev(int fd, const struct iovec* iov, int iovcnt);
 ssize_t __real_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset);
 ssize_t __real_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offset);
 int __real_ftruncate(int fd, off_t length);
+int __real_mdb_txn_begin(MDB_env* env, MDB_txn* parent, unsigned int flags, MDB_txn** txn);
 int __real_ftruncate64(int fd, off_t length);
 
 namespace {
@@ -239,6 +297,19 @@ int __wrap_ftruncate(int fd, off_t length) {
 int __wrap_ftruncate64(int fd, off_t length) {
   if (FileHook* h = Lookup(fd)) BeforeTruncate(h, fd, length);
   return __real_ftruncate64(fd, length);
+}
+
+}  // extern "C"
+
+extern "C" {
+
+// Write txns the program begins itself pass the env's T0 gate first
+// (io_intercept.h, RegisterEnv).
+int __wrap_mdb_txn_begin(MDB_env* env, MDB_txn* parent, unsigned int flags, MDB_txn** txn) {
+  if (parent == nullptr && (flags & MDB_RDONLY) == 0 && !cowbackup::lmdb::t_gate_passed) {
+    if (cowbackup::lmdb::T0Gate* gate = cowbackup::lmdb::LookupGate(env)) gate->before_write_txn();
+  }
+  return __real_mdb_txn_begin(env, parent, flags, txn);
 }
 
 }  // extern "C"

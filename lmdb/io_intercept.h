@@ -61,6 +61,8 @@
 #include "cowbackup/status.h"
 #include "lmdb/file_hook.h"
 
+struct MDB_env;
+
 namespace cowbackup::lmdb {
 
 // Registers `fd` -> `hook`. Busy when the table is full.
@@ -91,5 +93,35 @@ class OpenCapture {
 void CaptureOpenedFd(int fd);
 // The flags __wrap_open passes on for `path` (OpenCapture's `existing`).
 int GuardOpenFlags(const char* path, int flags);
+
+// The T0 gate of write txns begun with mdb_txn_begin itself, which the
+// link wraps too (--wrap=mdb_txn_begin): a program that keeps its own
+// mdb_* code (the C API, Env::Attach, or native_handle()) yields to a
+// starting backup as Txn::Begin does. __wrap_mdb_txn_begin passes a
+// top-level write txn of a registered env through `gate` first, unless
+// this thread already did (GateBypass). Read and nested txns go straight
+// through. The env must be unregistered before its Env::Impl is destroyed,
+// with no txn of it beginning meanwhile (LMDB's own rule for
+// mdb_env_close).
+class T0Gate;
+Status RegisterEnv(const MDB_env* env, T0Gate* gate);
+// Removes the entry of `gate` (none if it was never registered: an attach
+// refused because the env is attached already leaves that one alone).
+void UnregisterEnv(const T0Gate* gate);
+// The gate of `env`, or nullptr. For tests.
+T0Gate* LookupEnvGate(const MDB_env* env);
+// While alive, this thread's mdb_txn_begin skips the gate: the caller
+// passed it already (Txn::Begin, before MDB_NOLOCK's mutex), or is the
+// backup itself taking the writer lock (which must not wait for itself).
+class GateBypass {
+ public:
+  GateBypass();
+  ~GateBypass();
+  GateBypass(const GateBypass&) = delete;
+  GateBypass& operator=(const GateBypass&) = delete;
+
+ private:
+  const bool saved_;
+};
 
 }  // namespace cowbackup::lmdb

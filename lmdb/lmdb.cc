@@ -1,6 +1,9 @@
 // RAII types over liblmdb: Env, Txn, Dbi, Cursor (include/cowbackup/lmdb.hpp).
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <lmdb.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -75,8 +78,9 @@ Env::Impl::~Impl() {
   // Unhook before closing: once mdb_env_close has closed the descriptors
   // their numbers may be reused by other files at once. mdb_env_close
   // writes nothing to data.mdb (no txn may be active).
+  UnregisterEnv(&t0_gate);
   UnregisterHook(&file);
-  if (env != nullptr) mdb_env_close(env);
+  if (env != nullptr && owns_env) mdb_env_close(env);
 }
 
 namespace {
@@ -147,6 +151,64 @@ Status TakePart(Env::Impl* e, const struct stat& data) {
   e->t0_gate.Share(e->file.region());
   return Status::OK();
 }
+
+// The one path from an open MDB_env to an env that takes part in backups,
+// for Env::Open and Env::Attach: hook data.mdb's descriptors among
+// `candidates`, then attach to the region. On failure ~Impl undoes it.
+Status Join(Env::Impl* e, const std::vector<int>& candidates) {
+  struct stat data;
+  Status s = HookDataFds(e, candidates, &data);
+  if (s.ok()) s = TakePart(e, data);
+  if (s.ok()) s = RegisterEnv(e->env, &e->t0_gate);
+  return s;
+}
+
+// The descriptors open in this process on the inode of `e`'s data.mdb
+// (me_fd's): me_fd and me_mfd, for an env opened before we could capture
+// its opens. A descriptor the application opened on data.mdb itself would
+// be found too, and HookDataFds refuses the count.
+Status DataFdsOf(Env::Impl* e, std::vector<int>* fds) {
+  int me_fd = -1;
+  int rc = mdb_env_get_fd(e->env, &me_fd);
+  if (rc != 0) return FromMdb(rc, "mdb_env_get_fd", e->path);
+  struct stat data;
+  if (::fstat(me_fd, &data) != 0) return Status::FromErrno("fstat", e->data_path, errno);
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return Status::FromErrno("opendir", "/proc/self/fd", errno);
+  while (const struct dirent* ent = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = strtol(ent->d_name, &end, 10);
+    if (end == ent->d_name || *end != '\0' || fd == ::dirfd(dir)) continue;
+    struct stat st;
+    if (::fstat(int(fd), &st) == 0 && st.st_dev == data.st_dev && st.st_ino == data.st_ino) {
+      fds->push_back(int(fd));
+    }
+  }
+  ::closedir(dir);
+  return Status::OK();
+}
+
+// Whether the mdb_* functions this library calls (and so the program's:
+// one definition per symbol in a program) are liblmdb.a's, linked into the
+// same object as this code, where the --wrap link options send their write
+// calls to __wrap_* (a link without those options fails: __real_* stay
+// undefined). The wrong link that does link is liblmdb.so ahead of
+// liblmdb.a: then mdb_env_open lives in liblmdb.so. Env::Open proves the
+// right link by capturing mdb_env_open's opens; an env opened before
+// Attach needs this instead.
+Status CheckInterceptedLiblmdb(const std::string& path) {
+  Dl_info ours{}, theirs{};
+  if (::dladdr(reinterpret_cast<void*>(&Join), &ours) == 0 ||
+      ::dladdr(reinterpret_cast<void*>(&mdb_env_open), &theirs) == 0 || ours.dli_fbase != theirs.dli_fbase) {
+    return Status::NotSupported(
+        std::string("lmdb attach: the program's mdb_env_open is in ") +
+            (theirs.dli_fname ? theirs.dli_fname : "another object") +
+            ", not in the liblmdb.a linked with cowbackup's write interception (is liblmdb.so / -llmdb "
+            "linked ahead of it? link only cowbackup::lmdb): this environment's writes cannot be seen",
+        path);
+  }
+  return Status::OK();
+}
 }  // namespace
 
 Status Env::Open(const std::string& path, const EnvOptions& options, std::unique_ptr<Env>* out) {
@@ -192,10 +254,36 @@ Status Env::Open(const std::string& path, const EnvOptions& options, std::unique
   unsigned flags = 0;
   mdb_env_get_flags(impl->env, &flags);
   impl->flags = flags;
-  struct stat data;
-  Status s = HookDataFds(impl.get(), opened, &data);
-  if (s.ok()) s = TakePart(impl.get(), data);
+  Status s = Join(impl.get(), opened);
   if (!s.ok()) return s;  // ~Impl unhooks and closes
+  out->reset(new Env(std::move(impl)));
+  return Status::OK();
+}
+
+Status Env::Attach(MDB_env* env, std::unique_ptr<Env>* out) {
+  if (env == nullptr) return Status::InvalidArgument("lmdb attach: no environment (MDB_env* is null)");
+  const char* path = nullptr;
+  if (mdb_env_get_path(env, &path) != 0 || path == nullptr) {
+    return Status::InvalidArgument("lmdb attach: the environment is not open (call mdb_env_open first)");
+  }
+  unsigned flags = 0;
+  int rc = mdb_env_get_flags(env, &flags);
+  if (rc != 0) return FromMdb(rc, "lmdb attach: mdb_env_get_flags", path);
+  if (const char* why = WhyNoPart(flags); *why != '\0') {
+    return Status::NotSupported(std::string("lmdb attach: cannot take part in backups: ") + why, path);
+  }
+  Status s = CheckInterceptedLiblmdb(path);
+  if (!s.ok()) return s;
+  auto impl = std::make_unique<Impl>();
+  impl->env = env;
+  impl->owns_env = false;
+  impl->path = path;
+  impl->data_path = (flags & MDB_NOSUBDIR) ? impl->path : impl->path + "/data.mdb";
+  impl->flags = flags;
+  std::vector<int> fds;
+  s = DataFdsOf(impl.get(), &fds);
+  if (s.ok()) s = Join(impl.get(), fds);
+  if (!s.ok()) return s;  // ~Impl unhooks; the env stays the caller's
   out->reset(new Env(std::move(impl)));
   return Status::OK();
 }
@@ -311,6 +399,7 @@ Status Txn::Begin(Env& env, Txn* out, bool read_only) {
   std::unique_lock<std::mutex> nolock;
   if (!read_only && (e->flags & MDB_NOLOCK)) nolock = std::unique_lock<std::mutex>(e->nolock_writer_mu);
   MDB_txn* txn = nullptr;
+  GateBypass passed;  // the gate above, before kNoLock's mutex
   int rc = mdb_txn_begin(e->env, nullptr, read_only ? MDB_RDONLY : 0, &txn);
   if (rc != 0) return FromMdb(rc, read_only ? "mdb_txn_begin(read)" : "mdb_txn_begin", e->path);
   if (!read_only) {

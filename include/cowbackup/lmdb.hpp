@@ -2,7 +2,7 @@
 // and hot, begin-time backups that pin no pages.
 //
 // USING
-//   #include "cowbackup/lmdb.hpp"          // link the CMake target cowbackup_lmdb
+//   #include "cowbackup/lmdb.hpp"   // CMake: cowbackup_lmdb in-tree, cowbackup::lmdb installed
 //   namespace cl = cowbackup::lmdb;
 //   std::unique_ptr<cl::Env> env;
 //   Status s = cl::Env::Open("/var/db/app", {.map_size = 1ull << 30}, &env);
@@ -152,6 +152,19 @@ class Txn;
 class Env {
  public:
   static Status Open(const std::string& path, const EnvOptions& options, std::unique_ptr<Env>* out);
+  // Takes an environment the caller opened itself (mdb_env_create and
+  // mdb_env_open of the liblmdb this library links) into backups, as Open
+  // does: its data.mdb writes reach the copy-on-write hook and it attaches
+  // to the coordination region. The caller keeps the MDB_env: it must
+  // destroy this Env before mdb_env_close. Refused (NotSupported, naming
+  // the flag) for read-only, MDB_WRITEMAP and MDB_NOLOCK envs, which could
+  // not take part; NotSupported too if the env's liblmdb is not the one
+  // whose writes this library intercepts. Call it before the program's
+  // first write txn on the env; its write txns, begun with mdb_txn_begin,
+  // yield to a starting backup as Txn::Begin's do (the link wraps
+  // mdb_txn_begin). Destroy it, like mdb_env_close, only while no txn of
+  // the env is active or beginning. The C API (cowbackup/lmdb.h) is this.
+  static Status Attach(MDB_env* env, std::unique_ptr<Env>* out);
   ~Env();
   Env(const Env&) = delete;
   Env& operator=(const Env&) = delete;
