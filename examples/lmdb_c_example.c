@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
 
   pthread_t thread;
   pthread_create(&thread, NULL, writer, NULL);
-  while (commits_now() < 3 * kSlots) {  /* some pages to copy first */
+  while (commits_now() < kSlots) {  /* every slot written once: pages to copy first */
     struct timespec pause = {0, 1000000};
     nanosleep(&pause, NULL);
   }
