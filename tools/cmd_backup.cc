@@ -204,7 +204,7 @@ int RunBackup(const std::vector<std::string>& args) {
       ("max-rate-mb", po::value<double>(&max_rate_mb)->value_name("MB/s"),
        "limit destination writes to this many MB/s (0.001 .. 1000000; default 0: no limit)")
       ("pace", po::value<double>(&pace)->value_name("SHARE"),
-       "pace the copy by the application's commits in this process, keeping it at this share "
+       "pace the copy by the commits of the processes writing the database, keeping them at this share "
        "of its speed (0.05 .. 1; default 0: off)")
       ("snapshot-dir", po::value<std::string>(&snapshot_dir)->value_name("DIR"),
        "where pre-images (and a streamed archive) are kept while the copy runs "

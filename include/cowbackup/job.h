@@ -49,7 +49,8 @@ struct BackupOptions {
   bool yield_to_commits = false;
   // Automatic pacing (engine/pacer.h): the share of its commit speed the
   // application keeps while the copy runs, 0.05 .. 1; 0 = off. The copy
-  // watches this process's commits to the database and adjusts its own
+  // watches the commits to the database of every process attached to its
+  // coordination region (this process's alone without one), and adjusts its own
   // speed to hold that share, at full speed while nothing commits. With
   // max_rate_mb too, the lower of the two limits applies.
   double pace = 0;
