@@ -186,6 +186,8 @@ Status BackupJob::Begin(uint64_t t0_pages, const std::string& metadata, std::vec
   config.hot_first = params_.options.hot_first;
   config.shared = shared_;
   if (params_.options.yield_to_commits) config.yield_to = &hooks.front().hook->commits;
+  config.pace_by = &hooks.front().hook->commits.history();
+  config.pace_share = params_.options.pace;
   CopyJob* job = new CopyJob(source_, volume_.get(), sink_.get(), config);
   {
     MutexLock lock(&mu_);

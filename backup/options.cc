@@ -41,6 +41,10 @@ Status ValidateBackupOption(const char* field, double value, OptionSpelling spel
     if (value != 0 && !(value >= kMinRateMb && value <= kMaxRateMb)) {
       return Bad(field, spelling, "must be 0 (no limit) or between 0.001 and 1000000 (MB/s)");
     }
+  } else if (strcmp(field, "pace") == 0) {
+    if (value != 0 && !(value >= 0.05 && value <= 1)) {
+      return Bad(field, spelling, "must be 0 (off) or a share between 0.05 and 1");
+    }
   } else {
     return Status::InvalidArgument(std::string("option ") + field + " is not a numeric option");
   }
@@ -51,6 +55,7 @@ Status ValidateBackupOptions(const BackupOptions& o, bool streaming, OptionSpell
   Status s = ValidateBackupOption("segment_pages", o.segment_pages, spelling);
   if (s.ok()) s = ValidateBackupOption("max_rate_mb", o.max_rate_mb, spelling);
   if (s.ok()) s = ValidateBackupOption("busy_timeout_ms", o.busy_timeout_ms, spelling);
+  if (s.ok()) s = ValidateBackupOption("pace", o.pace, spelling);
   if (s.ok() && streaming && o.format == BackupOptions::Format::kPlain) {
     s = Bad("format", spelling, "plain needs a file destination, not a stream");
   }

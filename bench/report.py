@@ -263,7 +263,8 @@ def frontier(results, report):
             continue
         m = re.match(r"BM_CowbackupUnderWriter/(\d+)/(\d+)/0/", r["name"])
         if m:
-            label = "yield" if m.group(2) == "1" else ("%s MB/s" % m.group(1) if m.group(1) != "0" else "unthrottled")
+            label = {"1": "yield", "2": "pace"}.get(m.group(2)) or \
+                ("%s MB/s" % m.group(1) if m.group(1) != "0" else "unthrottled")
             cow.append((c["writer_tps_ratio"] * 100, c["vs_idle"], label))
         elif r["name"].startswith("BM_IdealCopyUnderWriter/"):
             ideal.append((c["writer_tps_ratio"] * 100, c["vs_idle"], r["name"].split("/")[1] + " KiB"

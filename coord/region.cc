@@ -330,6 +330,7 @@ Status Region::Map() {
   map_ = static_cast<uint8_t*>(p);
   armed_ = reinterpret_cast<uint64_t*>(map_ + kOffArmed);
   gate_ = reinterpret_cast<uint32_t*>(map_ + kOffWriterGate);
+  commits_.Bind(map_ + kOffCommitHistory);
   return Status::OK();
 }
 
@@ -367,6 +368,7 @@ Region::~Region() {
     }
     if (attached_) Unlock(kLockSlot0 + slot_);
   }
+  commits_.Bind(nullptr);
   if (map_ != nullptr) ::munmap(map_, kFixedSize);
   ::close(fd_);  // drops lock_init and anything still held
 }
@@ -374,6 +376,7 @@ Region::~Region() {
 void Region::ForgetAfterFork() {
   armed_ = &zero_;
   gate_ = &zero_gate_;
+  commits_.Bind(nullptr);
   if (map_ != nullptr) ::munmap(map_, kFixedSize);
   map_ = nullptr;
   if (fd_ >= 0) ::close(fd_);

@@ -114,6 +114,9 @@ class Region {
   const std::string& recovery() const { return recovery_; }
 
   // The write path's word (layout::kOffArmed): 0 when no job is armed.
+  // The commit history every attached process records into (a private one
+  // until mapped, and after ForgetAfterFork). Lives as long as this Region.
+  CommitHistory* commit_history() { return &commits_; }
   uint64_t load_armed() const noexcept {
     return std::atomic_ref<uint64_t>(*armed_).load(std::memory_order_acquire);
   }
@@ -276,6 +279,7 @@ class Region {
   uint64_t zero_ = 0;           // the word before mapping and after ForgetAfterFork
   uint64_t* armed_ = &zero_;
   uint32_t zero_gate_ = 0;      // writer_gate() before mapping and after ForgetAfterFork
+  CommitHistory commits_;       // bound to the mapping's, its own before and after
   uint32_t* gate_ = &zero_gate_;
   uint32_t slot_ = 0;
   uint32_t tag_ = 0;            // BusyWord's bits 8..29 for slot_

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "cowbackup/status.h"
+#include "engine/commit_signal.h"
 #include "engine/shared_pages.h"
 
 namespace cowbackup::coord::layout {
@@ -58,6 +59,14 @@ static_assert(kOffWriterGate % 64 == 0 && kOffWriterGate >= kOffArmed + 64);
 // Lock bytes (OFD locks; the bytes are never read or written).
 inline constexpr uint64_t kLockInit = 256, kLockMeta = 257, kLockOwner = 258, kLockSlot0 = 512;
 static_assert(kLockInit >= kOffWriterGate + 64 && kLockSlot0 + kSlotCount <= 1024);
+
+// The commit history (engine/commit_signal.h, CommitHistory): every
+// attached process's commits per 100 ms, which automatic pacing reads
+// (docs/REGION.md, "Commit history"). In the bytes after the slot locks,
+// which no lock uses.
+inline constexpr size_t kOffCommitHistory = 768;
+static_assert(kOffCommitHistory >= kLockSlot0 + kSlotCount &&
+              kOffCommitHistory + CommitHistory::kSize <= 1024);
 
 // Job section.
 inline constexpr size_t kOffJobState = 1024, kOffOwnerSlot = 1028, kOffJobId = 1032,

@@ -25,6 +25,10 @@ CopyJob::CopyJob(Source* source, SnapshotVolume* volume, Sink* sink, const JobCo
       preserved_(config.t0_pages),
       busy_(config.t0_pages) {
   assert(config_.segment_pages > 0 && config_.page_size > 0);
+  // At T0: the pacer's baseline is the application's last second before it.
+  if (config_.pace_by != nullptr && config_.pace_share > 0) {
+    pacer_ = std::make_unique<Pacer>(config_.pace_by, config_.pace_share, SteadyNowNs());
+  }
   if (!config_.open_queue) {
     if (config_.t0_pages > 0) queue_.push_back({0, config_.t0_pages});
     sealed_ = true;
@@ -252,6 +256,8 @@ Progress CopyJob::progress() const {
   }
   p.max_write_wait_us = max_wait_ns / 1000;
   p.yield_ms = yield_ns_.load(std::memory_order_relaxed) / 1000000;
+  p.pace_mb = pace_mb_.load(std::memory_order_relaxed);
+  p.pace_min_mb = pace_min_mb_.load(std::memory_order_relaxed);
   return p;
 }
 
@@ -394,16 +400,24 @@ Status CopyJob::emit_segment(Segment* seg) {
   return Status::OK();
 }
 
-// Sleeps until the bytes written so far fit the rate limit; wakes early on
-// failure or cancel.
+// Sleeps until the next sink write may start: the rate limit and the
+// pacer's (the later of the two); wakes early on failure or cancel.
+// Paced on the page bytes this job emitted, not on what the sink has
+// flushed: a buffering sink would otherwise let bursts through.
 void CopyJob::throttle() {
-  if (config_.max_rate_mb <= 0) return;
-  // Paced on the page bytes this job emitted, not on what the sink has
-  // flushed: a buffering sink would otherwise let bursts through.
-  const double seconds = double(pages_done_.load(std::memory_order_relaxed) * page_size_) /
-                         (config_.max_rate_mb * 1e6);
-  const auto due = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                  std::chrono::duration<double>(seconds));
+  if (config_.max_rate_mb <= 0 && pacer_ == nullptr) return;
+  const uint64_t bytes = pages_done_.load(std::memory_order_relaxed) * page_size_;
+  auto due = std::chrono::steady_clock::time_point::min();
+  if (config_.max_rate_mb > 0) {
+    due = started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(double(bytes) / (config_.max_rate_mb * 1e6)));
+  }
+  if (pacer_ != nullptr) {
+    const std::chrono::steady_clock::time_point paced{std::chrono::nanoseconds(pacer_->NextWriteNs(bytes, SteadyNowNs()))};
+    due = std::max(due, paced);
+    pace_mb_.store(pacer_->rate_mb(), std::memory_order_relaxed);
+    pace_min_mb_.store(pacer_->counts().lowest_rate_mb, std::memory_order_relaxed);
+  }
   MutexLock lock(&mu_);
   while (!failed() && copier_cv_.WaitUntil(&mu_, due)) {
   }

@@ -72,6 +72,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,7 @@
 #include "engine/bitmap.h"
 #include "engine/commit_signal.h"
 #include "engine/mutex.h"
+#include "engine/pacer.h"
 #include "engine/page_range.h"
 #include "engine/shared_pages.h"
 #include "engine/sink.h"
@@ -101,6 +103,11 @@ struct JobConfig {
   // copy always moves on. Not owned; must outlive the job.
   const CommitSignal* yield_to = nullptr;
   std::chrono::microseconds max_yield{10000};
+  // If set with pace_share > 0, the copy paces itself by these commits
+  // (engine/pacer.h), keeping the application at pace_share of its speed.
+  // Not owned; must outlive the job.
+  const CommitHistory* pace_by = nullptr;
+  double pace_share = 0;
   // The queue starts empty and stays open for enqueue() until seal();
   // otherwise it starts as [0, t0_pages) in segments, sealed.
   bool open_queue = false;
@@ -234,6 +241,7 @@ class CopyJob {
   const JobConfig config_;
   const uint64_t page_size_;
   const std::chrono::steady_clock::time_point started_;
+  std::unique_ptr<Pacer> pacer_;  // JobConfig::pace_by; the copier's alone
 
   MonotonicBitmap settled_;  // lock-free reads; see the class comment
 
@@ -255,6 +263,7 @@ class CopyJob {
   std::atomic<uint64_t> pages_preserved_{0};
   std::atomic<uint64_t> max_write_wait_ns_{0};
   std::atomic<uint64_t> yield_ns_{0};
+  std::atomic<double> pace_mb_{0}, pace_min_mb_{0};  // the pacer's, for progress()
 };
 
 }  // namespace cowbackup

@@ -98,6 +98,7 @@ void FileHook::Open(int data_fd, const struct stat& data, const std::string& dat
   // an application's may not be).
   region_error_ = coord::Region::Attach(region_path, data, coord::AttachOptions(), &region_);
   armed_.Bind(region_.get());
+  hook.commits.ShareHistory(region_ != nullptr ? region_->commit_history() : nullptr);
 }
 
 Status FileHook::Arm(uint64_t word, const std::string& t0, uint64_t t0_txnid, coord::Participation* part) {

@@ -21,7 +21,7 @@ namespace {
 
 enum Column {
   kId, kSchema, kDatabase, kDestination, kState, kPagesTotal, kPagesDone, kPagesPreserved,
-  kBytesWritten, kStarted, kFinished, kError, kOwnerPid
+  kBytesWritten, kStarted, kFinished, kError, kOwnerPid, kPaceMb
 };
 
 struct JobsCursor {
@@ -46,7 +46,7 @@ int JobsConnect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out,
       db,
       "CREATE TABLE x(id INTEGER, schema TEXT, database TEXT, destination TEXT, state TEXT, "
       "pages_total INTEGER, pages_done INTEGER, pages_preserved INTEGER, bytes_written INTEGER, "
-      "started TEXT, finished TEXT, error TEXT, owner_pid INTEGER)");
+      "started TEXT, finished TEXT, error TEXT, owner_pid INTEGER, pace_mb REAL)");
   if (rc != SQLITE_OK) return rc;
   sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);
   auto* vtab = static_cast<sqlite3_vtab*>(sqlite3_malloc(sizeof(sqlite3_vtab)));
@@ -132,6 +132,10 @@ int JobsColumn(sqlite3_vtab_cursor* c, sqlite3_context* ctx, int col) {
         if (!j.summary.error.empty()) ResultText(ctx, TerminalSafe(j.summary.error));
         break;
       case kOwnerPid: sqlite3_result_int64(ctx, j.owner_pid); break;
+      case kPaceMb:
+        // Automatic pacing's limit now (MB/s); 0 at full speed, or off.
+        sqlite3_result_double(ctx, j.summary.progress.pace_mb);
+        break;
     }
   } catch (...) {
     sqlite3_result_error_nomem(ctx);

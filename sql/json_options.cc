@@ -81,6 +81,8 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
     o->busy_timeout_ms = uint32_t(v);
   } else if (key == "max_rate_mb") {
     if (!number(false, &o->max_rate_mb)) return false;
+  } else if (key == "pace") {
+    if (!number(false, &o->pace)) return false;
   } else if (key == "snapshot_dir") {
     std::string v;
     if (!text(&v) || v.empty()) return Fail(error, key, "must be a non-empty path without NUL bytes");
@@ -94,7 +96,7 @@ bool ApplyOption(const std::string& key, const std::string& type, sqlite3_stmt* 
   } else {
     *error = "unknown option \"" + key +
              "\" (known: format, variant, segment_pages, max_rate_mb, snapshot_dir, overwrite, "
-             "busy_timeout_ms, hot_first, yield_to_commits)";
+             "busy_timeout_ms, hot_first, yield_to_commits, pace)";
     return false;
   }
   return true;

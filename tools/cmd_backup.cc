@@ -173,6 +173,7 @@ int RunBackup(const std::vector<std::string>& args) {
   std::string source, archive, format = "archive", snapshot_dir;
   uint32_t segment_pages = kDefaultSegmentPages;
   double max_rate_mb = 0;
+  double pace = 0;
   uint32_t busy_timeout_ms = 5000;
   bool force = false, overwrite = false;
   CommandLine cl(
@@ -201,7 +202,10 @@ int RunBackup(const std::vector<std::string>& args) {
       ("segment-pages", po::value<uint32_t>(&segment_pages)->value_name("N"),
        "pages the copier reads at a time (default 256)")
       ("max-rate-mb", po::value<double>(&max_rate_mb)->value_name("MB/s"),
-       "limit destination writes to this many MB/s (default 0: no limit)")
+       "limit destination writes to this many MB/s (0.001 .. 1000000; default 0: no limit)")
+      ("pace", po::value<double>(&pace)->value_name("SHARE"),
+       "pace the copy by the commits of the processes writing the database, keeping them at this share "
+       "of its speed (0.05 .. 1; default 0: off)")
       ("snapshot-dir", po::value<std::string>(&snapshot_dir)->value_name("DIR"),
        "where pre-images (and a streamed archive) are kept while the copy runs "
        "(default: beside ARCHIVE, or $TMPDIR when streaming)")
@@ -228,6 +232,7 @@ int RunBackup(const std::vector<std::string>& args) {
   const bool streaming = archive == "-";
   options.segment_pages = segment_pages;
   options.max_rate_mb = max_rate_mb;
+  options.pace = pace;
   options.snapshot_dir = snapshot_dir;
   options.busy_timeout_ms = busy_timeout_ms;
   options.overwrite = force;
@@ -291,7 +296,8 @@ int RunBackup(const std::vector<std::string>& args) {
         .add("page_size", outcome.summary.page_size).add("pages", p.pages_done)
         .add("pages_total", p.pages_total).add("preserved_pages", p.pages_preserved)
         .add("bytes", p.bytes_written).add("seconds", seconds)
-        .add("max_write_wait_us", p.max_write_wait_us).add("begin_lock_us", outcome.summary.begin_lock_us);
+        .add("max_write_wait_us", p.max_write_wait_us).add("begin_lock_us", outcome.summary.begin_lock_us)
+        .add("pace_min_mb", p.pace_min_mb);
     if (kind == SourceKind::kLmdbEnv && s.ok()) o.add("lmdb_txnid", outcome.lmdb_txnid);
     fprintf(report, "%s\n", o.str().c_str());
     fflush(report);

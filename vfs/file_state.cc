@@ -115,6 +115,7 @@ void FileState::AttachRegion() {
   }
   region_error_ = coord::Region::Attach(coord::RegionPathForSqlite(path_), st, coord::AttachOptions(), &region_);
   armed_.Bind(region_.get());
+  hook.commits.ShareHistory(region_ != nullptr ? region_->commit_history() : nullptr);
 }
 
 bool FileState::IsOpen(dev_t dev, ino_t ino) {

@@ -672,13 +672,14 @@ std::string SummaryJson(const Summary& s, uint64_t job_id) {
   snprintf(buf, sizeof buf,
            "{\"job_id\":%llu,\"state\":\"%s\",\"pages\":%llu,\"preserved_pages\":%llu,"
            "\"bytes\":%llu,\"seconds\":%.6f,\"page_size\":%u,\"max_write_wait_us\":%llu,"
-           "\"yield_ms\":%llu,\"begin_lock_us\":%llu",
+           "\"yield_ms\":%llu,\"begin_lock_us\":%llu,\"pace_min_mb\":%.3f",
            (unsigned long long)job_id, JobStateName(s.state),
            (unsigned long long)s.progress.pages_done,
            (unsigned long long)s.progress.pages_preserved,
            (unsigned long long)s.progress.bytes_written, s.seconds, s.page_size,
            (unsigned long long)s.progress.max_write_wait_us,
-           (unsigned long long)s.progress.yield_ms, (unsigned long long)s.begin_lock_us);
+           (unsigned long long)s.progress.yield_ms, (unsigned long long)s.begin_lock_us,
+           s.progress.pace_min_mb);
   std::string out = buf;
   if (!s.error.empty()) {
     out += ",\"error\":" + JsonQuote(s.error);  // one escaper with the CLI's --json

@@ -67,7 +67,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr double kCutoff = 4.0;  // .backup gives up after 4x cowbackup's idle time (>= 5 s)
+constexpr double kCutoff = 4.0;
+constexpr double kPaceShare = 0.85;  // the automatic pacing's target in the bench  // .backup gives up after 4x cowbackup's idle time (>= 5 s)
 
 std::string g_dir, g_db, g_ext, g_dest_dir;
 std::string g_out;        // COWBACKUP_BENCH_OUT, "" if not set
@@ -434,6 +435,7 @@ double WriterTps(double seconds, const char* vfs, bool sync_off, double* max_ms,
 struct CowResult {
   double seconds = 0;
   double max_write_wait_ms = 0;
+  double pace_min_mb = 0;  // the lowest rate automatic pacing set (0: none)
   double t0_hold_ms = -1, end_hold_ms = -1;
 };
 double g_idle_plain[2] = {0, 0};  // BM_CowbackupIdle/0/mode sets it: the clean idle figure
@@ -442,7 +444,9 @@ double g_idle_plain[2] = {0, 0};  // BM_CowbackupIdle/0/mode sets it: the clean 
 // (and, on a disk mounted with discard, trims) its blocks in the next
 // journal commit, which the writer's fsync would wait for inside the
 // measured window.
-CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield = false) {
+// `pacing`: the JSON options that set it ("" for none), e.g.
+// ",\"yield_to_commits\":true" or ",\"pace\":0.85".
+CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, const std::string& pacing = "") {
   sqlite3* db = Open(g_db);
   const std::string dest = g_dest_dir + "/out." + format;
   g_end_hold_ns = -1;
@@ -451,7 +455,7 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield =
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, ("SELECT cowbackup('" + dest + "', 'main', '{\"format\":\"" + format +
                           "\",\"max_rate_mb\":" + std::to_string(max_rate_mb) +
-                          (yield ? ",\"yield_to_commits\":true" : "") + "}')").c_str(),
+                          pacing + "}')").c_str(),
                      -1, &st, nullptr);
   if (sqlite3_step(st) != SQLITE_ROW) {
     std::fprintf(stderr, "sqlite_bench: cowbackup: %s\n", sqlite3_errmsg(db));
@@ -464,6 +468,8 @@ CowResult Cowbackup(const std::string& format, int max_rate_mb = 0, bool yield =
   const std::string summary = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
   const size_t at = summary.find("\"max_write_wait_us\":");
   if (at != std::string::npos) r.max_write_wait_ms = std::stod(summary.substr(at + 20)) / 1000;
+  const size_t pace = summary.find("\"pace_min_mb\":");
+  if (pace != std::string::npos) r.pace_min_mb = std::stod(summary.substr(pace + 14));
   const size_t lock = summary.find("\"begin_lock_us\":");
   if (lock != std::string::npos) r.t0_hold_ms = std::stod(summary.substr(lock + 16)) / 1000;
   sqlite3_finalize(st);
@@ -581,14 +587,17 @@ UnderWriterResult UnderWriter(Copy copy, bool after = false, const char* trace =
   return r;
 }
 
-// range(0): max_rate_mb (0 = unlimited); range(1): yield_to_commits;
-// range(2): WAL mode. The throttled and yielding runs show what each buys
+// range(0): max_rate_mb (0 = unlimited); range(1): 1 yield_to_commits,
+// 2 automatic pacing at kPaceShare; range(2): WAL mode. The throttled,
+// yielding and paced runs show what each buys
 // the writer on a disk the two share.
 void BM_CowbackupUnderWriter(benchmark::State& state) {
   const int rate = int(state.range(0));
-  const bool yield = state.range(1) != 0;
+  const bool yield = state.range(1) != 0;  // one of the commit-aware modes
+  const bool pace = state.range(1) == 2;
   UseJournal(state.range(2) != 0);
-  const std::string at = yield  ? "  yield_to_commits: "
+  const std::string at = pace   ? "  pace " + std::to_string(kPaceShare).substr(0, 4) + ": "
+                         : yield ? "  yield_to_commits: "
                          : rate ? "  max_rate_mb=" + std::to_string(rate) + ": "
                                 : "  ";
   for (auto _ : state) {
@@ -597,8 +606,10 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     const double idle = IdlePlain();
     CowResult cow;
     const UnderWriterResult r =
-        UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, yield); }, /*after=*/true,
-                    rate == 0 && !yield ? "cowbackup" : nullptr);
+        UnderWriter([&](Writer*) { cow = Cowbackup("plain", rate, pace    ? ",\"pace\":" + std::to_string(kPaceShare)
+                                                               : yield ? ",\"yield_to_commits\":true"
+                                                                       : ""); },
+                    /*after=*/true, rate == 0 && !yield ? "cowbackup" : pace ? "cowbackup_paced" : nullptr);
     state.counters["max_hook_wait_ms"] = cow.max_write_wait_ms;
     state.SetIterationTime(r.seconds);
     state.counters["vs_idle"] = r.seconds / idle;
@@ -614,6 +625,7 @@ void BM_CowbackupUnderWriter(benchmark::State& state) {
     Figure(at + "time vs idle", r.seconds / idle, "%.2fx");
     Figure(at + "writer's longest commit", r.max_ms, "%.1f ms");
     Figure(at + "writer throughput vs no backup", 100 * r.tps_ratio, "%.0f %%");
+    if (pace) Figure(at + "lowest rate it set", cow.pace_min_mb, "%.1f MB/s");
     if (g_wal) {
       // Against an equal period of the same writer right after the backup.
       const double ratio = double(r.wal_peak) / double(std::max<uint64_t>(r.after_wal_peak, 1));
@@ -920,8 +932,8 @@ BENCHMARK(BM_CowbackupIdle)
     ->Args({0, 0})->Args({1, 0})->Args({0, 1})->Args({1, 1})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CowbackupUnderWriter)
-    ->Args({0, 0, 0})->Args({500, 0, 0})->Args({250, 0, 0})->Args({0, 1, 0})
-    ->Args({0, 0, 1})->Args({500, 0, 1})->Args({250, 0, 1})->Args({0, 1, 1})
+    ->Args({0, 0, 0})->Args({500, 0, 0})->Args({250, 0, 0})->Args({0, 1, 0})->Args({0, 2, 0})
+    ->Args({0, 0, 1})->Args({500, 0, 1})->Args({250, 0, 1})->Args({0, 1, 1})->Args({0, 2, 1})
     ->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IdealCopyUnderWriter)
     ->Args({4096, 0})->Args({1024, 0})->Args({256, 0})->Args({64, 0})->Args({1024, 1})->Args({256, 1})

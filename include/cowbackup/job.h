@@ -47,6 +47,13 @@ struct BackupOptions {
   // in WAL mode: while a connection holds the WAL write lock, i.e. for
   // its whole write transaction.)
   bool yield_to_commits = false;
+  // Automatic pacing (engine/pacer.h): the share of its commit speed the
+  // application keeps while the copy runs, 0.05 .. 1; 0 = off. The copy
+  // watches the commits to the database of every process attached to its
+  // coordination region (this process's alone without one), and adjusts its own
+  // speed to hold that share, at full speed while nothing commits. With
+  // max_rate_mb too, the lower of the two limits applies.
+  double pace = 0;
   // Called on the copier thread once every page is copied, just before the
   // destination is published; a non-OK status fails the backup instead and
   // nothing is published. The command-line tool checks there that no other
@@ -68,6 +75,10 @@ struct Progress {
   // Time the copier held its destination writes while the application
   // committed (BackupOptions::yield_to_commits).
   uint64_t yield_ms = 0;
+  // Automatic pacing (BackupOptions::pace): its limit now, and the lowest
+  // it set, in MB/s; 0 = the copy runs (ran) at full speed.
+  double pace_mb = 0;
+  double pace_min_mb = 0;
 };
 
 enum class JobState : uint8_t { kRunning, kDone, kFailed, kCancelled };

@@ -40,6 +40,20 @@ TEST(ValidateBackupOptions, RateIsZeroOrWithinItsLimits) {
   }
 }
 
+TEST(ValidateBackupOptions, PaceIsOffOrAShare) {
+  BackupOptions o;
+  for (double ok : {0.0, 0.05, 0.85, 1.0}) {
+    o.pace = ok;
+    EXPECT_TRUE(ValidateBackupOptions(o, false).ok()) << ok;
+  }
+  for (double bad : {0.049, -0.5, 1.01, 85.0, std::nan("")}) {
+    o.pace = bad;
+    EXPECT_EQ(ValidateBackupOptions(o, false, OptionSpelling::kFlag).ToString(),
+              "option --pace: must be 0 (off) or a share between 0.05 and 1")
+        << bad;
+  }
+}
+
 TEST(ValidateBackupOptions, IntegerOptionsHaveOneRangeEach) {
   BackupOptions o;
   for (uint32_t n : {0u, (1u << 20) + 1}) {

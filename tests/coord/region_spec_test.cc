@@ -57,6 +57,8 @@ TEST(RegionSpec, ArmedWordAndLockTablesMatch) {
   EXPECT_EQ(a["armed"], Row(kOffArmed, 8));
   auto g = SpecTable("Writer gate");
   EXPECT_EQ(g["writer_gate"], Row(kOffWriterGate, 4));
+  auto c = SpecTable("Commit history");
+  EXPECT_EQ(c["commit_history"], Row(kOffCommitHistory, CommitHistory::kSize));
   auto l = SpecTable("Lock bytes");
   ASSERT_EQ(l.size(), 4u);
   EXPECT_EQ(l["lock_init"], Row(kLockInit, 1));

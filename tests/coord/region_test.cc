@@ -98,6 +98,31 @@ TEST_F(RegionTest, WriterGateIsSharedAndAFirstOpenerClearsIt) {
   EXPECT_EQ(gate(c).load(), 0u);
 }
 
+// Every attached party records its commits into the region's one history
+// (automatic pacing reads it); a forked child that forgot the region
+// records into a private one until it attaches anew.
+TEST_F(RegionTest, CommitHistoryIsSharedByEveryAttachedParty) {
+  auto a = Attach();
+  auto b = Attach();
+  const int64_t bucket = CommitHistory::kBucketNs;
+  const int64_t t = 1000 * bucket;  // any whole bucket
+  for (int i = 0; i < 3; i++) a->commit_history()->Record(t + i, 5'000'000);
+  b->commit_history()->Record(t + 10, 2'000'000);
+  const CommitHistory::Sum sum = b->commit_history()->Between(t, t + bucket);
+  EXPECT_EQ(sum.commits, 4u);
+  EXPECT_EQ(sum.ns, 17'000'000u);
+  EXPECT_EQ(Get64(kOffCommitHistory + 16 * (1000 % CommitHistory::kBuckets)), (uint64_t(1000) << 32) | 4)
+      << "the layout docs/REGION.md gives";
+  // A later bucket that lands on the same slot takes it over.
+  a->commit_history()->Record(t + CommitHistory::kBuckets * bucket, 1'000'000);
+  EXPECT_EQ(b->commit_history()->Between(t, t + bucket).commits, 0u);
+
+  a->ForgetAfterFork();
+  a->commit_history()->Record(t + 20, 1'000'000);
+  EXPECT_EQ(a->commit_history()->Between(t, t + bucket).commits, 1u) << "its own again";
+  EXPECT_EQ(b->commit_history()->Between(t, t + bucket).commits, 0u) << "not the region's";
+}
+
 TEST_F(RegionTest, AllSlotsTakenIsBusy) {
   std::vector<std::unique_ptr<Region>> rs;
   for (uint32_t i = 0; i < kSlotCount; i++) {

@@ -343,6 +343,52 @@ TEST(CopyJobTest, RateLimitHoldsTheCopierBack) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, 190ms);
 }
 
+// Automatic pacing (engine/pacer.h) through the job: with the 10 MB/s
+// limit the copy of 4 MB takes >= 0.4 s, so the pacer decides at least
+// once (every 100 ms). Commits that take 20 times their pre-backup time
+// make it cut the rate, which the progress shows; the copy is complete
+// either way. Lower bounds on time only.
+TEST(CopyJobTest, PacingCutsTheRateWhenCommitsSlowDownAndNotWithoutCommits) {
+  constexpr uint32_t kPageSize = 4096;
+  constexpr uint64_t kPages = 1024;
+  for (const bool committing : {false, true}) {
+    SCOPED_TRACE(committing ? "commits slowed by the copy" : "no commits");
+    MemorySource source(kPageSize, std::vector<uint8_t>(kPageSize * kPages, 5));
+    MemoryVolume volume(kPageSize);
+    MemorySink sink(kPageSize, kPages);
+    CommitHistory history;
+    const int64_t t0 = SteadyNowNs();
+    if (committing) {
+      for (int64_t t = t0 - 1'000'000'000; t < t0; t += 1'000'000) history.Record(t, 1'000'000);
+    }
+    JobConfig c;
+    c.page_size = kPageSize;
+    c.t0_pages = kPages;
+    c.segment_pages = 16;
+    c.max_rate_mb = 10;
+    c.pace_by = &history;
+    c.pace_share = 0.85;
+    CopyJob job(&source, &volume, &sink, c);
+    std::atomic<bool> stop{false};
+    std::thread app([&] {
+      while (committing && !stop) {
+        std::this_thread::sleep_for(1ms);
+        history.Record(SteadyNowNs(), 20'000'000);
+      }
+    });
+    ASSERT_TRUE(job.run().ok());
+    stop = true;
+    app.join();
+    EXPECT_EQ(sink.image, std::vector<uint8_t>(kPageSize * kPages, 5));
+    if (committing) {
+      EXPECT_GT(job.progress().pace_min_mb, 0) << "the pacer never cut the rate";
+    } else {
+      EXPECT_EQ(job.progress().pace_min_mb, 0) << "paced with nothing committing";
+      EXPECT_EQ(job.progress().pace_mb, 0);
+    }
+  }
+}
+
 // A job that yields to commits_, started while the application is inside
 // a commit and held at its first wait (segment 0 read and published, not
 // yet written to the sink).

@@ -275,6 +275,7 @@ TEST_F(ApiTest, OptionsOutsideTheSharedLimitsAreRefused) {
       {[] { BackupOptions o; o.max_rate_mb = 2e6; return o; }(), rate},
       {[] { BackupOptions o; o.busy_timeout_ms = 86400001; return o; }(),
        "option busy_timeout_ms: must be an integer between 0 and 86400000"},
+      {[] { BackupOptions o; o.pace = 85; return o; }(), "option pace: must be 0 (off) or a share between 0.05 and 1"},
   };
   for (const auto& [options, message] : cases) {
     uint64_t id = 0;
