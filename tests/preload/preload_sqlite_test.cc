@@ -189,7 +189,10 @@ TEST_F(PreloadSqliteTest, SqliteShellWritingFromAScript) {
         "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1;\n"
         "UPDATE filler SET data = randomblob(length(data)) WHERE id = abs(random()) % " +
         std::to_string(kRows) + " + 1;\nCOMMIT;\n";
-    while (ok && !stop.load()) ok = ::write(fd, txn.data(), txn.size()) == ssize_t(txn.size());
+    while (ok && !stop.load()) {
+      ok = ::write(fd, txn.data(), txn.size()) == ssize_t(txn.size());
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // room for the test's reads
+    }
     ::close(fd);
   });
   const bool started = WaitCount(db_, 20);
@@ -268,6 +271,59 @@ TEST_P(PreloadWithExtensionTest, OneShim) {
 INSTANTIATE_TEST_SUITE_P(SameFileOrACopy, PreloadWithExtensionTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return std::string(p.param ? "ACopyAtAnotherPath" : "TheSameFile");
+                         });
+
+// What the library cannot reach (docs/PRELOAD.md): a program with SQLite
+// linked in statically, and one that names a VFS when it opens. Under the
+// library they stay non-participants, say nothing, and a backup during
+// their commits fails by name rather than copy them wrongly.
+class PreloadUncoveredTest : public PreloadSqliteTest,
+                             public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PreloadUncoveredTest, WritesFailTheBackupByName) {
+  const std::string program = BuildDir() + "/tests/" + GetParam();
+  struct stat st;
+  if (::stat(program.c_str(), &st) != 0) GTEST_SKIP() << program << " not built (no libsqlite3.a)";
+  MakeWorkloadDb(db_, kRows);
+  int to[2];
+  ASSERT_EQ(::pipe2(to, O_CLOEXEC), 0);
+  const pid_t pid = StartUnderPreload({program, db_}, to[0]);
+  ::close(to[0]);
+  std::atomic<bool> stop{false};
+  std::thread feeder([&, fd = to[1]] {
+    const std::string txn =
+        "BEGIN IMMEDIATE; INSERT INTO log SELECT n + 1, 1, randomblob(64) FROM counter WHERE id = 1; "
+        "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1; "
+        "UPDATE filler SET data = randomblob(length(data)) WHERE id = abs(random()) % " +
+        std::to_string(kRows) + " + 1; COMMIT\n";
+    const std::string head = "PRAGMA synchronous = OFF\n";
+    bool ok = ::write(fd, head.data(), head.size()) == ssize_t(head.size());
+    while (ok && !stop.load()) {
+      ok = ::write(fd, txn.data(), txn.size()) == ssize_t(txn.size());
+      // Room for the test's reads between commits (a rate, not a sync point).
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::close(fd);
+  });
+  const bool started = WaitCount(db_, 20);
+  Cli c;
+  if (started) c = CliBackup(db_, dir_ / "copy.cbk", "archive", dir_.path());
+  stop = true;
+  feeder.join();
+  const int status = Wait(pid);
+  ASSERT_TRUE(started) << ProgramErrors();
+  EXPECT_FALSE(c.ok());
+  EXPECT_NE(c.err.find("a write bypassed the cowbackup shim"), std::string::npos) << c.err;
+  EXPECT_FALSE(Exists(dir_ / "copy.cbk"));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(ProgramErrors(), "");
+  EXPECT_EQ(ReadFile(dir_ / "prog.out").find("error"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Programs, PreloadUncoveredTest,
+                         ::testing::Values("preload/static_sqlite", "sqlite/foreign_sqlite"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           return std::string(p.param[0] == 'p' ? "StaticSqlite" : "ExplicitUnixVfs");
                          });
 
 }  // namespace

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 
 db, stop, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 failed = threading.Event()
@@ -42,6 +43,7 @@ def loop(wid, reopen_every=0, c=None):
         while not os.path.exists(stop):
             commit(c, wid, rows)
             n += 1
+            time.sleep(0.001)  # room for the test's reads between commits
             if reopen_every and n % reopen_every == 0:
                 c.close()
                 c = connect()
