@@ -1,4 +1,5 @@
-// The --wrap entry points and the descriptor table; see io_intercept.h.
+// The descriptor table and the write path both front ends call; see
+// io_intercept.h. The --wrap entry points are in wrap.cc.
 #include "lmdb/io_intercept.h"
 
 #include <errno.h>
@@ -118,6 +119,46 @@ void CaptureOpenedFd(int fd) {
   if (t_capture != nullptr) t_capture->fds_.push_back(fd);
 }
 
+// The write path both front ends call before the real call: the --wrap
+// entry points (lmdb/wrap.cc) and the preload library's interposers
+// (preload/lmdb_preload.cc).
+void InterceptPwrite(int fd, const void* buf, size_t n, off_t offset) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    struct iovec iov = {const_cast<void*>(buf), n};
+    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
+  }
+}
+
+void InterceptWrite(int fd, const void* buf, size_t n) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    uint64_t offset = 0, len = n;
+    PositionOf(fd, &offset, &len);
+    struct iovec iov = {const_cast<void*>(buf), n};
+    BeforeWrite(h, fd, offset, &iov, 1, len);
+  }
+}
+
+void InterceptWritev(int fd, const struct iovec* iov, int iovcnt) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    uint64_t offset = 0, len = IovLen(iov, iovcnt);
+    PositionOf(fd, &offset, &len);
+    BeforeWrite(h, fd, offset, iov, iovcnt, len);
+  }
+}
+
+void InterceptPwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) noexcept {
+  if (FileHook* h = Lookup(fd)) BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, IovLen(iov, iovcnt));
+}
+
+void InterceptTruncate(int fd, off_t length) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    const int saved = errno;
+    if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
+    h->BeforeTruncate(length < 0 ? 0 : uint64_t(length));
+    errno = saved;
+  }
+}
+
 int GuardOpenFlags(const char* path, int flags) {
   const OpenCapture* c = t_capture;
   if (c == nullptr || c->existing_ == nullptr || path == nullptr || strcmp(path, c->existing_) != 0) {
@@ -127,118 +168,3 @@ int GuardOpenFlags(const char* path, int flags) {
 }
 
 }  // namespace cowbackup::lmdb
-
-// ---------------------------------------------------------------------------
-// The wrapped calls. Names are fixed by the linker's --wrap convention.
-using cowbackup::lmdb::BeforeWrite;
-using cowbackup::lmdb::FileHook;
-using cowbackup::lmdb::Lookup;
-
-extern "C" {
-
-int __real_open(const char* path, int flags, ...);
-int __real_open64(const char* path, int flags, ...);
-ssize_t __real_pwrite(int fd, const void* buf, size_t n, off_t offset);
-ssize_t __real_pwrite64(int fd, const void* buf, size_t n, off_t offset);
-ssize_t __real_write(int fd, const void* buf, size_t n);
-ssize_t __real_writev(int fd, const struct iovec* iov, int iovcnt);
-ssize_t __real_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset);
-ssize_t __real_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offset);
-int __real_ftruncate(int fd, off_t length);
-int __real_ftruncate64(int fd, off_t length);
-
-namespace {
-mode_t ModeArg(int flags, va_list ap) {
-  return (flags & (O_CREAT | O_TMPFILE)) ? mode_t(va_arg(ap, unsigned)) : 0;
-}
-}  // namespace
-
-int __wrap_open(const char* path, int flags, ...) {
-  va_list ap;
-  va_start(ap, flags);
-  const mode_t mode = ModeArg(flags, ap);
-  va_end(ap);
-  const int fd = __real_open(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
-  if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
-  return fd;
-}
-
-int __wrap_open64(const char* path, int flags, ...) {
-  va_list ap;
-  va_start(ap, flags);
-  const mode_t mode = ModeArg(flags, ap);
-  va_end(ap);
-  const int fd = __real_open64(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
-  if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
-  return fd;
-}
-
-ssize_t __wrap_pwrite(int fd, const void* buf, size_t n, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
-  }
-  return __real_pwrite(fd, buf, n, offset);
-}
-
-ssize_t __wrap_pwrite64(int fd, const void* buf, size_t n, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
-  }
-  return __real_pwrite64(fd, buf, n, offset);
-}
-
-ssize_t __wrap_write(int fd, const void* buf, size_t n) {
-  if (FileHook* h = Lookup(fd)) {
-    uint64_t offset = 0, len = n;
-    cowbackup::lmdb::PositionOf(fd, &offset, &len);
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, offset, &iov, 1, len);
-  }
-  return __real_write(fd, buf, n);
-}
-
-ssize_t __wrap_writev(int fd, const struct iovec* iov, int iovcnt) {
-  if (FileHook* h = Lookup(fd)) {
-    uint64_t offset = 0, len = cowbackup::lmdb::IovLen(iov, iovcnt);
-    cowbackup::lmdb::PositionOf(fd, &offset, &len);
-    BeforeWrite(h, fd, offset, iov, iovcnt, len);
-  }
-  return __real_writev(fd, iov, iovcnt);
-}
-
-ssize_t __wrap_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, cowbackup::lmdb::IovLen(iov, iovcnt));
-  }
-  return __real_pwritev(fd, iov, iovcnt, offset);
-}
-
-ssize_t __wrap_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, cowbackup::lmdb::IovLen(iov, iovcnt));
-  }
-  return __real_pwritev64(fd, iov, iovcnt, offset);
-}
-
-namespace {
-void BeforeTruncate(FileHook* h, int fd, off_t length) noexcept {
-  const int saved = errno;
-  if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
-  h->BeforeTruncate(length < 0 ? 0 : uint64_t(length));
-  errno = saved;
-}
-}  // namespace
-
-int __wrap_ftruncate(int fd, off_t length) {
-  if (FileHook* h = Lookup(fd)) BeforeTruncate(h, fd, length);
-  return __real_ftruncate(fd, length);
-}
-
-int __wrap_ftruncate64(int fd, off_t length) {
-  if (FileHook* h = Lookup(fd)) BeforeTruncate(h, fd, length);
-  return __real_ftruncate64(fd, length);
-}
-
-}  // extern "C"

@@ -12,7 +12,7 @@
 //   writev, write, lseek and ftruncate (no pwritev: it is built without
 //   MDB_USE_PWRITEV). With --wrap every undefined reference to `pwrite` in
 //   an object of the final link resolves to __wrap_pwrite (below), which
-//   calls the real one as __real_pwrite. The option is an INTERFACE link
+//   calls the real one as __real_pwrite (lmdb/wrap.cc). The option is an INTERFACE link
 //   option of the CMake target, so it is applied in the link that pulls
 //   liblmdb.a into the executable (or shared object) — the only link where
 //   --wrap can see liblmdb's references.
@@ -52,6 +52,9 @@
 // Errors: the hook never fails a write; errno is preserved across it.
 #pragma once
 
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -91,5 +94,20 @@ class OpenCapture {
 void CaptureOpenedFd(int fd);
 // The flags __wrap_open passes on for `path` (OpenCapture's `existing`).
 int GuardOpenFlags(const char* path, int flags);
+// open()'s third argument, present only with O_CREAT or O_TMPFILE.
+inline mode_t OpenModeArg(int flags, va_list ap) {
+  return (flags & (O_CREAT | O_TMPFILE)) ? mode_t(va_arg(ap, unsigned)) : 0;
+}
+
+// The write path, before the real call, for both front ends: the --wrap
+// entry points (lmdb/wrap.cc) and the preload library's interposers
+// (preload/lmdb_preload.cc). A descriptor with no hook costs one acquire
+// load while none is registered, else a scan of the used slots. Never
+// fail; errno is kept.
+void InterceptPwrite(int fd, const void* buf, size_t n, off_t offset) noexcept;
+void InterceptWrite(int fd, const void* buf, size_t n) noexcept;    // at the position
+void InterceptWritev(int fd, const struct iovec* iov, int iovcnt) noexcept;  // ditto
+void InterceptPwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) noexcept;
+void InterceptTruncate(int fd, off_t length) noexcept;
 
 }  // namespace cowbackup::lmdb
