@@ -45,6 +45,9 @@
 
 #include <atomic>
 
+#include "preload/real_symbol.h"
+
+namespace cowbackup::preload {
 namespace {
 
 using OpenV2Fn = int (*)(const char*, sqlite3**, int, const char*);
@@ -58,45 +61,9 @@ void Say(const char* what, const char* detail) {
   fprintf(stderr, "cowbackup preload: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
 }
 
-// The base address of the object that holds `p`, or nullptr.
-void* ObjectOf(const void* p) {
-  Dl_info info;
-  return p != nullptr && dladdr(p, &info) != 0 ? info.dli_fbase : nullptr;
-}
+constexpr const char* kSoname = "libsqlite3.so.0";
 
-bool IsOurs(const void* p) { return ObjectOf(p) == ObjectOf(reinterpret_cast<const void*>(&Say)); }
-
-// The real `name` of the SQLite that `caller` (a return address) uses; see
-// the file comment, step 1. Never one of our own definitions.
-void* RealSymbol(const char* name, const void* caller) {
-  if (void* p = dlsym(RTLD_NEXT, name)) return p;
-  Dl_info info;
-  if (caller != nullptr && dladdr(caller, &info) != 0 && info.dli_fname != nullptr &&
-      info.dli_fname[0] != '\0') {
-    if (void* h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) {
-      void* p = dlsym(h, name);
-      dlclose(h);  // still loaded: its caller is running
-      if (p != nullptr && !IsOurs(p)) return p;
-    }
-  }
-  if (void* h = dlopen("libsqlite3.so.0", RTLD_LAZY | RTLD_NOLOAD)) {
-    void* p = dlsym(h, name);
-    dlclose(h);
-    if (p != nullptr && !IsOurs(p)) return p;
-  }
-  return nullptr;
-}
-
-// One resolved function, cached after the first call.
-template <typename Fn>
-Fn Real(std::atomic<Fn>* slot, const char* name, const void* caller) {
-  Fn f = slot->load(std::memory_order_acquire);
-  if (f == nullptr) {
-    f = reinterpret_cast<Fn>(RealSymbol(name, caller));
-    if (f != nullptr) slot->store(f, std::memory_order_release);
-  }
-  return f;
-}
+void* SqliteSymbol(const char* name, const void* caller) { return RealSymbol(name, caller, kSoname); }
 
 std::atomic<OpenV2Fn> g_open_v2{nullptr};
 std::atomic<OpenFn> g_open{nullptr};
@@ -116,9 +83,9 @@ bool ExtensionPath(char* out, size_t cap) {
 // program as it was: its databases are then not covered, which a backup
 // reports (the non-participant checks).
 void InstallShim(const void* caller) {
-  const auto real_open = reinterpret_cast<OpenV2Fn>(RealSymbol("sqlite3_open_v2", caller));
-  const auto real_close = reinterpret_cast<CloseFn>(RealSymbol("sqlite3_close", caller));
-  const auto real_free = reinterpret_cast<FreeFn>(RealSymbol("sqlite3_free", caller));
+  const auto real_open = reinterpret_cast<OpenV2Fn>(SqliteSymbol("sqlite3_open_v2", caller));
+  const auto real_close = reinterpret_cast<CloseFn>(SqliteSymbol("sqlite3_close", caller));
+  const auto real_free = reinterpret_cast<FreeFn>(SqliteSymbol("sqlite3_free", caller));
   if (real_open == nullptr || real_close == nullptr || real_free == nullptr) {
     Say("cannot find the program's SQLite; its databases are not covered", nullptr);
     return;
@@ -183,13 +150,16 @@ int NoSqlite(sqlite3** db) {
 }
 
 }  // namespace
+}  // namespace cowbackup::preload
+
+using namespace cowbackup::preload;
 
 extern "C" {
 
 __attribute__((visibility("default"))) int sqlite3_open_v2(const char* filename, sqlite3** db,
                                                            int flags, const char* vfs) {
   const void* caller = __builtin_return_address(0);
-  const OpenV2Fn real = Real(&g_open_v2, "sqlite3_open_v2", caller);
+  const OpenV2Fn real = Real(&g_open_v2, "sqlite3_open_v2", caller, kSoname);
   if (real == nullptr) return NoSqlite(db);
   EnsureShim(caller);
   return real(filename, db, flags, vfs);
@@ -197,7 +167,7 @@ __attribute__((visibility("default"))) int sqlite3_open_v2(const char* filename,
 
 __attribute__((visibility("default"))) int sqlite3_open(const char* filename, sqlite3** db) {
   const void* caller = __builtin_return_address(0);
-  const OpenFn real = Real(&g_open, "sqlite3_open", caller);
+  const OpenFn real = Real(&g_open, "sqlite3_open", caller, kSoname);
   if (real == nullptr) return NoSqlite(db);
   EnsureShim(caller);
   return real(filename, db);
@@ -205,7 +175,7 @@ __attribute__((visibility("default"))) int sqlite3_open(const char* filename, sq
 
 __attribute__((visibility("default"))) int sqlite3_open16(const void* filename, sqlite3** db) {
   const void* caller = __builtin_return_address(0);
-  const Open16Fn real = Real(&g_open16, "sqlite3_open16", caller);
+  const Open16Fn real = Real(&g_open16, "sqlite3_open16", caller, kSoname);
   if (real == nullptr) return NoSqlite(db);
   EnsureShim(caller);
   return real(filename, db);
