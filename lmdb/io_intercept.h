@@ -24,7 +24,9 @@
 //   - A shared object that swallows liblmdb.a (-Bsymbolic, hidden mdb_*)
 //     would carry its own copy of engine/ and backup/ next to the
 //     application's: two copies of every class in one process.
-//   - LD_PRELOAD: a deployment step that can silently be missing.
+//   - LD_PRELOAD as the only way: a deployment step that can silently be
+//     missing. It is offered for programs that cannot be relinked
+//     (preload/lmdb_preload.cc), through the same Intercept* calls.
 //   --wrap needs no change to liblmdb and no step at run time, and a wrong
 //   link is detected: Env::Open captures the descriptors liblmdb opens
 //   through __wrap_open; if it saw none, the env was opened by some other
