@@ -198,6 +198,22 @@ std::atomic<ssize_t (*)(int, const struct iovec*, int, off_t)> g_pwritev64{nullp
 std::atomic<int (*)(int, off_t)> g_ftruncate{nullptr};
 std::atomic<int (*)(int, off_t)> g_ftruncate64{nullptr};
 
+// Resolved at load, so that the first write of a signal handler does not
+// run dlsym (the interposed calls stay async-signal-safe for descriptors
+// that are not data files).
+__attribute__((constructor)) void ResolveLibc() {
+  Libc(&g_open, "open");
+  Libc(&g_open64, "open64");
+  Libc(&g_pwrite, "pwrite");
+  Libc(&g_pwrite64, "pwrite64");
+  Libc(&g_write, "write");
+  Libc(&g_writev, "writev");
+  Libc(&g_pwritev, "pwritev");
+  Libc(&g_pwritev64, "pwritev64");
+  Libc(&g_ftruncate, "ftruncate");
+  Libc(&g_ftruncate64, "ftruncate64");
+}
+
 }  // namespace
 }  // namespace cowbackup::preload
 

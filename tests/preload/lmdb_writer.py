@@ -4,7 +4,7 @@
 # LD_PRELOAD=build/libcowbackup_preload.so.
 #
 #   /usr/bin/python3 lmdb_writer.py init ENV BULK
-#   /usr/bin/python3 lmdb_writer.py run ENV STOPFILE plain|fork|writemap
+#   /usr/bin/python3 lmdb_writer.py run ENV STOPFILE plain|fork|reopen|writemap
 #
 # init (without the library): the environment with BULK static records of
 #   1500 bytes and counter = 0, in one txn.
@@ -14,6 +14,7 @@
 #   is a function of K alone (the test's Model), whichever process made it.
 #   fork: commits once, forks; the parent goes on with its env, the child
 #         opens its own (LMDB's rule across fork) and both commit.
+#   reopen: closes and reopens the env every 10 commits.
 #   writemap: the env opened with MDB_WRITEMAP.
 import os
 import sys
@@ -71,6 +72,15 @@ def main():
             if status != 0:
                 sys.stderr.write("child ended with status %d\n" % status)
                 return 1
+        elif mode == "reopen":
+            n = 0
+            while not os.path.exists(stop):
+                commit(env)
+                n += 1
+                if n % 10 == 0:
+                    env.close()
+                    env = lmdb.open(path, map_size=MAP)
+                time.sleep(0.0005)
         else:
             loop(env, stop)
         env.close()

@@ -176,12 +176,13 @@ class PreloadLmdbTest : public ::testing::Test {
   uint64_t init_txnid_ = 0;
 };
 
-// Two python3-lmdb writer processes, and one that forks a writer child.
+// Two python3-lmdb writer processes; one that forks a writer child; one
+// that closes and reopens its environment every 10 commits.
 class PreloadLmdbWritersTest : public PreloadLmdbTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(PreloadLmdbWritersTest, CopyIsExactlyTheStateAfterT0) {
   const std::string mode = GetParam();
-  std::vector<pid_t> writers = {StartWriter(mode == "fork" ? "fork" : "plain")};
+  std::vector<pid_t> writers = {StartWriter(mode == "two" ? "plain" : mode)};
   if (mode == "two") writers.push_back(StartWriter("plain"));
   const bool started = WaitCommits(20);
   if (started) {
@@ -204,9 +205,10 @@ TEST_P(PreloadLmdbWritersTest, CopyIsExactlyTheStateAfterT0) {
   EXPECT_TRUE(now == Model(Txnid(env_) - init_txnid_)) << "the live environment broke the workload's rule";
 }
 
-INSTANTIATE_TEST_SUITE_P(Writers, PreloadLmdbWritersTest, ::testing::Values("two", "fork"),
+INSTANTIATE_TEST_SUITE_P(Writers, PreloadLmdbWritersTest, ::testing::Values("two", "fork", "reopen"),
                          [](const ::testing::TestParamInfo<const char*>& p) {
-                           return std::string(p.param[0] == 't' ? "TwoProcesses" : "ForkedChild");
+                           const std::string m = p.param;
+                           return std::string(m == "two" ? "TwoProcesses" : m == "fork" ? "ForkedChild" : "Reopening");
                          });
 
 // A C program linked with -llmdb (Debian's liblmdb.so.0), run again and
