@@ -90,6 +90,10 @@ void InstallShim(const void* caller) {
     Say("cannot find the program's SQLite; its databases are not covered", nullptr);
     return;
   }
+  // A program that registered cowbackup's VFS itself (the C++ API) is
+  // covered already: one shim.
+  const auto vfs_find = reinterpret_cast<sqlite3_vfs* (*)(const char*)>(SqliteSymbol("sqlite3_vfs_find", caller));
+  if (vfs_find != nullptr && vfs_find("cowbackup") != nullptr) return;
   char path[PATH_MAX];
   if (!ExtensionPath(path, sizeof path)) {
     Say("cannot locate cowbackup.so beside the preload library", nullptr);

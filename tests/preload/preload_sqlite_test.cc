@@ -273,6 +273,26 @@ INSTANTIATE_TEST_SUITE_P(SameFileOrACopy, PreloadWithExtensionTest, ::testing::B
                            return std::string(p.param ? "ACopyAtAnotherPath" : "TheSameFile");
                          });
 
+// A program that registers cowbackup's VFS itself through the C++ API
+// (tests/sqlite/mp_writer, "shim") is covered already: under the library it
+// keeps its one shim, and the library neither loads the extension nor says
+// anything.
+TEST_F(PreloadSqliteTest, ProgramWithTheApiKeepsItsOwnShim) {
+  MakeWorkloadDb(db_, kRows);
+  int to[2];
+  ASSERT_EQ(::pipe2(to, O_CLOEXEC), 0);
+  const pid_t pid =
+      StartUnderPreload({BuildDir() + "/tests/sqlite/mp_writer", "shim", db_, "1", "commit", "delete"}, to[0]);
+  ::close(to[0]);
+  const bool started = WaitCount(db_, 20);
+  if (started) BackupByCountIsCommittedPrefix("archive", 1);
+  ::close(to[1]);  // EOF: it stops
+  const int status = Wait(pid);
+  ASSERT_TRUE(started) << ProgramErrors();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << ": " << ProgramErrors();
+  EXPECT_EQ(ProgramErrors(), "");
+}
+
 // What the library cannot reach (docs/PRELOAD.md): a program with SQLite
 // linked in statically, and one that names a VFS when it opens. Under the
 // library they stay non-participants, say nothing, and a backup during
