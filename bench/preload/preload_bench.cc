@@ -5,7 +5,7 @@
 // so the lookup scans used slots), and a same-bytes pwrite to data.mdb
 // itself with no job armed (the hook's one acquire load).
 //
-// Last, a Python sqlite3 writer's commit rate with and without the library
+// Last, a Python sqlite3 writer's commits per CPU second with and without the library
 // (bench/preload/py_sqlite_writer.py, best of RUNS alternating runs each).
 //
 //   build/bench/preload/preload_bench [ROUNDS [RUNS]]
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     best_plain = std::max(best_plain, rate(false));
     best_pre = std::max(best_pre, rate(true));
   }
-  printf("python3 sqlite3 writer, commits/s (best of %d)  plain %.0f   preloaded %.0f   ratio %.3f\n", runs,
+  printf("python3 sqlite3 writer, commits per CPU s (best of %d)  plain %.0f   preloaded %.0f   ratio %.3f\n", runs,
          best_plain, best_pre, best_plain > 0 ? best_pre / best_plain : 0.0);
   const std::string rm = std::string("rm -rf ") + dir;
   return system(rm.c_str()) == 0 ? 0 : 1;
