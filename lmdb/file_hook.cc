@@ -1,9 +1,14 @@
 #include "lmdb/file_hook.h"
 
+#include <errno.h>
+#include <lmdb.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
 
 #include "backup/db_image.h"
+#include "lmdb/io_intercept.h"
 
 namespace cowbackup::lmdb {
 
@@ -225,6 +230,54 @@ void FileHook::TakePart(const Part& part, uint64_t offset, const struct iovec* i
   } catch (...) {
     part.p->fail(Status::IOError("out of memory while tracking commits", data_path_));
   }
+}
+
+const char* WhyNoPart(unsigned flags) {
+  if (flags & MDB_RDONLY) return "the environment is open read-only here: this process writes nothing";
+  if (flags & MDB_WRITEMAP) {
+    return "the environment is open with MDB_WRITEMAP, whose writes go through the memory map where "
+           "no write can be intercepted: its commits fail a backup another process runs";
+  }
+  if (flags & MDB_NOLOCK) {
+    return "the environment is open with MDB_NOLOCK: LMDB's writer lock, which a backup's begin-time "
+           "instant takes, is not shared with other processes";
+  }
+  return "";
+}
+
+Status HookOpenedEnv(const OpenedEnv& env, const std::vector<int>& opened, FileHook* hook,
+                     std::vector<int>* data_fds) {
+  struct stat data;
+  if (::fstat(env.me_fd, &data) != 0) return Status::FromErrno("fstat", env.data_path, errno);
+  bool saw_me_fd = false;
+  for (int fd : opened) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || st.st_dev != data.st_dev || st.st_ino != data.st_ino) continue;
+    saw_me_fd |= fd == env.me_fd;
+    data_fds->push_back(fd);
+  }
+  if (!saw_me_fd) {
+    return Status::NotSupported(
+        "lmdb: mdb_env_open did not open data.mdb through cowbackup's write interception "
+        "(is liblmdb.so linked ahead of liblmdb.a, or the --wrap link options missing?)",
+        env.path);
+  }
+  // Writable envs without MDB_WRITEMAP also keep me_mfd (O_DSYNC, meta pages).
+  const size_t expected = (env.flags & (MDB_RDONLY | MDB_WRITEMAP)) ? 1 : 2;
+  if (data_fds->size() != expected) {
+    return Status::NotSupported("lmdb: found " + std::to_string(data_fds->size()) +
+                                    " descriptors of data.mdb, expected " + std::to_string(expected),
+                                env.data_path);
+  }
+  for (int fd : *data_fds) {
+    Status s = RegisterFd(fd, hook);
+    if (!s.ok()) return s;
+  }
+  const std::string why_not = WhyNoPart(env.flags);
+  const std::string region =
+      why_not.empty() ? coord::RegionPathForLmdb(env.path, (env.flags & MDB_NOSUBDIR) != 0) : std::string();
+  hook->Open(env.me_fd, data, env.data_path, env.page_size, region, why_not);
+  return Status::OK();
 }
 
 }  // namespace cowbackup::lmdb

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "coord/armed_word.h"
 #include "coord/participation.h"
@@ -156,5 +157,28 @@ class FileHook {
   Mutex part_mu_;
   std::shared_ptr<Part> part_ GUARDED_BY(part_mu_);  // the last job joined
 };
+
+// An environment as mdb_env_open left it, read by Env::Open (through
+// liblmdb.a) or by the preload library (through the program's liblmdb.so).
+struct OpenedEnv {
+  std::string path;        // as given to mdb_env_open
+  std::string data_path;   // <path>/data.mdb, or path itself with MDB_NOSUBDIR
+  unsigned flags = 0;      // mdb_env_get_flags
+  int me_fd = -1;          // mdb_env_get_fd
+  uint32_t page_size = 0;  // mdb_env_stat's ms_psize
+};
+
+// Why an env opened with `flags` takes no part in backups other processes
+// run, or "" if it does (docs/LMDB.md, "Several processes").
+const char* WhyNoPart(unsigned flags);
+
+// The one path from an opened env to one whose writes reach `hook`: finds
+// liblmdb's descriptors of data.mdb among `opened` (those mdb_env_open
+// opened: me_fd and every other one on its inode, me_mfd), registers them
+// (lmdb/io_intercept.h; *data_fds gets them), then opens `hook` on the
+// region (or records why it takes no part). On failure the caller
+// unregisters the hook (UnregisterHook).
+Status HookOpenedEnv(const OpenedEnv& env, const std::vector<int>& opened, FileHook* hook,
+                     std::vector<int>* data_fds);
 
 }  // namespace cowbackup::lmdb

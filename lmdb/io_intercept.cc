@@ -1,7 +1,6 @@
-// The --wrap entry points and the descriptor table; see io_intercept.h.
+// The descriptor table and the write path both front ends call; see
+// io_intercept.h. The --wrap entry points are in wrap.cc.
 #include "lmdb/io_intercept.h"
-
-#include <lmdb.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +11,6 @@
 #include <cstring>
 #include <mutex>
 
-#include "lmdb/env_impl.h"
 
 namespace cowbackup::lmdb {
 namespace {
@@ -37,25 +35,6 @@ std::atomic<int> g_used{0};
 std::mutex g_mu;
 
 thread_local OpenCapture* t_capture = nullptr;
-
-// The env table of __wrap_mdb_txn_begin: the same scheme as the
-// descriptor table (claimed under g_mu, never compacted; gate before env
-// on register, env before gate on unregister).
-struct EnvSlot {
-  std::atomic<const MDB_env*> env{nullptr};
-  std::atomic<T0Gate*> gate{nullptr};
-};
-EnvSlot g_envs[kSlots / 2];
-std::atomic<int> g_envs_used{0};
-thread_local bool t_gate_passed = false;
-
-T0Gate* LookupGate(const MDB_env* env) {
-  const int n = g_envs_used.load(std::memory_order_acquire);
-  for (int i = 0; i < n; ++i) {
-    if (g_envs[i].env.load(std::memory_order_acquire) == env) return g_envs[i].gate.load(std::memory_order_acquire);
-  }
-  return nullptr;
-}
 
 inline FileHook* Lookup(int fd) {
   const int n = g_used.load(std::memory_order_acquire);
@@ -134,45 +113,51 @@ void UnregisterHook(FileHook* hook) {
 
 FileHook* LookupFd(int fd) { return Lookup(fd); }
 
-Status RegisterEnv(const MDB_env* env, T0Gate* gate) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  const int n = g_envs_used.load(std::memory_order_relaxed);
-  for (int i = 0; i < n; ++i) {
-    if (g_envs[i].env.load(std::memory_order_relaxed) == env) {
-      return Status::Busy("lmdb: the environment is already attached");
-    }
-  }
-  for (int i = 0; i < kSlots / 2; ++i) {
-    if (g_envs[i].env.load(std::memory_order_relaxed) != nullptr) continue;
-    g_envs[i].gate.store(gate, std::memory_order_release);
-    g_envs[i].env.store(env, std::memory_order_release);
-    if (i >= n) g_envs_used.store(i + 1, std::memory_order_release);
-    return Status::OK();
-  }
-  return Status::Busy("lmdb: too many open environments (gate table full)");
-}
-
-T0Gate* LookupEnvGate(const MDB_env* env) { return LookupGate(env); }
-
-void UnregisterEnv(const T0Gate* gate) {
-  std::lock_guard<std::mutex> lock(g_mu);
-  const int n = g_envs_used.load(std::memory_order_relaxed);
-  for (int i = 0; i < n; ++i) {
-    if (g_envs[i].gate.load(std::memory_order_relaxed) == gate) {
-      g_envs[i].env.store(nullptr, std::memory_order_release);
-      g_envs[i].gate.store(nullptr, std::memory_order_release);
-    }
-  }
-}
-
-GateBypass::GateBypass() : saved_(t_gate_passed) { t_gate_passed = true; }
-GateBypass::~GateBypass() { t_gate_passed = saved_; }
-
 OpenCapture::OpenCapture(const char* existing) : existing_(existing) { t_capture = this; }
 OpenCapture::~OpenCapture() { t_capture = nullptr; }
 
 void CaptureOpenedFd(int fd) {
   if (t_capture != nullptr) t_capture->fds_.push_back(fd);
+}
+
+// The write path both front ends call before the real call: the --wrap
+// entry points (lmdb/wrap.cc) and the preload library's interposers
+// (preload/lmdb_preload.cc).
+void InterceptPwrite(int fd, const void* buf, size_t n, off_t offset) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    struct iovec iov = {const_cast<void*>(buf), n};
+    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
+  }
+}
+
+void InterceptWrite(int fd, const void* buf, size_t n) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    uint64_t offset = 0, len = n;
+    PositionOf(fd, &offset, &len);
+    struct iovec iov = {const_cast<void*>(buf), n};
+    BeforeWrite(h, fd, offset, &iov, 1, len);
+  }
+}
+
+void InterceptWritev(int fd, const struct iovec* iov, int iovcnt) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    uint64_t offset = 0, len = IovLen(iov, iovcnt);
+    PositionOf(fd, &offset, &len);
+    BeforeWrite(h, fd, offset, iov, iovcnt, len);
+  }
+}
+
+void InterceptPwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) noexcept {
+  if (FileHook* h = Lookup(fd)) BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, IovLen(iov, iovcnt));
+}
+
+void InterceptTruncate(int fd, off_t length) noexcept {
+  if (FileHook* h = Lookup(fd)) {
+    const int saved = errno;
+    if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
+    h->BeforeTruncate(length < 0 ? 0 : uint64_t(length));
+    errno = saved;
+  }
 }
 
 int GuardOpenFlags(const char* path, int flags) {
@@ -184,132 +169,3 @@ int GuardOpenFlags(const char* path, int flags) {
 }
 
 }  // namespace cowbackup::lmdb
-
-// ---------------------------------------------------------------------------
-// The wrapped calls. Names are fixed by the linker's --wrap convention.
-using cowbackup::lmdb::BeforeWrite;
-using cowbackup::lmdb::FileHook;
-using cowbackup::lmdb::Lookup;
-
-extern "C" {
-
-int __real_open(const char* path, int flags, ...);
-int __real_open64(const char* path, int flags, ...);
-ssize_t __real_pwrite(int fd, const void* buf, size_t n, off_t offset);
-ssize_t __real_pwrite64(int fd, const void* buf, size_t n, off_t offset);
-ssize_t __real_write(int fd, const void* buf, size_t n);
-ssize_t __real_writev(int fd, const struct iovec* iov, int iovcnt);
-ssize_t __real_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset);
-ssize_t __real_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offset);
-int __real_ftruncate(int fd, off_t length);
-int __real_mdb_txn_begin(MDB_env* env, MDB_txn* parent, unsigned int flags, MDB_txn** txn);
-int __real_ftruncate64(int fd, off_t length);
-
-namespace {
-mode_t ModeArg(int flags, va_list ap) {
-  return (flags & (O_CREAT | O_TMPFILE)) ? mode_t(va_arg(ap, unsigned)) : 0;
-}
-}  // namespace
-
-int __wrap_open(const char* path, int flags, ...) {
-  va_list ap;
-  va_start(ap, flags);
-  const mode_t mode = ModeArg(flags, ap);
-  va_end(ap);
-  const int fd = __real_open(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
-  if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
-  return fd;
-}
-
-int __wrap_open64(const char* path, int flags, ...) {
-  va_list ap;
-  va_start(ap, flags);
-  const mode_t mode = ModeArg(flags, ap);
-  va_end(ap);
-  const int fd = __real_open64(path, cowbackup::lmdb::GuardOpenFlags(path, flags), mode);
-  if (fd >= 0) cowbackup::lmdb::CaptureOpenedFd(fd);
-  return fd;
-}
-
-ssize_t __wrap_pwrite(int fd, const void* buf, size_t n, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
-  }
-  return __real_pwrite(fd, buf, n, offset);
-}
-
-ssize_t __wrap_pwrite64(int fd, const void* buf, size_t n, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, uint64_t(offset), &iov, 1, n);
-  }
-  return __real_pwrite64(fd, buf, n, offset);
-}
-
-ssize_t __wrap_write(int fd, const void* buf, size_t n) {
-  if (FileHook* h = Lookup(fd)) {
-    uint64_t offset = 0, len = n;
-    cowbackup::lmdb::PositionOf(fd, &offset, &len);
-    struct iovec iov = {const_cast<void*>(buf), n};
-    BeforeWrite(h, fd, offset, &iov, 1, len);
-  }
-  return __real_write(fd, buf, n);
-}
-
-ssize_t __wrap_writev(int fd, const struct iovec* iov, int iovcnt) {
-  if (FileHook* h = Lookup(fd)) {
-    uint64_t offset = 0, len = cowbackup::lmdb::IovLen(iov, iovcnt);
-    cowbackup::lmdb::PositionOf(fd, &offset, &len);
-    BeforeWrite(h, fd, offset, iov, iovcnt, len);
-  }
-  return __real_writev(fd, iov, iovcnt);
-}
-
-ssize_t __wrap_pwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, cowbackup::lmdb::IovLen(iov, iovcnt));
-  }
-  return __real_pwritev(fd, iov, iovcnt, offset);
-}
-
-ssize_t __wrap_pwritev64(int fd, const struct iovec* iov, int iovcnt, off_t offset) {
-  if (FileHook* h = Lookup(fd)) {
-    BeforeWrite(h, fd, uint64_t(offset), iov, iovcnt, cowbackup::lmdb::IovLen(iov, iovcnt));
-  }
-  return __real_pwritev64(fd, iov, iovcnt, offset);
-}
-
-namespace {
-void BeforeTruncate(FileHook* h, int fd, off_t length) noexcept {
-  const int saved = errno;
-  if (auto* o = h->observer.load(std::memory_order_acquire)) o->on_truncate(fd, uint64_t(length));
-  h->BeforeTruncate(length < 0 ? 0 : uint64_t(length));
-  errno = saved;
-}
-}  // namespace
-
-int __wrap_ftruncate(int fd, off_t length) {
-  if (FileHook* h = Lookup(fd)) BeforeTruncate(h, fd, length);
-  return __real_ftruncate(fd, length);
-}
-
-int __wrap_ftruncate64(int fd, off_t length) {
-  if (FileHook* h = Lookup(fd)) BeforeTruncate(h, fd, length);
-  return __real_ftruncate64(fd, length);
-}
-
-}  // extern "C"
-
-extern "C" {
-
-// Write txns the program begins itself pass the env's T0 gate first
-// (io_intercept.h, RegisterEnv).
-int __wrap_mdb_txn_begin(MDB_env* env, MDB_txn* parent, unsigned int flags, MDB_txn** txn) {
-  if (parent == nullptr && (flags & MDB_RDONLY) == 0 && !cowbackup::lmdb::t_gate_passed) {
-    if (cowbackup::lmdb::T0Gate* gate = cowbackup::lmdb::LookupGate(env)) gate->before_write_txn();
-  }
-  return __real_mdb_txn_begin(env, parent, flags, txn);
-}
-
-}  // extern "C"

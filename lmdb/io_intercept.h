@@ -12,7 +12,7 @@
 //   writev, write, lseek and ftruncate (no pwritev: it is built without
 //   MDB_USE_PWRITEV). With --wrap every undefined reference to `pwrite` in
 //   an object of the final link resolves to __wrap_pwrite (below), which
-//   calls the real one as __real_pwrite. The option is an INTERFACE link
+//   calls the real one as __real_pwrite (lmdb/wrap.cc). The option is an INTERFACE link
 //   option of the CMake target, so it is applied in the link that pulls
 //   liblmdb.a into the executable (or shared object) — the only link where
 //   --wrap can see liblmdb's references.
@@ -24,7 +24,9 @@
 //   - A shared object that swallows liblmdb.a (-Bsymbolic, hidden mdb_*)
 //     would carry its own copy of engine/ and backup/ next to the
 //     application's: two copies of every class in one process.
-//   - LD_PRELOAD: a deployment step that can silently be missing.
+//   - LD_PRELOAD as the only way: a deployment step that can silently be
+//     missing. It is offered for programs that cannot be relinked
+//     (preload/lmdb_preload.cc), through the same Intercept* calls.
 //   --wrap needs no change to liblmdb and no step at run time, and a wrong
 //   link is detected: Env::Open captures the descriptors liblmdb opens
 //   through __wrap_open; if it saw none, the env was opened by some other
@@ -52,6 +54,9 @@
 // Errors: the hook never fails a write; errno is preserved across it.
 #pragma once
 
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -62,6 +67,7 @@
 #include "lmdb/file_hook.h"
 
 struct MDB_env;
+struct MDB_txn;
 
 namespace cowbackup::lmdb {
 
@@ -93,6 +99,21 @@ class OpenCapture {
 void CaptureOpenedFd(int fd);
 // The flags __wrap_open passes on for `path` (OpenCapture's `existing`).
 int GuardOpenFlags(const char* path, int flags);
+// open()'s third argument, present only with O_CREAT or O_TMPFILE.
+inline mode_t OpenModeArg(int flags, va_list ap) {
+  return (flags & (O_CREAT | O_TMPFILE)) ? mode_t(va_arg(ap, unsigned)) : 0;
+}
+
+// The write path, before the real call, for both front ends: the --wrap
+// entry points (lmdb/wrap.cc) and the preload library's interposers
+// (preload/lmdb_preload.cc). A descriptor with no hook costs one acquire
+// load while none is registered, else a scan of the used slots. Never
+// fail; errno is kept.
+void InterceptPwrite(int fd, const void* buf, size_t n, off_t offset) noexcept;
+void InterceptWrite(int fd, const void* buf, size_t n) noexcept;    // at the position
+void InterceptWritev(int fd, const struct iovec* iov, int iovcnt) noexcept;  // ditto
+void InterceptPwritev(int fd, const struct iovec* iov, int iovcnt, off_t offset) noexcept;
+void InterceptTruncate(int fd, off_t length) noexcept;
 
 // The T0 gate of write txns begun with mdb_txn_begin itself, which the
 // link wraps too (--wrap=mdb_txn_begin): a program that keeps its own
@@ -110,6 +131,8 @@ Status RegisterEnv(const MDB_env* env, T0Gate* gate);
 void UnregisterEnv(const T0Gate* gate);
 // The gate of `env`, or nullptr. For tests.
 T0Gate* LookupEnvGate(const MDB_env* env);
+// __wrap_mdb_txn_begin's step before the real call (see above).
+void BeforeTxnBegin(MDB_env* env, MDB_txn* parent, unsigned int flags);
 // While alive, this thread's mdb_txn_begin skips the gate: the caller
 // passed it already (Txn::Begin, before MDB_NOLOCK's mutex), or is the
 // backup itself taking the writer lock (which must not wait for itself).

@@ -84,81 +84,31 @@ Env::Impl::~Impl() {
 }
 
 namespace {
-// Finds liblmdb's descriptors of data.mdb among those mdb_env_open opened:
-// me_fd (which LMDB tells us) and every other one on the same inode (me_mfd).
-// *data gets me_fd's fstat.
-Status HookDataFds(Env::Impl* e, const std::vector<int>& opened, struct stat* data_out) {
-  int me_fd = -1;
-  int rc = mdb_env_get_fd(e->env, &me_fd);
-  if (rc != 0) return FromMdb(rc, "mdb_env_get_fd", e->path);
-  struct stat& data = *data_out;
-  if (::fstat(me_fd, &data) != 0) return Status::FromErrno("fstat", e->data_path, errno);
-  bool saw_me_fd = false;
-  for (int fd : opened) {
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || st.st_dev != data.st_dev || st.st_ino != data.st_ino) continue;
-    saw_me_fd |= fd == me_fd;
-    e->data_fds.push_back(fd);
-  }
-  if (!saw_me_fd) {
-    return Status::NotSupported(
-        "lmdb: mdb_env_open did not open data.mdb through cowbackup's write interception "
-        "(is liblmdb.so linked ahead of liblmdb.a, or the --wrap link options missing?)",
-        e->path);
-  }
-  // Writable envs without MDB_WRITEMAP also keep me_mfd (O_DSYNC, meta pages).
-  const size_t expected = (e->flags & (MDB_RDONLY | MDB_WRITEMAP)) ? 1 : 2;
-  if (e->data_fds.size() != expected) {
-    return Status::NotSupported("lmdb: found " + std::to_string(e->data_fds.size()) +
-                                    " descriptors of data.mdb, expected " + std::to_string(expected),
-                                e->data_path);
-  }
-  for (int fd : e->data_fds) {
-    Status s = RegisterFd(fd, &e->file);
-    if (!s.ok()) return s;
-  }
-  return Status::OK();
-}
-
-// Why an env opened with `flags` takes no part in backups other processes
-// run, or "" if it does (docs/LMDB.md, "Several processes").
-const char* WhyNoPart(unsigned flags) {
-  if (flags & MDB_RDONLY) return "the environment is open read-only here: this process writes nothing";
-  if (flags & MDB_WRITEMAP) {
-    return "the environment is open with MDB_WRITEMAP, whose writes go through the memory map where "
-           "no write can be intercepted: its commits fail a backup another process runs";
-  }
-  if (flags & MDB_NOLOCK) {
-    return "the environment is open with MDB_NOLOCK: LMDB's writer lock, which a backup's begin-time "
-           "instant takes, is not shared with other processes";
-  }
-  return "";
-}
-
-// Attaches the env's data file to the coordination region (or records why
-// not) before the application can begin a write txn.
-Status TakePart(Env::Impl* e, const struct stat& data) {
-  int me_fd = -1;
-  int rc = mdb_env_get_fd(e->env, &me_fd);
+// Hooks data.mdb's descriptors among `opened` and attaches the env to the
+// coordination region (or records why not), before the application can
+// begin a write txn: HookOpenedEnv (file_hook.h), the preload library's path
+// too, with what liblmdb tells us.
+Status HookEnv(Env::Impl* e, const std::vector<int>& opened) {
+  OpenedEnv o;
+  o.path = e->path;
+  o.data_path = e->data_path;
+  o.flags = e->flags;
+  int rc = mdb_env_get_fd(e->env, &o.me_fd);
   if (rc != 0) return FromMdb(rc, "mdb_env_get_fd", e->path);
   MDB_stat st;
   rc = mdb_env_stat(e->env, &st);
   if (rc != 0) return FromMdb(rc, "mdb_env_stat", e->path);
-  const std::string why_not = WhyNoPart(e->flags);
-  const std::string region =
-      why_not.empty() ? coord::RegionPathForLmdb(e->path, (e->flags & MDB_NOSUBDIR) != 0) : std::string();
-  e->file.Open(me_fd, data, e->data_path, st.ms_psize, region, why_not);
-  e->t0_gate.Share(e->file.region());
-  return Status::OK();
+  o.page_size = st.ms_psize;
+  Status s = HookOpenedEnv(o, opened, &e->file, &e->data_fds);
+  if (s.ok()) e->t0_gate.Share(e->file.region());
+  return s;
 }
 
 // The one path from an open MDB_env to an env that takes part in backups,
 // for Env::Open and Env::Attach: hook data.mdb's descriptors among
 // `candidates`, then attach to the region. On failure ~Impl undoes it.
 Status Join(Env::Impl* e, const std::vector<int>& candidates) {
-  struct stat data;
-  Status s = HookDataFds(e, candidates, &data);
-  if (s.ok()) s = TakePart(e, data);
+  Status s = HookEnv(e, candidates);
   if (s.ok()) s = RegisterEnv(e->env, &e->t0_gate);
   return s;
 }
@@ -166,7 +116,7 @@ Status Join(Env::Impl* e, const std::vector<int>& candidates) {
 // The descriptors open in this process on the inode of `e`'s data.mdb
 // (me_fd's): me_fd and me_mfd, for an env opened before we could capture
 // its opens. A descriptor the application opened on data.mdb itself would
-// be found too, and HookDataFds refuses the count.
+// be found too, and HookOpenedEnv refuses the count.
 Status DataFdsOf(Env::Impl* e, std::vector<int>* fds) {
   int me_fd = -1;
   int rc = mdb_env_get_fd(e->env, &me_fd);

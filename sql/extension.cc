@@ -10,7 +10,9 @@
 //   file:app.db?vfs=cowbackup). The functions below are registered on the
 //   loading connection and, through sqlite3_auto_extension, on every later
 //   one. The extension stays loaded (SQLITE_OK_LOAD_PERMANENTLY); loading it
-//   again is harmless.
+//   again is harmless. A copy at another path (the preload library loaded
+//   one, the program loads its own) hands its loading to the copy that
+//   registered the VFS: one shim per process.
 //
 // USING
 //   SELECT cowbackup(dest [, schema [, options_json]]);   -- JSON summary
@@ -25,6 +27,7 @@
 //   Rollback-journal modes only; WAL databases get an error. The connection
 //   that loads the extension was opened before the shim existed: back up
 //   through a connection opened afterwards.
+#include <dlfcn.h>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -222,14 +225,38 @@ int AutoRegister(sqlite3* db, char** err, const sqlite3_api_routines* api) {
 std::mutex g_load_mu;
 bool g_loaded = false;  // GUARDED_BY(g_load_mu)
 
+using EntryFn = int (*)(sqlite3*, char**, const sqlite3_api_routines*);
+
+// Another copy of this extension (another path: the preload library loaded
+// one, the program loads its own) registered the "cowbackup" VFS first: its
+// entry point, found through the object that holds the VFS's xOpen, or
+// nullptr. Loading through that entry leaves the process one shim.
+EntryFn FirstCopyEntry(EntryFn self) {
+  sqlite3_vfs* vfs = sqlite3_vfs_find("cowbackup");
+  Dl_info info;
+  if (vfs == nullptr || dladdr(reinterpret_cast<void*>(vfs->xOpen), &info) == 0 ||
+      info.dli_fname == nullptr) {
+    return nullptr;
+  }
+  void* h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  if (h == nullptr) return nullptr;
+  const auto entry = reinterpret_cast<EntryFn>(dlsym(h, "sqlite3_cowbackup_init"));
+  dlclose(h);  // it stays loaded: its VFS is registered
+  return entry == self ? nullptr : entry;
+}
+
 }  // namespace
 
 // The entry point SQLite derives from the file name cowbackup.so.
 extern "C" __attribute__((visibility("default"))) int sqlite3_cowbackup_init(
     sqlite3* db, char** err, const sqlite3_api_routines* api) {
   try {
-    std::lock_guard<std::mutex> lock(g_load_mu);
+    std::unique_lock<std::mutex> lock(g_load_mu);
     if (!g_loaded) {
+      if (const EntryFn first = FirstCopyEntry(&sqlite3_cowbackup_init)) {
+        lock.unlock();
+        return first(db, err, api);
+      }
       Status s = cowbackup::sqlite::RegisterVfs(/*make_default=*/true);
       if (!s.ok()) {
         if (err) *err = sqlite3_mprintf("cowbackup: %s", s.ToString().c_str());

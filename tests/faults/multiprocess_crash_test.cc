@@ -37,6 +37,9 @@
 //   5. once the writers stop, the database passes integrity_check and
 //      holds every seq any writer reported committed.
 //
+// multiprocess_crash_preload_test runs the same sweep with the two python
+// writers under the preload library, loading nothing themselves (issue 13).
+//
 // 12 seeds per test; 100 with COWBACKUP_LONG=1 (make test LONG=1).
 // COWBACKUP_CRASH_SEED=<n> runs one seed. A failure prints its seed.
 #include <sys/stat.h>
@@ -148,6 +151,12 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
   for (int i = 0; i < 4; i++) {
     WriterSpec spec;
     spec.kind = i < 2 ? WriterKind::kPython : WriterKind::kCpp;
+    // multiprocess_crash_preload_test: the python writers are plain sqlite3
+    // programs under the preload library (issue 13) instead.
+    if (spec.kind == WriterKind::kPython && getenv("COWBACKUP_PRELOADED_WRITERS") != nullptr) {
+      spec.participant = false;
+      spec.preload = true;
+    }
     if (at_sync_point && i == 3) {
       spec.kill_point = kPreservePoint;
       spec.kill_at = kill_at;

@@ -20,6 +20,12 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
+// tests/preload builds it again with SQLite linked statically and the
+// default VFS (nullptr): a program the preload library cannot reach.
+#ifndef FOREIGN_SQLITE_VFS
+#define FOREIGN_SQLITE_VFS "unix"
+#endif
+
 #include <iostream>
 #include <string>
 
@@ -43,7 +49,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix") != SQLITE_OK) {
+  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, FOREIGN_SQLITE_VFS) != SQLITE_OK) {
     std::cerr << "open " << argv[1] << ": " << sqlite3_errmsg(db) << "\n";
     return 3;
   }

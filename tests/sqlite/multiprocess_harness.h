@@ -116,6 +116,8 @@ struct WriterSpec {
   std::string journal = "delete";
   std::string kill_point;        // C++ only: mp_writer's KILL_POINT / KILL_AT
   long kill_at = 0;
+  bool preload = false;          // under LD_PRELOAD=build/libcowbackup_preload.so
+  std::string extension;         // python participant: the .so to load, if not build/cowbackup
 };
 
 // A writer process and what it reported. Not copyable; the destructor
@@ -130,11 +132,14 @@ class Writer {
     std::vector<std::string> argv;
     if (spec.kind == WriterKind::kPython) {
       argv = {"/usr/bin/python3", SourceDir() + "/tests/sqlite/mp_writer.py",
-              spec.participant ? BuildDir() + "/cowbackup" : "-"};
+              !spec.participant ? "-" : spec.extension.empty() ? BuildDir() + "/cowbackup" : spec.extension};
     } else {
       argv = {BuildDir() + "/tests/sqlite/mp_writer", spec.participant ? "shim" : "unix"};
     }
     argv.insert(argv.end(), {db, std::to_string(id), spec.mode, spec.journal});
+    if (spec.preload) {
+      argv.insert(argv.begin(), {"/usr/bin/env", "LD_PRELOAD=" + BuildDir() + "/libcowbackup_preload.so"});
+    }
     if (!spec.kill_point.empty()) {
       EXPECT_EQ(spec.kind, WriterKind::kCpp);
       argv.insert(argv.end(), {spec.kill_point, std::to_string(spec.kill_at)});
