@@ -38,7 +38,7 @@
 #include "coord/region.h"
 #include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
-#include "lmdb_test_util.h"
+#include "lmdb_mp_harness.h"
 #include "test_util/long_run.h"
 #include "test_util/processes.h"
 #include "test_util/wait_for.h"
@@ -53,34 +53,9 @@ using test::Pipe;
 using test::Spawn;
 using test::Wait;
 
-constexpr uint64_t kMapSize = 1ull << 30;  // tests write tens of MB at most
 constexpr unsigned kAlarmS = 300;           // every child ends by itself
 constexpr uint64_t kMaxCommits = 200000;    // and every writer loop is bounded
-// The workload (CommitNext): each commit adds seq/K and rewrites kFiller
-// of kFillSpace fill/ keys, all of kValueLen bytes.
-constexpr size_t kValueLen = 200;
-constexpr int kFiller = 4;
-constexpr uint64_t kFillSpace = 5000;
-// Static bulk that makes the copy take a while (the backups are throttled).
-constexpr int kBulk = 6000;
-constexpr size_t kBulkLen = 1500;
-
-std::string CliBinary() {
-  const char* dir = getenv("COWBACKUP_BUILD_DIR");
-  return std::string(dir ? dir : ".") + "/cowbackup";
-}
-
-std::string Sh(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string BulkKey(int i) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "bulk/%06d", i);
-  return buf;
-}
+// The workload, its sizes and its model: lmdb_mp_harness.h.
 
 // True if `fd` has a byte to read (or its writers are gone).
 bool Readable(int fd) {
@@ -126,57 +101,6 @@ uint64_t DiskTxnid(const std::string& env_dir) {
   ::close(fd);
   EXPECT_TRUE(NewestMeta(both.data(), m0.page_size, data, &newest).ok());
   return newest.txnid;
-}
-
-// The environment every test starts from: kBulk static entries, written in
-// one txn (its txnid is *preload_txnid; the counter is 0 there).
-void Preload(const std::string& env_dir, unsigned flags, uint64_t* preload_txnid) {
-  std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(env_dir, EnvOpts(flags, kMapSize), &env));
-  Txn txn;
-  ASSERT_OK(Txn::Begin(*env, &txn));
-  Dbi dbi;
-  ASSERT_OK(Dbi::Open(txn, nullptr, 0, &dbi));
-  for (int i = 0; i < kBulk; ++i) ASSERT_OK(txn.put(dbi, BulkKey(i), SeqValue(1000000 + uint64_t(i), kBulkLen)));
-  *preload_txnid = txn.id();
-  ASSERT_OK(txn.commit());
-  // Closed before any child is forked: a child must not inherit this
-  // process's region attachment (docs/REGION.md, "fork").
-}
-
-// The state after K workload commits on the preloaded env.
-std::map<std::string, std::string> ModelAt(uint64_t k) {
-  std::map<std::string, std::string> m;
-  for (int i = 0; i < kBulk; ++i) m[BulkKey(i)] = SeqValue(1000000 + uint64_t(i), kBulkLen);
-  for (uint64_t n = 1; n <= k; ++n) {
-    m[SeqKey(n)] = SeqValue(n, kValueLen);
-    for (int i = 0; i < kFiller; ++i) {
-      const uint64_t f = (n * 7919 + uint64_t(i) * 104729) % kFillSpace;
-      m["fill/" + std::to_string(f)] = SeqValue(n + uint64_t(i), kValueLen);
-    }
-  }
-  if (k > 0) m["counter"] = std::to_string(k);
-  return m;
-}
-
-// Every entry of the main database of the env at `dir` (opened read-only:
-// no region), and its newest txnid.
-void ReadState(const std::string& dir, std::map<std::string, std::string>* out, uint64_t* txnid) {
-  std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir, EnvOpts(kReadOnly, kMapSize), &env));
-  EnvInfo info;
-  ASSERT_OK(env->info(&info));
-  *txnid = info.last_txnid;
-  Txn txn;
-  ASSERT_OK(Txn::Begin(*env, &txn, true));
-  Dbi dbi;
-  ASSERT_OK(Dbi::Open(txn, nullptr, 0, &dbi));
-  Cursor c;
-  ASSERT_OK(Cursor::Open(txn, dbi, &c));
-  std::string_view k, v;
-  Status s;
-  for (s = c.first(&k, &v); s.ok(); s = c.next(&k, &v)) (*out)[std::string(k)] = std::string(v);
-  ASSERT_TRUE(IsNotFound(s)) << s.ToString();
 }
 
 // Restores `archive` and checks the copy: Debian's mdb_stat and mdb_dump
@@ -305,7 +229,7 @@ class LmdbMultiProcess : public ::testing::Test {
   }
   // `cowbackup backup --json` of the env; its output (stdout, then stderr).
   int Cli(const std::string& dest, double rate_mb, std::string* out) {
-    return Shell("timeout 300 " + Sh(CliBinary()) + " backup --json --max-rate-mb " + std::to_string(rate_mb) +
+    return Shell("timeout 300 " + Sh(BuildDir() + "/cowbackup") + " backup --json --max-rate-mb " + std::to_string(rate_mb) +
                      " " + Sh(env_) + " " + Sh(dest) + " 2>&1",
                  out);
   }
