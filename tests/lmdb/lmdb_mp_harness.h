@@ -19,8 +19,6 @@
 // ModelAt(K) at txnid preload + K.
 #pragma once
 
-#include <lmdb.h>
-
 #include <map>
 #include <memory>
 #include <string>
