@@ -17,7 +17,10 @@
 //   it added to a write in any process (max_write_wait_us), the writers'
 //   throughput and longest commit during it against before, and data.mdb's
 //   growth during it against the same with the `mdb_copy` program (one read
-//   txn for the whole copy) run instead. Runs alternate cowbackup and
+//   txn for the whole copy) run instead, both unthrottled and both paced
+//   to COWBACKUP_LMDB_BENCH_RATE (cowbackup's --max-rate-mb; mdb_copy to
+//   its stdout, a pipe drained at that rate), where a copy lasts long
+//   enough for the difference to show. Runs alternate cowbackup and
 //   mdb_copy; medians and the spread (min..max) are in the counters.
 //
 // Environment:
@@ -296,12 +299,19 @@ struct ProcCounters {
   std::atomic<int> phase{0};  // 0 run, 1 count (the window), 2 stop
   std::atomic<uint64_t> commits[kWriterProcs];
   std::atomic<uint64_t> max_ns[kWriterProcs];
+  std::atomic<uint64_t> max_begin_ns[kWriterProcs];  // Txn::Begin: the writer gate and LMDB's mutex
   std::atomic<int> failed{0};
 };
 
 struct Window {
-  double tps = 0, max_ms = 0, seconds = 0;
+  double tps = 0, max_ms = 0, max_begin_ms = 0, seconds = 0;
 };
+
+void RaiseTo(std::atomic<uint64_t>& max, uint64_t v) {
+  uint64_t prev = max.load();
+  while (v > prev && !max.compare_exchange_weak(prev, v)) {
+  }
+}
 
 class WriterProcesses {
  public:
@@ -326,7 +336,7 @@ class WriterProcesses {
     munmap(c_, sizeof(ProcCounters));
   }
   void open_window() {
-    for (int i = 0; i < kWriterProcs; i++) c_->commits[i] = 0, c_->max_ns[i] = 0;
+    for (int i = 0; i < kWriterProcs; i++) c_->commits[i] = 0, c_->max_ns[i] = 0, c_->max_begin_ns[i] = 0;
     start_ = Clock::now();
     c_->phase = 1;
   }
@@ -334,10 +344,15 @@ class WriterProcesses {
     c_->phase = 0;
     Window w;
     w.seconds = Seconds(start_);
-    uint64_t n = 0, max_ns = 0;
-    for (int i = 0; i < kWriterProcs; i++) n += c_->commits[i], max_ns = std::max<uint64_t>(max_ns, c_->max_ns[i]);
+    uint64_t n = 0, max_ns = 0, max_begin_ns = 0;
+    for (int i = 0; i < kWriterProcs; i++) {
+      n += c_->commits[i];
+      max_ns = std::max<uint64_t>(max_ns, c_->max_ns[i]);
+      max_begin_ns = std::max<uint64_t>(max_begin_ns, c_->max_begin_ns[i]);
+    }
     w.tps = double(n) / w.seconds;
     w.max_ms = double(max_ns) / 1e6;
+    w.max_begin_ms = double(max_begin_ns) / 1e6;
     return w;
   }
 
@@ -362,14 +377,14 @@ class WriterProcesses {
       const auto t0 = Clock::now();
       cl::Txn txn;
       s = cl::Txn::Begin(*env, &txn);
+      const auto begun = Clock::now();
       for (int k = 0; s.ok() && k < 10; ++k) s = txn.put(dbi, Key(rng() % keys), Value(rng, 900));
       if (s.ok()) s = txn.commit();
       if (s.ok() && c_->phase.load() == 1) {
-        const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
+        const auto ns = [](auto d) { return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()); };
         c_->commits[i]++;
-        uint64_t prev = c_->max_ns[i].load();
-        while (ns > prev && !c_->max_ns[i].compare_exchange_weak(prev, ns)) {
-        }
+        RaiseTo(c_->max_ns[i], ns(Clock::now() - t0));
+        RaiseTo(c_->max_begin_ns[i], ns(begun - t0));
       }
     }
     if (!s.ok()) {
@@ -446,6 +461,21 @@ void BM_LmdbCliUnderWriterProcesses(benchmark::State& state) {
   const std::string archive = dir + "/out.cbk", copydir = dir + "/mdb_copy.out";
   const std::string backup_cmd = "'" + cli + "' backup --json --force '" + envdir + "' '" + archive + "' 2>&1";
   const std::string copy_cmd = "mkdir -p '" + copydir + "' && mdb_copy '" + envdir + "' '" + copydir + "' 2>&1";
+  const double rate = double(EnvU64("COWBACKUP_LMDB_BENCH_RATE", 100));
+  const std::string paced_cmd = "'" + cli + "' backup --json --force --max-rate-mb " + std::to_string(rate) + " '" +
+                                envdir + "' '" + archive + "' 2>&1";
+  // mdb_copy to its stdout, drained at `rate`; its wall time.
+  auto paced_copy = [&] {
+    const auto t0 = Clock::now();
+    FILE* f = popen(("mdb_copy '" + envdir + "'").c_str(), "r");
+    if (f == nullptr) exit(1);
+    DrainThrottled(fileno(f), rate);
+    if (pclose(f) != 0) {
+      fprintf(stderr, "lmdb_bench: mdb_copy to a pipe failed\n");
+      exit(1);
+    }
+    return Seconds(t0);
+  };
 
   for (auto _ : state) {
     {
@@ -477,7 +507,8 @@ void BM_LmdbCliUnderWriterProcesses(benchmark::State& state) {
       ::unlink(archive.c_str());
     }
     std::vector<double> during_s, vs_idle, wait_ms, begin_ms, share, base_max_ms, during_max_ms, cow_growth,
-        copy_s, copy_share, copy_growth, copy_max_ms;
+        copy_s, copy_share, copy_growth, copy_max_ms, base_begin_ms, during_begin_ms, copy_begin_ms, paced_s,
+        paced_growth, paced_share, paced_copy_s, paced_copy_growth, paced_copy_share;
     double base_tps = 0;
     {
       WriterProcesses writers(envdir, keys, nosync);
@@ -501,10 +532,13 @@ void BM_LmdbCliUnderWriterProcesses(benchmark::State& state) {
         begin_ms.push_back(JsonNumber(out, "begin_lock_us") / 1000);
         share.push_back(100 * w.tps / before.tps);
         during_max_ms.push_back(w.max_ms);
+        during_begin_ms.push_back(w.max_begin_ms);
         // The writers alone for as long, between the copies.
         writers.open_window();
         std::this_thread::sleep_for(std::chrono::duration<double>(t));
-        base_max_ms.push_back(writers.close_window().max_ms);
+        const Window alone = writers.close_window();
+        base_max_ms.push_back(alone.max_ms);
+        base_begin_ms.push_back(alone.max_begin_ms);
         // mdb_copy (the program) instead.
         s0 = FileSize(data);
         writers.open_window();
@@ -515,6 +549,21 @@ void BM_LmdbCliUnderWriterProcesses(benchmark::State& state) {
         copy_s.push_back(tc);
         copy_share.push_back(100 * w.tps / before.tps);
         copy_max_ms.push_back(w.max_ms);
+        copy_begin_ms.push_back(w.max_begin_ms);
+        // Both paced to `rate`.
+        s0 = FileSize(data);
+        writers.open_window();
+        paced_s.push_back(RunTimed(paced_cmd));
+        w = writers.close_window();
+        paced_growth.push_back(double(FileSize(data)) - double(s0));
+        paced_share.push_back(100 * w.tps / before.tps);
+        ::unlink(archive.c_str());
+        s0 = FileSize(data);
+        writers.open_window();
+        paced_copy_s.push_back(paced_copy());
+        w = writers.close_window();
+        paced_copy_growth.push_back(double(FileSize(data)) - double(s0));
+        paced_copy_share.push_back(100 * w.tps / before.tps);
       }
     }
     const double size0 = double(FileSize(data));
@@ -530,19 +579,35 @@ void BM_LmdbCliUnderWriterProcesses(benchmark::State& state) {
     printf("  %-58s %.0f\n", "  writers' commits/s before (all 3)", base_tps);
     printf("  %-58s %s / %s\n", "  writers' longest commit during / alone as long",
            Spread(during_max_ms, "%.1f ms").c_str(), Spread(base_max_ms, "%.1f ms").c_str());
+    printf("  %-58s %s / %s\n", "  of which in Txn::Begin (writer gate, LMDB's mutex)",
+           Spread(during_begin_ms, "%.1f ms").c_str(), Spread(base_begin_ms, "%.1f ms").c_str());
     printf("  %-58s %s\n", "  data.mdb growth during the backup", Spread(cow_growth, "%.0f B").c_str());
     printf("  %-58s %s\n", "mdb_copy (program) under the writers", Spread(copy_s, "%.2f s").c_str());
     printf("  %-58s %s\n", "  writers' throughput during vs before", Spread(copy_share, "%.0f %%").c_str());
     printf("  %-58s %s\n", "  writers' longest commit during", Spread(copy_max_ms, "%.1f ms").c_str());
+    printf("  %-58s %s\n", "  of which in Txn::Begin", Spread(copy_begin_ms, "%.1f ms").c_str());
     printf("  %-58s %s\n", "  data.mdb growth during the copy", Spread(copy_growth, "%.0f B").c_str());
-    printf("  %-58s %.2f %%\n\n", "cowbackup's growth against mdb_copy's (medians)",
-           Median(copy_growth) > 0 ? 100 * Median(cow_growth) / Median(copy_growth) : 0.0);
+    char paced[96];
+    snprintf(paced, sizeof paced, "paced to %.0f MB/s: cowbackup backup", rate);
+    printf("  %-58s %s\n", paced, Spread(paced_s, "%.2f s").c_str());
+    printf("  %-58s %s\n", "  writers' throughput during vs before", Spread(paced_share, "%.0f %%").c_str());
+    printf("  %-58s %s\n", "  data.mdb growth", Spread(paced_growth, "%.0f B").c_str());
+    snprintf(paced, sizeof paced, "paced to %.0f MB/s: mdb_copy to a pipe", rate);
+    printf("  %-58s %s\n", paced, Spread(paced_copy_s, "%.2f s").c_str());
+    printf("  %-58s %s\n", "  writers' throughput during vs before", Spread(paced_copy_share, "%.0f %%").c_str());
+    printf("  %-58s %s\n", "  data.mdb growth", Spread(paced_copy_growth, "%.0f B").c_str());
+    printf("  %-58s %.2f %% (unthrottled: %.0f B vs %.0f B)\n\n",
+           "cowbackup's growth against mdb_copy's, paced (medians)",
+           Median(paced_copy_growth) > 0 ? 100 * Median(paced_growth) / Median(paced_copy_growth) : 0.0,
+           Median(cow_growth), Median(copy_growth));
     Put(state, "idle_s", idle);
     Put(state, "vs_idle", vs_idle);
     Put(state, "max_write_wait_ms", wait_ms);
     Put(state, "tput_share_pct", share);
     Put(state, "cow_growth_bytes", cow_growth);
     Put(state, "mdb_copy_growth_bytes", copy_growth);
+    Put(state, "paced_cow_growth_bytes", paced_growth);
+    Put(state, "paced_mdb_copy_growth_bytes", paced_copy_growth);
     state.counters["base_tps"] = base_tps;
     state.SetIterationTime(Median(during_s));
   }

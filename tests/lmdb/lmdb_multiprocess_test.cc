@@ -4,11 +4,9 @@
 // every writer, backer-up and outsider here is a forked child (or the
 // built `cowbackup` tool, or a program linked with Debian's liblmdb.so).
 //
-//   - ThreeWriterProcessesEveryCopyIsExactlyT0: 3 writer processes commit
-//     the log/counter workload while the CLI and, alternately, a writer
-//     process through the API back up; each restored copy passes mdb_stat
-//     and mdb_dump and holds exactly the state after its T0 txn, inside the
-//     call/return window; some round preserved pages.
+//   - The torture (3 writer processes, backups by the CLI and by a writer)
+//     is lmdb_multiprocess_torture_test.cc; the kill sweep,
+//     tests/faults/lmdb_multiprocess_crash_test.cc.
 //   - NonParticipant*: a commit by a process that takes no part (plain
 //     liblmdb; an Env with MDB_WRITEMAP) fails the backup by name, found
 //     at the next participant's commit or at the end check.
@@ -39,7 +37,6 @@
 #include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
 #include "lmdb_mp_harness.h"
-#include "test_util/long_run.h"
 #include "test_util/processes.h"
 #include "test_util/wait_for.h"
 
@@ -103,29 +100,16 @@ uint64_t DiskTxnid(const std::string& env_dir) {
   return newest.txnid;
 }
 
-// Restores `archive` and checks the copy: Debian's mdb_stat and mdb_dump
-// read it, its newest txnid is `t0` (inside [lo, hi], the backup's
-// call/return window) and it holds exactly the workload's state after T0.
-void VerifyCopy(const std::string& archive, const std::string& out, uint64_t preload_txnid, uint64_t t0,
-                uint64_t lo, uint64_t hi) {
-  ASSERT_OK(RestoreTo(archive, out));
-  std::string text;
-  EXPECT_EQ(Shell("mdb_stat -e " + Sh(out) + " 2>&1", &text), 0) << text;
-  EXPECT_EQ(Shell("mdb_dump -a " + Sh(out) + " >/dev/null 2>&1"), 0);
-  EXPECT_LE(lo, t0) << "T0 before the backup was called";
-  ASSERT_LE(t0, hi) << "T0 after the backup returned";
-  std::map<std::string, std::string> state;
-  uint64_t txnid = 0;
-  ReadState(out, &state, &txnid);
-  EXPECT_EQ(txnid, t0) << "the copy's newest meta page is T0's";
-  ASSERT_GE(t0, preload_txnid);
-  const auto want = ModelAt(t0 - preload_txnid);  // one workload commit per txnid
-  ASSERT_EQ(state.size(), want.size()) << "T0 " << t0;
-  for (const auto& [k, v] : want) {
-    auto it = state.find(k);
-    ASSERT_TRUE(it != state.end()) << k << " missing at T0 " << t0;
-    ASSERT_EQ(it->second, v) << k << " at T0 " << t0;
-  }
+// Checks the archive (CheckEnvCopy: verify, restore, mdb_stat, mdb_dump,
+// exactly the workload's state) and that its T0 txnid is `t0`, inside
+// [lo, hi] (the txnids on disk before the backup was called and after it
+// returned; one workload commit per txnid after the preload).
+void VerifyCopy(const std::string& archive, uint64_t preload_txnid, uint64_t t0, uint64_t lo, uint64_t hi,
+                const std::string& dir) {
+  ASSERT_GE(lo, preload_txnid);
+  const int64_t k = CheckEnvCopy(archive, CopyKind::kArchive, preload_txnid,
+                                 test::mp::Window{int64_t(lo - preload_txnid), int64_t(hi - preload_txnid)}, dir);
+  EXPECT_EQ(uint64_t(k) + preload_txnid, t0) << "the copy's newest meta page is T0's";
 }
 
 // A writer process: commits the workload until told to stop (a byte on
@@ -238,57 +222,6 @@ class LmdbMultiProcess : public ::testing::Test {
   std::string env_;
   uint64_t preload_txnid_ = 0;
 };
-
-TEST_F(LmdbMultiProcess, ThreeWriterProcessesEveryCopyIsExactlyT0) {
-  const int rounds = test::LongRun() ? 12 : 4;
-  std::vector<Writer> writers;
-  for (int w = 0; w < 3; ++w) writers.push_back(Writer::Start(env_, 0));
-  ASSERT_TRUE(test::WaitFor([&] { return DiskTxnid(env_) >= preload_txnid_ + 30; }, Clock::now() + seconds(120)))
-      << "the writers never got going";
-  uint64_t preserved_total = 0;
-  for (int round = 0; round < rounds; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
-    const std::string dest = dir_ / ("b" + std::to_string(round) + ".cbk");
-    uint64_t t0 = 0, preserved = 0, lo = 0, hi = 0;
-    if (round % 2 == 0) {  // the CLI, a process of its own
-      lo = DiskTxnid(env_);
-      std::string out;
-      const int rc = Cli(dest, 10, &out);
-      hi = DiskTxnid(env_);
-      ASSERT_EQ(rc, 0) << out;
-      t0 = Field(out, "\"lmdb_txnid\": ");
-      preserved = Field(out, "\"preserved_pages\": ");
-      ASSERT_NE(t0, UINT64_MAX) << out;
-    } else {  // a writer process, through the API, committing meanwhile
-      Pipe report;
-      const pid_t pid = StartBackupWriter(env_, 0, dest, 10, /*commit_meanwhile=*/true, &report);
-      Wait(pid);
-      const std::string line = report.ReadAll();
-      ASSERT_EQ(line.rfind("ok ", 0), 0u) << line;
-      t0 = Field(line, "txnid=");
-      preserved = Field(line, "preserved=");
-      lo = Field(line, "lo=");
-      hi = Field(line, "hi=");
-    }
-    preserved_total += preserved;
-    VerifyCopy(dest, dir_ / ("r" + std::to_string(round)), preload_txnid_, t0, lo, hi);
-    if (HasFatalFailure()) return;
-  }
-  for (auto& w : writers) {
-    const std::string line = w.Finish();
-    EXPECT_EQ(line.rfind("commits=", 0), 0u) << line;
-  }
-  EXPECT_GT(preserved_total, 0u) << "no round preserved a page: the writers never raced the copier";
-  // The live env too.
-  std::map<std::string, std::string> state;
-  uint64_t txnid = 0;
-  ReadState(env_, &state, &txnid);
-  EXPECT_EQ(state, ModelAt(txnid - preload_txnid_));
-  std::string text;
-  EXPECT_EQ(Shell("mdb_stat -e " + Sh(env_) + " 2>&1", &text), 0) << text;
-  printf("%d rounds, %llu pages preserved in all, %llu commits\n", rounds, (unsigned long long)preserved_total,
-         (unsigned long long)(txnid - preload_txnid_));
-}
 
 // A commit by a process that takes no part, made while a backup runs (in a
 // writer process, through the API): the backup fails naming the cause,
@@ -410,7 +343,7 @@ TEST_F(LmdbMultiProcess, KilledBackerUpLeavesWritersGoingAndTheNextBackupRemoves
     // 10 ms), but a commit's fsync on a loaded disk takes what it takes.
     EXPECT_LT(Field(line, "max_us="), 10'000'000u) << "a writer waited too long: " << line;
   }
-  VerifyCopy(other + "/next.cbk", dir_ / "restored", preload_txnid_, Field(out, "\"lmdb_txnid\": "), lo, hi);
+  VerifyCopy(other + "/next.cbk", preload_txnid_, Field(out, "\"lmdb_txnid\": "), lo, hi, dir_.path());
 }
 
 // ---- The writer gate (docs/REGION.md, "Writer gate") ----
