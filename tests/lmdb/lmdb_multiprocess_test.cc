@@ -4,11 +4,9 @@
 // every writer, backer-up and outsider here is a forked child (or the
 // built `cowbackup` tool, or a program linked with Debian's liblmdb.so).
 //
-//   - ThreeWriterProcessesEveryCopyIsExactlyT0: 3 writer processes commit
-//     the log/counter workload while the CLI and, alternately, a writer
-//     process through the API back up; each restored copy passes mdb_stat
-//     and mdb_dump and holds exactly the state after its T0 txn, inside the
-//     call/return window; some round preserved pages.
+//   - The torture (3 writer processes, backups by the CLI and by a writer)
+//     is lmdb_multiprocess_torture_test.cc; the kill sweep,
+//     tests/faults/lmdb_multiprocess_crash_test.cc.
 //   - NonParticipant*: a commit by a process that takes no part (plain
 //     liblmdb; an Env with MDB_WRITEMAP) fails the backup by name, found
 //     at the next participant's commit or at the end check.
@@ -38,8 +36,7 @@
 #include "coord/region.h"
 #include "engine/sync_point.h"
 #include "lmdb/env_impl.h"
-#include "lmdb_test_util.h"
-#include "test_util/long_run.h"
+#include "lmdb_mp_harness.h"
 #include "test_util/processes.h"
 #include "test_util/wait_for.h"
 
@@ -53,34 +50,9 @@ using test::Pipe;
 using test::Spawn;
 using test::Wait;
 
-constexpr uint64_t kMapSize = 1ull << 30;  // tests write tens of MB at most
 constexpr unsigned kAlarmS = 300;           // every child ends by itself
 constexpr uint64_t kMaxCommits = 200000;    // and every writer loop is bounded
-// The workload (CommitNext): each commit adds seq/K and rewrites kFiller
-// of kFillSpace fill/ keys, all of kValueLen bytes.
-constexpr size_t kValueLen = 200;
-constexpr int kFiller = 4;
-constexpr uint64_t kFillSpace = 5000;
-// Static bulk that makes the copy take a while (the backups are throttled).
-constexpr int kBulk = 6000;
-constexpr size_t kBulkLen = 1500;
-
-std::string CliBinary() {
-  const char* dir = getenv("COWBACKUP_BUILD_DIR");
-  return std::string(dir ? dir : ".") + "/cowbackup";
-}
-
-std::string Sh(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string BulkKey(int i) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "bulk/%06d", i);
-  return buf;
-}
+// The workload, its sizes and its model: lmdb_mp_harness.h.
 
 // True if `fd` has a byte to read (or its writers are gone).
 bool Readable(int fd) {
@@ -128,80 +100,16 @@ uint64_t DiskTxnid(const std::string& env_dir) {
   return newest.txnid;
 }
 
-// The environment every test starts from: kBulk static entries, written in
-// one txn (its txnid is *preload_txnid; the counter is 0 there).
-void Preload(const std::string& env_dir, unsigned flags, uint64_t* preload_txnid) {
-  std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(env_dir, EnvOpts(flags, kMapSize), &env));
-  Txn txn;
-  ASSERT_OK(Txn::Begin(*env, &txn));
-  Dbi dbi;
-  ASSERT_OK(Dbi::Open(txn, nullptr, 0, &dbi));
-  for (int i = 0; i < kBulk; ++i) ASSERT_OK(txn.put(dbi, BulkKey(i), SeqValue(1000000 + uint64_t(i), kBulkLen)));
-  *preload_txnid = txn.id();
-  ASSERT_OK(txn.commit());
-  // Closed before any child is forked: a child must not inherit this
-  // process's region attachment (docs/REGION.md, "fork").
-}
-
-// The state after K workload commits on the preloaded env.
-std::map<std::string, std::string> ModelAt(uint64_t k) {
-  std::map<std::string, std::string> m;
-  for (int i = 0; i < kBulk; ++i) m[BulkKey(i)] = SeqValue(1000000 + uint64_t(i), kBulkLen);
-  for (uint64_t n = 1; n <= k; ++n) {
-    m[SeqKey(n)] = SeqValue(n, kValueLen);
-    for (int i = 0; i < kFiller; ++i) {
-      const uint64_t f = (n * 7919 + uint64_t(i) * 104729) % kFillSpace;
-      m["fill/" + std::to_string(f)] = SeqValue(n + uint64_t(i), kValueLen);
-    }
-  }
-  if (k > 0) m["counter"] = std::to_string(k);
-  return m;
-}
-
-// Every entry of the main database of the env at `dir` (opened read-only:
-// no region), and its newest txnid.
-void ReadState(const std::string& dir, std::map<std::string, std::string>* out, uint64_t* txnid) {
-  std::unique_ptr<Env> env;
-  ASSERT_OK(Env::Open(dir, EnvOpts(kReadOnly, kMapSize), &env));
-  EnvInfo info;
-  ASSERT_OK(env->info(&info));
-  *txnid = info.last_txnid;
-  Txn txn;
-  ASSERT_OK(Txn::Begin(*env, &txn, true));
-  Dbi dbi;
-  ASSERT_OK(Dbi::Open(txn, nullptr, 0, &dbi));
-  Cursor c;
-  ASSERT_OK(Cursor::Open(txn, dbi, &c));
-  std::string_view k, v;
-  Status s;
-  for (s = c.first(&k, &v); s.ok(); s = c.next(&k, &v)) (*out)[std::string(k)] = std::string(v);
-  ASSERT_TRUE(IsNotFound(s)) << s.ToString();
-}
-
-// Restores `archive` and checks the copy: Debian's mdb_stat and mdb_dump
-// read it, its newest txnid is `t0` (inside [lo, hi], the backup's
-// call/return window) and it holds exactly the workload's state after T0.
-void VerifyCopy(const std::string& archive, const std::string& out, uint64_t preload_txnid, uint64_t t0,
-                uint64_t lo, uint64_t hi) {
-  ASSERT_OK(RestoreTo(archive, out));
-  std::string text;
-  EXPECT_EQ(Shell("mdb_stat -e " + Sh(out) + " 2>&1", &text), 0) << text;
-  EXPECT_EQ(Shell("mdb_dump -a " + Sh(out) + " >/dev/null 2>&1"), 0);
-  EXPECT_LE(lo, t0) << "T0 before the backup was called";
-  ASSERT_LE(t0, hi) << "T0 after the backup returned";
-  std::map<std::string, std::string> state;
-  uint64_t txnid = 0;
-  ReadState(out, &state, &txnid);
-  EXPECT_EQ(txnid, t0) << "the copy's newest meta page is T0's";
-  ASSERT_GE(t0, preload_txnid);
-  const auto want = ModelAt(t0 - preload_txnid);  // one workload commit per txnid
-  ASSERT_EQ(state.size(), want.size()) << "T0 " << t0;
-  for (const auto& [k, v] : want) {
-    auto it = state.find(k);
-    ASSERT_TRUE(it != state.end()) << k << " missing at T0 " << t0;
-    ASSERT_EQ(it->second, v) << k << " at T0 " << t0;
-  }
+// Checks the archive (CheckEnvCopy: verify, restore, mdb_stat, mdb_dump,
+// exactly the workload's state) and that its T0 txnid is `t0`, inside
+// [lo, hi] (the txnids on disk before the backup was called and after it
+// returned; one workload commit per txnid after the preload).
+void VerifyCopy(const std::string& archive, uint64_t preload_txnid, uint64_t t0, uint64_t lo, uint64_t hi,
+                const std::string& dir) {
+  ASSERT_GE(lo, preload_txnid);
+  const int64_t k = CheckEnvCopy(archive, CopyKind::kArchive, preload_txnid,
+                                 test::mp::Window{int64_t(lo - preload_txnid), int64_t(hi - preload_txnid)}, dir);
+  EXPECT_EQ(uint64_t(k) + preload_txnid, t0) << "the copy's newest meta page is T0's";
 }
 
 // A writer process: commits the workload until told to stop (a byte on
@@ -305,7 +213,7 @@ class LmdbMultiProcess : public ::testing::Test {
   }
   // `cowbackup backup --json` of the env; its output (stdout, then stderr).
   int Cli(const std::string& dest, double rate_mb, std::string* out) {
-    return Shell("timeout 300 " + Sh(CliBinary()) + " backup --json --max-rate-mb " + std::to_string(rate_mb) +
+    return Shell("timeout 300 " + Sh(BuildDir() + "/cowbackup") + " backup --json --max-rate-mb " + std::to_string(rate_mb) +
                      " " + Sh(env_) + " " + Sh(dest) + " 2>&1",
                  out);
   }
@@ -314,57 +222,6 @@ class LmdbMultiProcess : public ::testing::Test {
   std::string env_;
   uint64_t preload_txnid_ = 0;
 };
-
-TEST_F(LmdbMultiProcess, ThreeWriterProcessesEveryCopyIsExactlyT0) {
-  const int rounds = test::LongRun() ? 12 : 4;
-  std::vector<Writer> writers;
-  for (int w = 0; w < 3; ++w) writers.push_back(Writer::Start(env_, 0));
-  ASSERT_TRUE(test::WaitFor([&] { return DiskTxnid(env_) >= preload_txnid_ + 30; }, Clock::now() + seconds(120)))
-      << "the writers never got going";
-  uint64_t preserved_total = 0;
-  for (int round = 0; round < rounds; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
-    const std::string dest = dir_ / ("b" + std::to_string(round) + ".cbk");
-    uint64_t t0 = 0, preserved = 0, lo = 0, hi = 0;
-    if (round % 2 == 0) {  // the CLI, a process of its own
-      lo = DiskTxnid(env_);
-      std::string out;
-      const int rc = Cli(dest, 10, &out);
-      hi = DiskTxnid(env_);
-      ASSERT_EQ(rc, 0) << out;
-      t0 = Field(out, "\"lmdb_txnid\": ");
-      preserved = Field(out, "\"preserved_pages\": ");
-      ASSERT_NE(t0, UINT64_MAX) << out;
-    } else {  // a writer process, through the API, committing meanwhile
-      Pipe report;
-      const pid_t pid = StartBackupWriter(env_, 0, dest, 10, /*commit_meanwhile=*/true, &report);
-      Wait(pid);
-      const std::string line = report.ReadAll();
-      ASSERT_EQ(line.rfind("ok ", 0), 0u) << line;
-      t0 = Field(line, "txnid=");
-      preserved = Field(line, "preserved=");
-      lo = Field(line, "lo=");
-      hi = Field(line, "hi=");
-    }
-    preserved_total += preserved;
-    VerifyCopy(dest, dir_ / ("r" + std::to_string(round)), preload_txnid_, t0, lo, hi);
-    if (HasFatalFailure()) return;
-  }
-  for (auto& w : writers) {
-    const std::string line = w.Finish();
-    EXPECT_EQ(line.rfind("commits=", 0), 0u) << line;
-  }
-  EXPECT_GT(preserved_total, 0u) << "no round preserved a page: the writers never raced the copier";
-  // The live env too.
-  std::map<std::string, std::string> state;
-  uint64_t txnid = 0;
-  ReadState(env_, &state, &txnid);
-  EXPECT_EQ(state, ModelAt(txnid - preload_txnid_));
-  std::string text;
-  EXPECT_EQ(Shell("mdb_stat -e " + Sh(env_) + " 2>&1", &text), 0) << text;
-  printf("%d rounds, %llu pages preserved in all, %llu commits\n", rounds, (unsigned long long)preserved_total,
-         (unsigned long long)(txnid - preload_txnid_));
-}
 
 // A commit by a process that takes no part, made while a backup runs (in a
 // writer process, through the API): the backup fails naming the cause,
@@ -486,7 +343,7 @@ TEST_F(LmdbMultiProcess, KilledBackerUpLeavesWritersGoingAndTheNextBackupRemoves
     // 10 ms), but a commit's fsync on a loaded disk takes what it takes.
     EXPECT_LT(Field(line, "max_us="), 10'000'000u) << "a writer waited too long: " << line;
   }
-  VerifyCopy(other + "/next.cbk", dir_ / "restored", preload_txnid_, Field(out, "\"lmdb_txnid\": "), lo, hi);
+  VerifyCopy(other + "/next.cbk", preload_txnid_, Field(out, "\"lmdb_txnid\": "), lo, hi, dir_.path());
 }
 
 // ---- The writer gate (docs/REGION.md, "Writer gate") ----

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -107,11 +108,18 @@ inline std::string SeqValue(uint64_t n, size_t len) {
 
 // Appends transaction number counter+1 (with `filler` extra puts of
 // `value_len` bytes to spread writes over the tree). Returns the new K.
+// *locked_ns (if given) gets the CLOCK_MONOTONIC time at which the write
+// txn held the writer lock.
 inline Status CommitNext(Env& env, const Dbi& dbi, size_t value_len, int filler, uint64_t* k,
-                         uint64_t filler_space = 1000) {
+                         uint64_t filler_space = 1000, int64_t* locked_ns = nullptr) {
   Txn txn;
   Status s = Txn::Begin(env, &txn);
   if (!s.ok()) return s;
+  if (locked_ns != nullptr) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    *locked_ns = int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
   std::string_view cur;
   uint64_t counter = 0;
   s = txn.get(dbi, "counter", &cur);

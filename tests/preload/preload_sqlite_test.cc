@@ -94,7 +94,7 @@ class PreloadSqliteTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.err;
     // A commit of each writer begun after the return bounds the window.
     for (Writer* w : ws) EXPECT_TRUE(w->WaitCommits(w->commit_count() + 2));
-    const Window win = CommitWindow(AllCommits({ws.begin(), ws.end()}), c.t_call, c.t_return);
+    const Window win = CommitWindow(AllCommits(std::vector<const WriterProcess*>(ws.begin(), ws.end())), c.t_call, c.t_return);
     const std::string restored = RestoreWithCli(dest, format == "plain", dir_.path());
     const int64_t k = CheckPrefix(restored, win.lo, win.hi);
     printf("%s backup: copy holds %lld commits, window [%lld, %lld], preserved_pages %lld\n",

@@ -33,10 +33,7 @@ inline constexpr int kScale = 4;
 inline constexpr int kScale = 1;
 #endif
 
-inline std::string BuildDir() {
-  const char* d = getenv("COWBACKUP_BUILD_DIR");
-  return d && *d ? d : "build";
-}
+using test::BuildDir;
 
 inline sqlite3* Open(const std::string& path, const char* vfs = nullptr) {
   sqlite3* db = nullptr;

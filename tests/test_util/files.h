@@ -107,4 +107,11 @@ inline void WriteFile(const std::string& path, const Bytes& data) {
   WriteFile(path, std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
 }
 
+// The build directory (ctest sets COWBACKUP_BUILD_DIR): the programs the
+// tests run, build/cowbackup and the test helpers, are found there.
+inline std::string BuildDir() {
+  const char* d = getenv("COWBACKUP_BUILD_DIR");
+  return d && *d ? d : "build";
+}
+
 }  // namespace cowbackup::test
