@@ -1,7 +1,8 @@
 // Kill sweep with writers in several processes (issue 12, "Tests"): four
 // writer processes (two Debian python3 with build/cowbackup.so loaded, two
 // through the embedded API; multiprocess_harness.h) commit the
-// committed-prefix transaction in rollback mode while a backup runs, and
+// committed-prefix transaction in rollback mode (and, the WalMode tests,
+// in WAL mode) while a backup runs, and
 // one process is SIGKILLed at a seeded point of it:
 //
 //   BackingUpProcess  the backup runs in build/cowbackup (its own process)
@@ -124,11 +125,11 @@ int64_t CheckCopy(const std::string& dest, bool plain, const std::vector<Commit>
   return why.empty() ? k : -1;
 }
 
-void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
+void KillOnce(Victim victim, const std::string& journal, uint64_t seed, Figures* figures) {
   std::mt19937_64 rng(seed);
   TempDir dir("cowbackup-mp-crash");
   const std::string db = dir / "app.db";
-  MakeWorkloadDb(db, kRows);
+  MakeWorkloadDb(db, kRows, journal == "wal" ? "wal" : "delete");
   const bool plain = rng() % 2 == 1;
   const std::string dest = dir / (plain ? "copy.db" : "copy.cbk");
   const uint32_t segment_pages = uint32_t(4 << (rng() % 5));  // 4..64
@@ -148,6 +149,7 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
   for (int i = 0; i < 4; i++) {
     WriterSpec spec;
     spec.kind = i < 2 ? WriterKind::kPython : WriterKind::kCpp;
+    spec.journal = journal;
     if (at_sync_point && i == 3) {
       spec.kill_point = kPreservePoint;
       spec.kill_at = kill_at;
@@ -319,14 +321,14 @@ void KillOnce(Victim victim, uint64_t seed, Figures* figures) {
   }
 }
 
-void Sweep(Victim victim, uint64_t first_seed) {
+void Sweep(Victim victim, uint64_t first_seed, const std::string& journal = "delete") {
   const char* only = getenv("COWBACKUP_CRASH_SEED");
   const int seeds = LongRun() ? 100 : 12;
   Figures f;
   for (int i = 0; i < (only ? 1 : seeds); i++) {
     const uint64_t seed = only ? strtoull(only, nullptr, 10) : first_seed + uint64_t(i);
     SCOPED_TRACE("seed " + std::to_string(seed) + " (rerun: COWBACKUP_CRASH_SEED=" + std::to_string(seed) + ")");
-    KillOnce(victim, seed, &f);
+    KillOnce(victim, journal, seed, &f);
     if (::testing::Test::HasFailure()) return;
   }
   if (victim == Victim::kWriter) {
@@ -356,6 +358,16 @@ TEST(MultiProcessCrash, KillingTheBackingUpProcessBlocksNoWriterAndLosesNothing)
 }
 
 TEST(MultiProcessCrash, KillingAWriterProcessBlocksNoWriterAndLosesNothing) { Sweep(Victim::kWriter, 2000); }
+
+// The same in WAL mode, where a job is shared the same way: pages are
+// preserved when a writer's checkpoint or WAL restart would change them.
+TEST(MultiProcessCrash, WalModeKillingTheBackingUpProcessBlocksNoWriterAndLosesNothing) {
+  Sweep(Victim::kBackingUpProcess, 3000, "wal");
+}
+
+TEST(MultiProcessCrash, WalModeKillingAWriterProcessBlocksNoWriterAndLosesNothing) {
+  Sweep(Victim::kWriter, 4000, "wal");
+}
 
 }  // namespace
 }  // namespace cowbackup::testing::mp
