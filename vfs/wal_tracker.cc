@@ -1,5 +1,6 @@
 #include "vfs/wal_tracker.h"
 
+#include <chrono>
 #include <thread>
 
 #include "coord/region_format.h"
@@ -48,14 +49,20 @@ void WalTracker::StoreMarkLocked(size_t seq_off, size_t mark_off, const WalMark&
 
 bool WalTracker::LoadMarkLocked(size_t seq_off, size_t mark_off, WalMark* out) {
   std::atomic_ref<uint32_t> seq = U32(marks_, seq_off);
-  for (int attempt = 0; attempt < 100000; attempt++) {
+  // A live writer is odd for a few stores; one preempted there, at most a
+  // scheduling delay. Odd for kMarkWaitMs: its process died mid-write.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kMarkWaitMs);
+  for (int attempt = 0;; attempt++) {
     const uint32_t before = seq.load(std::memory_order_acquire);
     if ((before & 1) == 0) {
       *out = LoadFields(marks_, mark_off);
       std::atomic_thread_fence(std::memory_order_acquire);
       if (seq.load(std::memory_order_relaxed) == before) return true;
     }
-    if (attempt > 100) std::this_thread::yield();
+    if (attempt > 100) {
+      if (std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::yield();
+    }
   }
   FailLocked("a process taking part in the backup died while it updated the shared WAL tracker");
   return false;

@@ -100,6 +100,10 @@ class WalTracker {
   // With both locks held, at the end of the copy.
   Status CheckAtEnd(const WalMark& now);
 
+  // How long a mark's sequence word may stay odd before its writer is
+  // taken for dead (the job fails; never a write).
+  static constexpr int kMarkWaitMs = 500;
+
   // The first problem found, OK if none (sticky until the next Begin).
   Status error() const;
   bool failed() const { return failed_.load(std::memory_order_acquire); }
