@@ -268,35 +268,26 @@ uint64_t ArmedWordOf(const std::string& db) {
   return w;
 }
 
-TEST(WalSharedJob, AnotherProcessesCheckpointDuringTheBackupIsPreserved) {
-  constexpr int kRows = 2000 / kScale;         // ~8 MB
-  constexpr double kRateMb = 2.0 / kScale;     // ~4 s a backup
-  TempDir dir("cowbackup-mp-walckpt");
-  const std::string db = dir / "app.db";
-  MakeWorkloadDb(db, kRows, "wal");
-  WriterSpec spec;
-  spec.kind = WriterKind::kCpp;
-  spec.mode = "idle";
-  spec.journal = "wal";
-  Writer w(db, 1, spec);
-  // T0's state has frames in the WAL (a checkpoint later copies them into
-  // the file, and a restart writes over them).
-  ASSERT_TRUE(w.CommitNow(40));
+constexpr int kCkptRows = 2000 / kScale;       // ~8 MB
+constexpr double kCkptRateMb = 2.0 / kScale;  // ~4 s a backup
+
+// A CLI backup of `db` during which `w` (an idle-mode writer) commits,
+// checkpoints with TRUNCATE (main-file pages the copy still needs, a
+// restart over T0's frames) and commits again: it must succeed, having
+// preserved pages, and equal a copy taken with nothing writing.
+void ExpectCheckpointDuringBackupPreserved(Writer& w, const std::string& db, const TempDir& dir) {
   const std::string ref = dir / "t0.db";
   const Cli r = CliBackup(db, ref, "plain", 0, dir.path());
   ASSERT_TRUE(r.ok()) << r.err;
-
   const std::string dest = dir / "copy.db";
   Cli c = StartCli({"backup", "--json", "--force", "--busy-timeout-ms", "60000", "--format", "plain",
-                    "--max-rate-mb", Rate(kRateMb), "--segment-pages", "16", db, dest},
+                    "--max-rate-mb", Rate(kCkptRateMb), "--segment-pages", "16", db, dest},
                    dir.path());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (ArmedWordOf(db) == 0 && !CliExited(&c) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling another process's state
   }
   ASSERT_NE(ArmedWordOf(db), 0u) << "the CLI's job was never armed";
-  // Commits after T0, all of them checkpointed into the file, the WAL
-  // restarted and truncated, and written again from its start.
   ASSERT_TRUE(w.CommitNow(20));
   const std::string k = w.CheckpointNow("TRUNCATE");
   EXPECT_EQ(k.substr(0, 2), "0 ") << "the checkpoint did not complete: " << k;
@@ -308,6 +299,57 @@ TEST(WalSharedJob, AnotherProcessesCheckpointDuringTheBackupIsPreserved) {
   EXPECT_TRUE(ReadFile(dest) == ReadFile(ref)) << "the copy is not T0";
   std::string why;
   EXPECT_EQ(CommittedPrefix(dest, &why), CommittedPrefix(ref, &why)) << why;
+}
+
+TEST(WalSharedJob, AnotherProcessesCheckpointDuringTheBackupIsPreserved) {
+  TempDir dir("cowbackup-mp-walckpt");
+  const std::string db = dir / "app.db";
+  MakeWorkloadDb(db, kCkptRows, "wal");
+  WriterSpec spec;
+  spec.kind = WriterKind::kCpp;
+  spec.mode = "idle";
+  spec.journal = "wal";
+  Writer w(db, 1, spec);
+  // T0's state has frames in the WAL (the checkpoint copies them into the
+  // file, and the restart writes over them).
+  ASSERT_TRUE(w.CommitNow(40));
+  ExpectCheckpointDuringBackupPreserved(w, db, dir);
+  EXPECT_EQ(w.errors(), std::vector<std::string>{});
+  w.Stop();
+  EXPECT_EQ(Leftovers(dir), std::vector<std::string>{});
+}
+
+// A process whose own WAL-mode backup failed (a non-participant wrote
+// during it) still takes part in the next backup, another process's:
+// its checkpoint preserves main-file pages through its own descriptor.
+TEST(WalSharedJob, AProcessWhoseOwnBackupFailedStillTakesPartInTheNext) {
+  TempDir dir("cowbackup-mp-walckpt2");
+  const std::string db = dir / "app.db";
+  MakeWorkloadDb(db, kCkptRows, "wal");
+  WriterSpec spec;
+  spec.kind = WriterKind::kCpp;
+  spec.mode = "idle";
+  spec.journal = "wal";
+  Writer w(db, 1, spec);
+  ASSERT_TRUE(w.CommitNow(40));
+  {
+    WriterSpec foreign;
+    foreign.kind = WriterKind::kPython;
+    foreign.participant = false;
+    foreign.journal = "wal";
+    Writer f(db, 2, foreign);
+    ASSERT_TRUE(f.WaitCommits(3));
+    const BackupRun b = w.Backup(dir / "failed.db", "plain", "snapshot_first", kCkptRateMb * 4, 16);
+    EXPECT_FALSE(b.ok) << b.text;
+    EXPECT_NE(b.text.find("bypassed the cowbackup shim"), std::string::npos) << b.text;
+    f.Stop();
+  }
+  // T0's image from the database file (its WAL checkpointed away): the
+  // checkpoint during the backup preserves main-file pages, read through
+  // this process's own descriptor of the database.
+  ASSERT_EQ(w.CheckpointNow("TRUNCATE").substr(0, 2), "0 ");
+  ASSERT_TRUE(w.CommitNow(2));
+  ExpectCheckpointDuringBackupPreserved(w, db, dir);
   EXPECT_EQ(w.errors(), std::vector<std::string>{});
   w.Stop();
   EXPECT_EQ(Leftovers(dir), std::vector<std::string>{});
