@@ -72,7 +72,9 @@
 // counted inside the region's job (Region::Enter/Leave) and goes either
 // to this process's own job (its hooks, as before) or, for a job another
 // process owns, through the shared page table as one of its participants
-// (TakePart: engine/shared_pages.h). Without a region (it could not be
+// (TakePart: engine/shared_pages.h); a WAL-mode job's writes to either
+// file take the owner's routes, rebuilt from the job's WAL tail
+// (BindWalPart: the same WalImageSource). Without a region (it could not be
 // attached: region_error()), a private word stands in and only this
 // process's jobs exist, as before.
 //
