@@ -38,7 +38,8 @@ class Participation final : public SharedPages::Peers {
   // the volume of a dead job the claim replaced ("" if none), for the
   // caller to remove once its begin-time lock is released.
   // `tail_bytes`: room for the front end's tail after the state words
-  // (tail(); a SQLite WAL-mode job's, docs/REGION.md), zeroed.
+  // (tail(); a SQLite WAL-mode job's, docs/REGION.md), for the caller to
+  // fill before it arms the job (not zeroed).
   static Status Claim(Region* region, const std::string& volume_path, uint64_t pages,
                       std::unique_ptr<Participation>* out, std::string* dead_volume, uint64_t tail_bytes = 0);
   // Another process: joins the running `job` whose word it saw (`seen`),
