@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -32,8 +33,9 @@ Status Participation::ForOwner(Region* region, const Job& job, uint64_t pages,
 }
 
 Status Participation::Claim(Region* region, const std::string& volume_path, uint64_t pages,
-                            std::unique_ptr<Participation>* out, std::string* dead_volume) {
-  const uint64_t area = (SharedPages::AreaSize(pages) + 4095) / 4096 * 4096;
+                            std::unique_ptr<Participation>* out, std::string* dead_volume,
+                            uint64_t tail_bytes) {
+  const uint64_t area = (layout::PageStateTailOffset(pages) + tail_bytes + 4095) / 4096 * 4096;
   Job dead, claimed;
   Status s = region->ClaimJob(volume_path, area, &dead, &claimed);
   if (!s.ok()) return s;
@@ -67,6 +69,15 @@ Status Participation::Join(Region* region, uint64_t seen, const Job& job, uint32
   out->reset(new Participation(region, job, std::move(area), pages, /*owner=*/false));
   (*out)->volume_ = std::move(volume);
   return Status::OK();
+}
+
+uint8_t* Participation::tail() const {
+  return area_->data() + std::min(layout::PageStateTailOffset(pages_.pages()), area_->size());
+}
+
+uint64_t Participation::tail_size() const {
+  const uint64_t at = layout::PageStateTailOffset(pages_.pages());
+  return at < area_->size() ? area_->size() - at : 0;
 }
 
 bool Participation::job_current() {

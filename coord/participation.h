@@ -37,8 +37,11 @@ class Participation final : public SharedPages::Peers {
   // then ForOwner; the claim is given back if that fails. *dead_volume:
   // the volume of a dead job the claim replaced ("" if none), for the
   // caller to remove once its begin-time lock is released.
+  // `tail_bytes`: room for the front end's tail after the state words
+  // (tail(); a SQLite WAL-mode job's, docs/REGION.md), for the caller to
+  // fill before it arms the job (not zeroed).
   static Status Claim(Region* region, const std::string& volume_path, uint64_t pages,
-                      std::unique_ptr<Participation>* out, std::string* dead_volume);
+                      std::unique_ptr<Participation>* out, std::string* dead_volume, uint64_t tail_bytes = 0);
   // Another process: joins the running `job` whose word it saw (`seen`),
   // checking the area against the file and opening the job's snapshot
   // volume (regular, this user's, 0600, for `page_size`).
@@ -46,6 +49,11 @@ class Participation final : public SharedPages::Peers {
                      std::unique_ptr<Participation>* out);
 
   SharedPages& pages() { return pages_; }
+  // The front end's tail of the area (layout::PageStateTailOffset): its
+  // bytes, as many as the area holds past the state words (a joiner
+  // checks what it reads against tail_size()).
+  uint8_t* tail() const;
+  uint64_t tail_size() const;
   SnapshotVolume* volume() { return volume_.get(); }  // null for the owner (its BackupJob's)
   uint64_t seen() const { return seen_; }
   const Job& job() const { return job_; }

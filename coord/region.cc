@@ -306,6 +306,7 @@ Status Region::RecoverAsFirstOpener(const struct stat& db) {
     }
     StoreArmed(0);
     std::atomic_ref<uint32_t>(*gate_).store(0, std::memory_order_release);  // a dead party's
+    std::atomic_ref<uint32_t>(*ckpt_holder_).store(0, std::memory_order_release);  // the same
   } else {
     if (!options_.rebuild) return valid;
     if (st.st_size != 0) recovery_ = "rebuilt: " + valid.message();
@@ -331,6 +332,7 @@ Status Region::Map() {
   armed_ = reinterpret_cast<uint64_t*>(map_ + kOffArmed);
   gate_ = reinterpret_cast<uint32_t*>(map_ + kOffWriterGate);
   commits_.Bind(map_ + kOffCommitHistory);
+  ckpt_holder_ = reinterpret_cast<uint32_t*>(map_ + kOffSqliteCkptHolder);
   return Status::OK();
 }
 
@@ -377,6 +379,7 @@ void Region::ForgetAfterFork() {
   armed_ = &zero_;
   gate_ = &zero_gate_;
   commits_.Bind(nullptr);
+  ckpt_holder_ = &zero_ckpt_holder_;
   if (map_ != nullptr) ::munmap(map_, kFixedSize);
   map_ = nullptr;
   if (fd_ >= 0) ::close(fd_);

@@ -145,6 +145,11 @@ class Region {
     if (w != 0 && w != BusyWord(false)) [[unlikely]] WaitAtWriterGate(w);
   }
   static constexpr int kWriterGateMaxWaitMs = 250;
+  // SQLite's checkpoint holder (layout::kOffSqliteCkptHolder): 0, or the
+  // busy word of the attached process whose connection holds the WAL
+  // checkpoint lock. Through std::atomic_ref; a private zero while not
+  // mapped (docs/REGION.md, "SQLite checkpoint holder").
+  uint32_t* sqlite_ckpt_holder() const noexcept { return ckpt_holder_; }
   // True if the party of busy word `w` (a writer's: BusyWord(false)) has
   // detached or died: its slot lock is free, or held by a later process.
   // Takes no lock, like HolderGone.
@@ -281,6 +286,8 @@ class Region {
   uint32_t zero_gate_ = 0;      // writer_gate() before mapping and after ForgetAfterFork
   CommitHistory commits_;       // bound to the mapping's, its own before and after
   uint32_t* gate_ = &zero_gate_;
+  uint32_t zero_ckpt_holder_ = 0;  // sqlite_ckpt_holder() before mapping and after ForgetAfterFork
+  uint32_t* ckpt_holder_ = &zero_ckpt_holder_;
   uint32_t slot_ = 0;
   uint32_t tag_ = 0;            // BusyWord's bits 8..29 for slot_
   bool attached_ = false;       // holds slot_

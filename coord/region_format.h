@@ -56,6 +56,12 @@ static_assert(kOffArmed % 64 == 0 && kOffArmed >= kHeaderSize);
 inline constexpr size_t kOffWriterGate = 192;
 static_assert(kOffWriterGate % 64 == 0 && kOffWriterGate >= kOffArmed + 64);
 
+// SQLite's checkpoint holder (u32 atomic, alone in its cache line): 0, or
+// the busy word (Region::BusyWord(false)) of the attached process one of
+// whose connections holds SQLite's WAL checkpoint lock; written only by
+// that lock's holder (docs/REGION.md, "SQLite checkpoint holder").
+inline constexpr size_t kOffSqliteCkptHolder = 1536;
+
 // Lock bytes (OFD locks; the bytes are never read or written).
 inline constexpr uint64_t kLockInit = 256, kLockMeta = 257, kLockOwner = 258, kLockSlot0 = 512;
 static_assert(kLockInit >= kOffWriterGate + 64 && kLockSlot0 + kSlotCount <= 1024);
@@ -78,6 +84,8 @@ inline constexpr size_t kOffT0 = 2048, kMaxT0Len = 2048;
 inline constexpr size_t kOffVolumePath = 4096, kMaxVolumePathLen = 4095;
 inline constexpr uint64_t kMaxPageStateSize = uint64_t(1) << 40;
 static_assert(kOffJobChecksum + 8 <= kOffT0 && kOffT0 + kMaxT0Len <= kOffVolumePath);
+static_assert(kOffSqliteCkptHolder % 64 == 0 && kOffSqliteCkptHolder >= kOffJobChecksum + 8 &&
+              kOffSqliteCkptHolder + 64 <= kOffT0);
 
 // Slot table: slot i at kOffSlots + i * kSlotSize.
 inline constexpr size_t kOffSlots = 8192, kSlotSize = 32;
@@ -169,5 +177,20 @@ inline constexpr size_t kPageStateHeaderSize = SharedPages::kHeaderSize;
 inline constexpr size_t kOffPsPages = SharedPages::kOffPages, kOffPsPreserved = SharedPages::kOffPreserved,
                         kOffPsDone = SharedPages::kOffDone;
 inline constexpr size_t kPageStateWordSize = 4;
+
+// The front end's tail of the area, after the state words, at
+// PageStateTailOffset(pages); as long as the front end's job needs.
+inline uint64_t PageStateTailOffset(uint64_t pages) { return (SharedPages::AreaSize(pages) + 7) / 8 * 8; }
+
+// A SQLite WAL-mode job's tail (docs/REGION.md, "SQLite WAL tail"): the
+// wal-index marks the shared foreign-writer tracker compares (each mark
+// four u32: salt-1, salt-2, mxFrame, nBackfill; the two that change behind
+// a sequence word), T0's sizes, and the page number of each T0 frame
+// 1..mxFrame. u32/u64 atomics in host order, like the rest of the area.
+inline constexpr size_t kOffWalT0Mark = 0, kOffWalHeaderSeq = 16, kOffWalHeaderMark = 20,
+                        kOffWalCkptSeq = 36, kOffWalCkptMark = 40, kOffWalDbPages = 56,
+                        kOffWalReserved = 60, kOffWalMainPages = 64, kOffWalFramePages = 72;
+inline constexpr size_t kWalMarkSize = 16;
+inline uint64_t WalTailSize(uint32_t max_frame) { return kOffWalFramePages + 4 * uint64_t(max_frame); }
 
 }  // namespace cowbackup::coord::layout

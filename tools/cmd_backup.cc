@@ -16,8 +16,7 @@
 //   - a commit by a process that does not take part is detected (SQLite:
 //     the file change counter, or the wal-index; LMDB: the meta pages'
 //     txnids) and fails the backup with a message that says so; nothing is
-//     published. A SQLite WAL-mode backup takes writes from its own process
-//     only: another process's write fails it, by name.
+//     published (SQLite: rollback-journal and WAL modes alike).
 // So the result is a correct copy of T0 or an error (docs/CLI.md names the
 // one case neither is promised: a non-participant's rolled-back spill).
 //
@@ -188,9 +187,8 @@ int RunBackup(const std::vector<std::string>& args) {
       "Processes that opened the database through cowbackup (the SQLite\n"
       "extension or C++ API, the LMDB library) take part in the backup and keep\n"
       "writing. A commit by a process that did not is detected, and the backup\n"
-      "fails saying so, with nothing published. A WAL-mode SQLite backup takes\n"
-      "writes from its own process only. `cowbackup status SOURCE` shows who is\n"
-      "attached.",
+      "fails saying so, with nothing published (SQLite: rollback-journal and WAL\n"
+      "modes alike). `cowbackup status SOURCE` shows who is attached.",
       "  cowbackup backup app.db nightly.cbk\n"
       "  cowbackup backup --format plain app.db copy.db     # a ready-to-open database\n"
       "  cowbackup backup /var/lib/app/env env.cbk          # LMDB environment directory\n"

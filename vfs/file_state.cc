@@ -13,8 +13,10 @@
 #include <thread>
 #include <utility>
 
+#include "backup/wal_image_source.h"
 #include "coord/participation.h"
 #include "engine/encoding.h"
+#include "engine/file_source.h"
 #include "engine/posix_file.h"
 #include "engine/sync_point.h"
 
@@ -51,6 +53,28 @@ std::string SqliteError(const char* what, int rc, const std::string& path) {
 }
 
 }  // namespace
+
+// This process's part in a job another process owns.
+struct FileState::Part {
+  ~Part() {
+    tracker.End();
+    image.reset();
+    wal_file.reset();
+    if (wal_fd >= 0) ::close(wal_fd);
+  }
+  uint64_t word = 0;  // the job's armed word, without the failed bit
+  bool wal = false;   // a WAL-mode job
+  uint32_t page_size = 0;
+  std::unique_ptr<coord::Participation> p;  // null: could not join (the job was failed)
+  std::unique_ptr<ShimSource> source;       // the main file
+  // A WAL-mode job: T0's image, made from the job's WAL tail as the
+  // owner's (the same routes), reading the -wal through a descriptor of
+  // our own; and the tracker on the job's shared marks.
+  int wal_fd = -1;
+  std::unique_ptr<FileSource> wal_file;  // null if there was no -wal file (then no frame)
+  std::unique_ptr<WalImageSource> image;
+  WalTracker tracker;
+};
 
 // ---------------------------------------------------------------------------
 // fork. A child shares the parent's open file description of each region,
@@ -471,43 +495,85 @@ bool FileState::ReadWalMark(WalMark* m) {
   return true;
 }
 
-void FileState::AfterShmLock(int offset, int n) {
-  const bool checkpoint = offset == kWalCkptLock && n == 1;
-  if (checkpoint) ckpt_here_.fetch_add(1, std::memory_order_acq_rel);
-  if (!wal_tracker.active() || (offset != kWalWriteLock && !checkpoint)) return;
-  WalMark m;
-  if (!ReadWalMark(&m)) {
-    wal_tracker.Fail("the wal-index header could not be read during the backup");
+bool FileState::CkptHeld() {
+  if (ckpt_here_.load(std::memory_order_acquire) > 0) return true;
+  if (region_ == nullptr) return false;
+  const uint32_t w = std::atomic_ref<uint32_t>(*region_->sqlite_ckpt_holder()).load(std::memory_order_seq_cst);
+  return w != 0 && !region_->PartyGone(w);
+}
+
+template <typename Fn>
+void FileState::WithWalTracker(Fn fn) {
+  if (wal_tracker.active()) {  // this process's job
+    fn(wal_tracker);
     return;
   }
-  if (checkpoint) {
-    wal_tracker.CheckpointLocked(m);
-  } else {
-    // This connection's own checkpoint lock counts too: nBackfill may move
-    // under it, and its release records where it went.
-    wal_tracker.WriteLocked(m, ckpt_here_.load(std::memory_order_acquire) > 0);
+  if (region_ == nullptr) return;
+  const uint64_t word = region_->load_armed();
+  if (word == 0 || (word & coord::layout::kFailedBit) != 0 || armed_.own(word) || !region_->Enter(word)) return;
+  std::shared_ptr<Part> part = JoinedPart(word);
+  if (part != nullptr && part->p != nullptr && part->wal && part->tracker.active()) {
+    fn(part->tracker);
+    // Recorded for the owner, who reports it (its word now says failed).
+    if (part->tracker.failed()) part->p->fail(Status::Corruption(part->tracker.error().message(), path_));
   }
+  region_->Leave();
+}
+
+void FileState::AfterShmLock(int offset, int n) {
+  const bool checkpoint = offset == kWalCkptLock && n == 1;
+  if (checkpoint) {
+    ckpt_here_.fetch_add(1, std::memory_order_acq_rel);
+    // Before nBackfill can move: any participant's write lock sees it held.
+    if (region_ != nullptr) {
+      std::atomic_ref<uint32_t>(*region_->sqlite_ckpt_holder()).store(region_->BusyWord(false), std::memory_order_seq_cst);
+    }
+  }
+  if (offset != kWalWriteLock && !checkpoint) return;
+  WithWalTracker([&](WalTracker& t) {
+    WalMark m;
+    if (!ReadWalMark(&m)) {
+      t.Fail("the wal-index header could not be read during the backup");
+    } else if (checkpoint) {
+      t.CheckpointLocked(m);
+    } else {
+      // A checkpoint lock held by this connection or another participant's
+      // counts too: nBackfill may move under it, and its release records
+      // where it went.
+      t.WriteLocked(m, CkptHeld());
+    }
+  });
 }
 
 void FileState::BeforeShmUnlock(int offset, int n) {
   const bool checkpoint = offset == kWalCkptLock && n == 1;
-  if (wal_tracker.active() && (offset == kWalWriteLock || checkpoint)) {
-    WalMark m;
-    if (!ReadWalMark(&m)) {
-      wal_tracker.Fail("the wal-index header could not be read during the backup");
-    } else if (checkpoint) {
-      wal_tracker.CheckpointUnlocking(m);
-    } else {
-      wal_tracker.WriteUnlocking(m);
-    }
+  if (offset == kWalWriteLock || checkpoint) {
+    WithWalTracker([&](WalTracker& t) {
+      WalMark m;
+      if (!ReadWalMark(&m)) {
+        t.Fail("the wal-index header could not be read during the backup");
+      } else if (checkpoint) {
+        t.CheckpointUnlocking(m);
+      } else {
+        t.WriteUnlocking(m);
+      }
+    });
   }
-  if (checkpoint) ckpt_here_.fetch_sub(1, std::memory_order_acq_rel);
+  if (checkpoint) {
+    // After its mark is recorded: a write lock that sees it clear sees the mark.
+    if (region_ != nullptr) {
+      uint32_t mine = region_->BusyWord(false);
+      std::atomic_ref<uint32_t>(*region_->sqlite_ckpt_holder())
+          .compare_exchange_strong(mine, 0, std::memory_order_seq_cst);
+    }
+    ckpt_here_.fetch_sub(1, std::memory_order_acq_rel);
+  }
 }
 
 // ---------------------------------------------------------------------------
 // Commit tracking
 
-void FileState::BeginTracking(uint32_t counter, const WalMark* wal, SharedPages* shared) {
+void FileState::BeginTracking(uint32_t counter, const WalMark* wal, SharedPages* shared, uint8_t* wal_marks) {
   {
     MutexLock lock(&error_mu_);
     tracking_error_.clear();
@@ -515,7 +581,7 @@ void FileState::BeginTracking(uint32_t counter, const WalMark* wal, SharedPages*
   tracking_failed_.store(false, std::memory_order_relaxed);
   shared_tracking_.store(shared, std::memory_order_release);
   LastCounter().store(counter, std::memory_order_relaxed);
-  if (wal != nullptr) wal_tracker.Begin(*wal);
+  if (wal != nullptr) wal_tracker.Begin(*wal, wal_marks);
   tracking_.store(true, std::memory_order_release);
 }
 
@@ -613,14 +679,32 @@ Status FileState::WithRegionError(const Status& s) const {
 // ---------------------------------------------------------------------------
 // Several processes (the file comment)
 
-// This process's part in a job another process owns.
-struct FileState::Part {
-  uint64_t word = 0;  // the job's armed word, without the failed bit
-  bool wal = false;   // a WAL-mode job: it takes writes from its own process only
-  uint32_t page_size = 0;
-  std::unique_ptr<coord::Participation> p;  // null: could not join (the job was failed)
-  std::unique_ptr<ShimSource> source;
-};
+
+Status FileState::BindWalPart(Part* part) {
+  WalIndexHeader h;
+  uint64_t main_pages = 0;
+  std::vector<uint32_t> frame_pages;
+  coord::Participation& p = *part->p;
+  Status s = DecodeWalTail(p.tail(), p.tail_size(), part->page_size, region_->path(), &h, &main_pages, &frame_pages);
+  if (!s.ok()) return s;
+  const std::string wal_path = path_ + "-wal";
+  part->wal_fd = OpenRegular(wal_path, O_RDONLY | O_CLOEXEC);
+  if (part->wal_fd >= 0) {
+    part->wal_file = std::make_unique<FileSource>(part->wal_fd, wal_path, part->page_size);
+  } else if (errno != ENOENT || h.max_frame > 0) {
+    return Status::FromErrno("open the WAL", wal_path, errno);
+  }
+  s = WalImageSource::Make(part->source.get(), main_pages, part->wal_file.get(), WalScanFromIndex(h, frame_pages),
+                           &part->image);
+  if (!s.ok()) return s;
+  if (part->image->page_count() != p.pages().pages()) {
+    return Status::Corruption("the WAL-mode job's tail gives an image of " + std::to_string(part->image->page_count()) +
+                                  " pages, its page table " + std::to_string(p.pages().pages()),
+                              region_->path());
+  }
+  part->tracker.Join(p.tail());
+  return Status::OK();
+}
 
 void FileState::SlowWrite(bool wal, uint64_t offset, uint64_t len, bool truncate) noexcept {
   WriteHook& h = wal ? wal_hook : hook;
@@ -660,11 +744,16 @@ std::shared_ptr<FileState::Part> FileState::JoinedPart(uint64_t word) {
       part->page_size = page_size;
       s = coord::Participation::Join(region_.get(), word, job, page_size, &part->p);
     }
+    if (s.ok()) {
+      part->source = std::make_unique<ShimSource>(this, page_size);
+      if (part->wal && !(s = BindWalPart(part.get())).ok()) {
+        part->p->fail(s);  // recorded for the owner
+        part->p.reset();
+      }
+    }
     if (!s.ok()) {
       // A job we cannot honour must not publish a copy that lacks our writes.
       region_->FailArmedJob(word);
-    } else {
-      part->source = std::make_unique<ShimSource>(this, page_size);
     }
     part_ = part;
     return part;
@@ -677,15 +766,22 @@ std::shared_ptr<FileState::Part> FileState::JoinedPart(uint64_t word) {
 void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t len,
                          bool truncate) noexcept {
   if (part.p == nullptr) return;
-  if (part.wal || wal) {
-    part.p->fail(Status::NotSupported(
-        "it wrote the database during a WAL-mode backup, which takes writes from the backing-up "
-        "process only (in rollback-journal mode every process takes part); the copy was discarded",
-        path_));
+  if (!part.wal && wal) {  // a -wal written during a rollback-mode job
+    part.p->fail(Status::Corruption(kSwitchedToWal, path_));
     return;
   }
   if (!part.p->job_current()) return;
   SharedPages& pages = part.p->pages();
+  if (part.wal) {
+    // The owner's routes (WalImageSource::Route): the image pages the
+    // write could change, preserved through the shared table first.
+    const uint64_t n = truncate ? UINT64_MAX - offset : len;
+    part.image->PagesChangedBy(wal ? WalImageSource::File::kWal : WalImageSource::File::kMain, offset, n,
+                               [&](PageRange r) {
+                                 (void)pages.WriteThrough(r, part.image.get(), part.p->volume(), part.page_size);
+                               });
+    return;
+  }
   const PageRange range = truncate ? PageRange{offset / part.page_size, pages.pages()}
                                    : PageRange::FromBytes(offset, len, part.page_size);
   (void)pages.WriteThrough(range, part.source.get(), part.p->volume(), part.page_size);  // a failure failed the job
@@ -693,11 +789,15 @@ void FileState::TakePart(const Part& part, bool wal, uint64_t offset, uint64_t l
 
 void FileState::NotePartPage1(uint64_t word, const uint8_t* data) noexcept {
   std::shared_ptr<Part> part = JoinedPart(word);
-  if (part == nullptr || part->p == nullptr || part->wal) return;
+  if (part == nullptr || part->p == nullptr) return;
   std::string err;
   try {
-    err = data[18] == 2 || data[19] == 2 ? std::string(kSwitchedToWal)
-                                         : CounterStep(part->p->pages().counter(), DecodeBig32(data + 24));
+    const bool wal = data[18] == 2 || data[19] == 2;
+    if (part->wal) {  // the counter does not count WAL commits: the tracker does
+      if (!wal) err = "the database left WAL mode during the backup (the copy was discarded; back it up again)";
+    } else {
+      err = wal ? std::string(kSwitchedToWal) : CounterStep(part->p->pages().counter(), DecodeBig32(data + 24));
+    }
   } catch (...) {
     err = "out of memory";
   }

@@ -54,8 +54,11 @@
 // (LockWal) through the reader's wal-index, exactly as a connection of
 // another process would; the shim reports every WAL write and checkpoint
 // lock a connection of this process takes or releases (AfterShmLock,
-// BeforeShmUnlock), which drives wal_tracker (foreign-writer detection)
-// and, for the write lock, hook.commits (what yield_to_commits waits out).
+// BeforeShmUnlock), which drives the WAL tracker (foreign-writer
+// detection: wal_tracker for this process's job, the part's for another
+// process's, both on the job's shared marks) and, for the write lock,
+// hook.commits (what yield_to_commits waits out). The region's checkpoint
+// holder says which attached process holds the checkpoint lock.
 // The begin-time gate holds a connection's request for the write or
 // checkpoint lock, as it holds EXCLUSIVE in rollback mode, while a backup
 // waits for or holds a WAL lock, so this process's writers never see
@@ -69,7 +72,9 @@
 // counted inside the region's job (Region::Enter/Leave) and goes either
 // to this process's own job (its hooks, as before) or, for a job another
 // process owns, through the shared page table as one of its participants
-// (TakePart: engine/shared_pages.h). Without a region (it could not be
+// (TakePart: engine/shared_pages.h); a WAL-mode job's writes to either
+// file take the owner's routes, rebuilt from the job's WAL tail
+// (BindWalPart: the same WalImageSource). Without a region (it could not be
 // attached: region_error()), a private word stands in and only this
 // process's jobs exist, as before.
 //
@@ -234,8 +239,11 @@ class FileState {
   // are only checked to keep the journal mode, and wal_tracker, started
   // here from `wal`, does the rest. A job shared with other processes
   // keeps the last counter in its page table (`shared`), where every
-  // participant's page-1 writes move it.
-  void BeginTracking(uint32_t counter, const WalMark* wal = nullptr, SharedPages* shared = nullptr);
+  // participant's page-1 writes move it, and, in WAL mode, the tracker's
+  // marks in its WAL tail (`wal_marks`), where every participant's
+  // tracker reads and moves them.
+  void BeginTracking(uint32_t counter, const WalMark* wal = nullptr, SharedPages* shared = nullptr,
+                     uint8_t* wal_marks = nullptr);
   void EndTracking();
   // AfterPage1Write's slow path.
   void NotePage1Write(const uint8_t* data, size_t len) noexcept;
@@ -273,6 +281,18 @@ class FileState {
   }
   // A participant's page-1 write, for a job of another process.
   void NotePartPage1(uint64_t word, const uint8_t* data) noexcept;
+  // A WAL-mode part: T0's image and routes, from the job's WAL tail.
+  Status BindWalPart(Part* part);
+  // The WAL tracker the lock reports of this process's connections go to
+  // (`fn(tracker)`): this process's job's, or its part's in another
+  // process's WAL-mode job (joined here if need be, inside the job), whose
+  // failure it records for the job's owner. Nothing while no job tracks.
+  template <typename Fn>
+  void WithWalTracker(Fn fn);
+  // True while a connection of a participant holds SQLite's checkpoint
+  // lock: this process's (ckpt_here_) or another's (the region's
+  // checkpoint holder, unless its process is gone).
+  bool CkptHeld();
   void SetTrackingError(const std::string& msg) noexcept;
   sqlite3_file* OpenedReader();  // reader_, once Reader() has opened it
   void CloseGate(std::atomic<uint32_t>& wanted);

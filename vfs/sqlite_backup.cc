@@ -150,9 +150,9 @@ class WalJobSource final : public Source {
     if (wal_fd_ >= 0) ::close(wal_fd_);
   }
   Status read(uint64_t offset, uint8_t* buf, size_t len) override {
-    // A process that wrote meanwhile has failed the job (a WAL-mode job
-    // takes writes from its own process only): its reason, not the
-    // overwritten frame it may have caused, is the one to report.
+    // A participant that failed the job meanwhile (its tracker found a
+    // write that bypassed the shim, say): its reason, not the overwritten
+    // frame that write may have caused, is the one to report.
     if (part_ != nullptr) {
       Status s = part_->Lost();
       if (!s.ok()) return s;
@@ -176,19 +176,26 @@ class WalJobSource final : public Source {
     } else if (errno != ENOENT || h.max_frame > 0) {
       return Status::FromErrno("open the WAL", wal_path, errno);
     }
-    std::vector<uint32_t> frame_pages;
-    Status s = st->ReadWalFramePages(h.max_frame, &frame_pages);
+    Status s = st->ReadWalFramePages(h.max_frame, &frame_pages_);
     if (!s.ok()) return s;
-    return WalImageSource::Make(&main_, main_pages, wal_.get(), WalScanFromIndex(h, frame_pages),
+    header_ = h;
+    main_pages_ = main_pages;
+    return WalImageSource::Make(&main_, main_pages, wal_.get(), WalScanFromIndex(h, frame_pages_),
                                 &image_);
   }
   WalImageSource* image() { return image_.get(); }
+  // Bind()'s facts, for the job's WAL tail (participants rebuild the image).
+  void EncodeTail(uint8_t* tail) const { EncodeWalTail(tail, header_, main_pages_, frame_pages_); }
+  uint64_t TailSize() const { return coord::layout::WalTailSize(header_.max_frame); }
 
  private:
   ShimSource main_;
   int wal_fd_ = -1;
   std::unique_ptr<FileSource> wal_;  // null if there was no -wal file (then no frame)
   std::unique_ptr<WalImageSource> image_;
+  WalIndexHeader header_;
+  uint64_t main_pages_ = 0;
+  std::vector<uint32_t> frame_pages_;  // frame i+1's page at [i]
   coord::Participation* part_ = nullptr;
 };
 
@@ -305,17 +312,18 @@ class BeginLockHold {
 
 // Under the begin-time lock, with a region: claims the database's one job
 // for this process (Busy while a backup of another process runs) and makes
-// the page table every process's writers share. A WAL-mode job takes
-// writes from its own process only; its table has no pages, and serves
-// other processes to record why they failed it (FileState::TakePart).
-Status ClaimInRegion(Job* job, uint64_t pages, bool wal) {
+// the page table every process's writers share. A WAL-mode job's table
+// has a tail of `tail_bytes` (the caller fills it: docs/REGION.md, "SQLite
+// WAL tail"), from which the other processes route their writes as this
+// one's hooks do and track commits and checkpoints on shared marks.
+Status ClaimInRegion(Job* job, uint64_t pages, uint64_t tail_bytes = 0) {
   coord::Region* region = job->state->region();
   if (region == nullptr) return Status::OK();
-  Status s = coord::Participation::Claim(region, job->backup->volume_path(), wal ? 0 : pages, &job->part,
-                                        &job->dead_volume);
+  Status s = coord::Participation::Claim(region, job->backup->volume_path(), pages, &job->part,
+                                        &job->dead_volume, tail_bytes);
   if (!s.ok()) return s;
   job->word = job->part->seen();
-  if (!wal) job->backup->Share(&job->part->pages());
+  job->backup->Share(&job->part->pages());
   return Status::OK();
 }
 
@@ -356,7 +364,7 @@ Status TakeT0(Job* job, const BackupOptions& options, bool* retry) {
                               st->path());
   }
   const uint64_t pages = size / page_size;
-  s = ClaimInRegion(job, pages, /*wal=*/false);
+  s = ClaimInRegion(job, pages);
   if (!s.ok()) return s;
   st->BeginTracking(h.change_counter, nullptr, job->part ? &job->part->pages() : nullptr);
   s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, nullptr), &st->hook);
@@ -404,11 +412,16 @@ Status TakeWalT0(Job* job, const BackupOptions& options, bool* retry) {
       return Status::Busy("the database left WAL mode while starting", st->path());
     }
   }
-  s = ClaimInRegion(job, pages, /*wal=*/true);
+  s = ClaimInRegion(job, pages, source->TailSize());
   if (!s.ok()) return s;
   source->Watch(job->part.get());
+  uint8_t* tail = nullptr;
+  if (job->part != nullptr) {
+    tail = job->part->tail();
+    source->EncodeTail(tail);  // before the word is armed: a participant reads it after
+  }
   const WalMark t0{wi.salt1, wi.salt2, wi.max_frame, wi.backfilled};
-  st->BeginTracking(h.change_counter, &t0);
+  st->BeginTracking(h.change_counter, &t0, nullptr, tail);
   WalImageSource* image = source->image();
   s = job->backup->Begin(pages, Metadata(st->path(), job->schema, h, pages, &wi),
                          {{&st->hook, image->main_route()}, {&st->wal_hook, image->wal_route()}});

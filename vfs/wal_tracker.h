@@ -34,16 +34,31 @@
 // Each check compares values that only the lock holder may change, so what
 // passes is exact, not sampled. The limits are in docs/SQLITE.md.
 //
+// Several processes. "Of this process" above means "of any process taking
+// part in the job": the marks (T0's, the header as the last writer left
+// it, nBackfill as the last checkpointer left it) live in the job's WAL
+// tail of the coordination region (docs/REGION.md, "SQLite WAL tail"),
+// which every participant's tracker reads and writes (Begin with `shared`
+// for the owner, Join for the others). A mark is written only by the
+// holder of the SQLite lock that guards it, so SQLite's own locks order
+// the processes, as they order the threads of one; the mark a checkpointer
+// leaves is read under the write lock too, so it sits behind a sequence
+// word (read again if a checkpointer is writing it). Without a region the
+// marks are this tracker's own.
+//
 // Thread-safety: every method may be called from any thread; mu_ orders
-// them. The lock callbacks are made by the shim while the connection holds
-// (or is about to release) the lock named, which is what makes the values
-// stable.
+// them within the process. The lock callbacks are made by the shim while
+// the connection holds (or is about to release) the lock named, which is
+// what makes the values stable.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "backup/wal_format.h"
+#include "coord/region_format.h"
 #include "cowbackup/status.h"
 #include "engine/mutex.h"
 
@@ -62,14 +77,20 @@ struct WalMark {
 
 class WalTracker {
  public:
-  // At T0, under the WAL write lock.
-  void Begin(const WalMark& t0);
-  void End() { active_.store(false, std::memory_order_release); }
+  // At T0, under the WAL write lock: the marks start at `t0`, in `shared`
+  // (a job's WAL tail, layout::kOffWal*Mark, mapped while the tracker is
+  // active) or, if null, in this tracker.
+  void Begin(const WalMark& t0, uint8_t* shared = nullptr);
+  // A participant in another process's job: tracks with the marks its
+  // owner began at `shared` (its WAL tail).
+  void Join(uint8_t* shared);
+  // Stops tracking; no method touches `shared` afterwards.
+  void End();
   bool active() const { return active_.load(std::memory_order_acquire); }
 
-  // A connection of this process got the write lock; `ckpt_held_here`:
-  // one of this process holds the checkpoint lock right now.
-  void WriteLocked(const WalMark& now, bool ckpt_held_here);
+  // A connection of a participant got the write lock; `ckpt_held`: one of
+  // a participant holds the checkpoint lock right now.
+  void WriteLocked(const WalMark& now, bool ckpt_held);
   // ... is about to release it.
   void WriteUnlocking(const WalMark& now);
   // A connection of this process got the checkpoint lock / is about to
@@ -78,6 +99,10 @@ class WalTracker {
   void CheckpointUnlocking(const WalMark& now);
   // With both locks held, at the end of the copy.
   Status CheckAtEnd(const WalMark& now);
+
+  // How long a mark's sequence word may stay odd before its writer is
+  // taken for dead (the job fails; never a write).
+  static constexpr int kMarkWaitMs = 500;
 
   // The first problem found, OK if none (sticky until the next Begin).
   Status error() const;
@@ -89,14 +114,41 @@ class WalTracker {
   void CheckHeaderLocked(const WalMark& now) REQUIRES(mu_);
   void CheckBackfillLocked(const WalMark& now) REQUIRES(mu_);
   void FailLocked(const std::string& why) REQUIRES(mu_);
+  // The two marks that change, behind their sequence words. False if a
+  // writer of the mark never finished (it died mid-write): then failed.
+  bool LoadMarkLocked(size_t seq_off, size_t mark_off, WalMark* out) REQUIRES(mu_);
+  void StoreMarkLocked(size_t seq_off, size_t mark_off, const WalMark& m) REQUIRES(mu_);
 
   std::atomic<bool> active_{false};
   std::atomic<bool> failed_{false};
   mutable Mutex mu_;
   WalMark t0_ GUARDED_BY(mu_);
-  WalMark header_ GUARDED_BY(mu_);  // as the last writer of this process left it
-  WalMark ckpt_ GUARDED_BY(mu_);    // generation and nBackfill as our last checkpointer left them
+  // Where the marks are (layout::kOffWal*): own_ or a job's WAL tail: the
+  // header as the last writer of a participant left it; generation and
+  // nBackfill as the last checkpointer of one left them.
+  uint8_t* marks_ GUARDED_BY(mu_) = own_;
+  alignas(8) uint8_t own_[coord::layout::kOffWalDbPages] = {};
   std::string error_ GUARDED_BY(mu_);
 };
+
+// ---- A WAL-mode job's tail of the page-state area ----
+// (docs/REGION.md, "SQLite WAL tail"; layout::kOffWal*.) Besides the
+// tracker's marks (WalTracker::Begin writes them), what a participant in
+// another process needs to route its writes as the owner's hooks do: T0's
+// wal-index facts and the page number of each T0 frame, from which it
+// makes the same WalImageSource (backup/wal_image_source.h), and so the
+// same routes.
+//
+// The owner, before arming (after WalTracker::Begin on the same tail):
+// `h`, T0's wal-index header; `main_pages`, the main file's size then;
+// `frame_pages[i]`, frame i+1's page. `tail` holds WalTailSize(h.max_frame).
+void EncodeWalTail(uint8_t* tail, const WalIndexHeader& h, uint64_t main_pages,
+                   const std::vector<uint32_t>& frame_pages);
+// A participant: the same facts back, from `size` bytes at `tail` (the
+// owner's, in shared memory: every count is checked against `size`
+// before use; `where` names the region in errors). *h has the fields
+// WalScanFromIndex reads, with page size `page_size` (the job's T0 facts').
+Status DecodeWalTail(const uint8_t* tail, uint64_t size, uint32_t page_size, const std::string& where,
+                     WalIndexHeader* h, uint64_t* main_pages, std::vector<uint32_t>* frame_pages);
 
 }  // namespace cowbackup::sqlite

@@ -111,6 +111,27 @@ TEST(RegionSpec, PageStateAreaTableMatches) {
   EXPECT_EQ(SharedPages::kOffFailMsg + SharedPages::kMaxFailMsg, SharedPages::kHeaderSize);  // the words follow
 }
 
+TEST(RegionSpec, SqliteCheckpointHolderAndWalTailTablesMatch) {
+  auto h = SpecTable("SQLite checkpoint holder");
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h["ckpt_holder"], Row(kOffSqliteCkptHolder, 4));
+  auto t = SpecTable("SQLite WAL tail");
+  ASSERT_EQ(t.size(), 9u);
+  EXPECT_EQ(t["t0_mark"], Row(kOffWalT0Mark, kWalMarkSize));
+  EXPECT_EQ(t["header_seq"], Row(kOffWalHeaderSeq, 4));
+  EXPECT_EQ(t["header_mark"], Row(kOffWalHeaderMark, kWalMarkSize));
+  EXPECT_EQ(t["ckpt_seq"], Row(kOffWalCkptSeq, 4));
+  EXPECT_EQ(t["ckpt_mark"], Row(kOffWalCkptMark, kWalMarkSize));
+  EXPECT_EQ(t["db_pages"], Row(kOffWalDbPages, 4));
+  EXPECT_EQ(t["reserved"], Row(kOffWalReserved, 4));
+  EXPECT_EQ(t["main_pages"], Row(kOffWalMainPages, 8));
+  EXPECT_EQ(t["frame_pages"], Row(kOffWalFramePages, 0));  // 4 x mxFrame
+  EXPECT_EQ(WalTailSize(3), kOffWalFramePages + 12);
+  // The tail starts 8-aligned after the state words.
+  EXPECT_EQ(PageStateTailOffset(1), SharedPages::kHeaderSize + 8);
+  EXPECT_EQ(PageStateTailOffset(2), SharedPages::kHeaderSize + 8);
+}
+
 TEST(RegionSpec, FileNames) {
   EXPECT_EQ(RegionPathForSqlite("/srv/app.db"), "/srv/app.db-cowbackup");
   EXPECT_EQ(RegionPathForLmdb("/srv/env", false), "/srv/env/cowbackup-region");

@@ -2,7 +2,7 @@
 // "Tests"): four writer processes (two Debian python3 with
 // build/cowbackup.so loaded, two through the embedded API;
 // multiprocess_harness.h) commit the committed-prefix transaction in
-// rollback mode while a backup runs, and the backing-up process, or one
+// rollback mode (and, the WalMode tests, in WAL mode) while a backup runs, and the backing-up process, or one
 // writer, is SIGKILLed at a seeded point of it. The sweep, its kill points
 // and its checks are tests/faults/mp_kill_sweep.h (shared with LMDB's,
 // lmdb_multiprocess_crash_test.cc); here, what is SQLite's: the database,
@@ -45,11 +45,12 @@ int64_t CheckCopy(const std::string& dest, bool plain, const Window& win, const 
 // (the last can stop at a sync point).
 class SqliteTarget : public SweepTarget {
  public:
+  explicit SqliteTarget(std::string journal = "delete") : journal_(std::move(journal)) {}
   int writer_count() const override { return 4; }
   int64_t hold_bound_ns() const override { return kHoldBoundNs; }
   std::string Make(const TempDir& dir) override {
     const std::string db = dir / "app.db";
-    MakeWorkloadDb(db, kRows);
+    MakeWorkloadDb(db, kRows, journal_ == "wal" ? "wal" : "delete");
     return db;
   }
   std::string RegionPath(const std::string& db) const override { return coord::RegionPathForSqlite(db); }
@@ -58,6 +59,7 @@ class SqliteTarget : public SweepTarget {
                                              long kill_at) override {
     WriterSpec spec;
     spec.kind = index < 2 ? WriterKind::kPython : WriterKind::kCpp;
+    spec.journal = journal_;
     // multiprocess_crash_preload_test: the python writers are plain sqlite3
     // programs under the preload library (issue 13) instead.
     if (spec.kind == WriterKind::kPython && getenv("COWBACKUP_PRELOADED_WRITERS") != nullptr) {
@@ -79,6 +81,9 @@ class SqliteTarget : public SweepTarget {
     EXPECT_EQ(why, "");
     return k;
   }
+
+ private:
+  const std::string journal_;
 };
 
 TEST(MultiProcessCrash, KillingTheBackingUpProcessBlocksNoWriterAndLosesNothing) {
@@ -89,6 +94,18 @@ TEST(MultiProcessCrash, KillingTheBackingUpProcessBlocksNoWriterAndLosesNothing)
 TEST(MultiProcessCrash, KillingAWriterProcessBlocksNoWriterAndLosesNothing) {
   SqliteTarget target;
   KillSweep(target, Victim::kWriter, 2000, kRateMb);
+}
+
+// The same in WAL mode, where a job is shared the same way: pages are
+// preserved when a writer's checkpoint or WAL restart would change them.
+TEST(MultiProcessCrash, WalModeKillingTheBackingUpProcessBlocksNoWriterAndLosesNothing) {
+  SqliteTarget target("wal");
+  KillSweep(target, Victim::kBackingUpProcess, 3000, kRateMb);
+}
+
+TEST(MultiProcessCrash, WalModeKillingAWriterProcessBlocksNoWriterAndLosesNothing) {
+  SqliteTarget target("wal");
+  KillSweep(target, Victim::kWriter, 4000, kRateMb);
 }
 
 }  // namespace

@@ -17,6 +17,8 @@
 //           with the marker "SPIL" repeated, with cache_size 8, so SQLite
 //           spills them into the database file, holds them there ~5 ms,
 //           and rolls back; over and over. Nothing is ever committed.
+//   idle    (C++ only) no thread writes; the test commands every write
+//           (commit, checkpoint below), so it knows when each happened.
 // JOURNAL: delete, truncate or persist (the connection's journal_mode; a
 // connection setting, not the file's), or wal (the file is WAL already).
 //
@@ -24,6 +26,10 @@
 //   backup DEST FORMAT VARIANT MAX_RATE_MB SEGMENT_PAGES
 //           a backup from this process (cowbackup::sqlite::Backup) on a
 //           second connection, while the writer thread goes on
+//   commit N          idle mode: N committed-prefix transactions, each
+//                     reported as the writer thread's are
+//   checkpoint MODE   idle mode: PRAGMA wal_checkpoint(MODE) (PASSIVE,
+//                     FULL, RESTART, TRUNCATE); "K" is written
 //   stop    the writer thread ends; "S" is written; exit 0 (also at EOF)
 // Standard output, one line each (CLOCK_MONOTONIC nanoseconds, the clock
 // of steady_clock and of python's time.monotonic_ns(), so every process
@@ -37,6 +43,8 @@
 //   E MESSAGE                          a transaction failed
 //   B T_CALL T_RETURN ok SUMMARY_JSON  a backup returned
 //   B T_CALL T_RETURN error MESSAGE
+//   K BUSY LOG CHECKPOINTED            a checkpoint returned (its three
+//                                      columns)
 //   S                                  stopped
 //
 // KILL_POINT NAME and KILL_AT K (crash_child.cc's): the process stops
@@ -123,32 +131,56 @@ sqlite3* OpenDb(const std::string& path, bool shim, const std::string& journal) 
   return db;
 }
 
-void Committer(sqlite3* db, int id) {
+// The committed-prefix transaction's body for writer `id`.
+std::string CommitBody(sqlite3* db, int id) {
   const int64_t rows = QueryInt(db, "SELECT max(id) FROM filler");
   const std::string r = "abs(random()) % " + std::to_string(rows) + " + 1";
-  const std::string body =
-      "INSERT INTO log SELECT n + 1, " + std::to_string(id) + ", randomblob(64) FROM counter WHERE id = 1;"
-      "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1;"
-      "UPDATE filler SET data = randomblob(length(data)) WHERE id IN (" + r + ", " + r + ", " + r +
-      ", " + r + ");";
+  return "INSERT INTO log SELECT n + 1, " + std::to_string(id) + ", randomblob(64) FROM counter WHERE id = 1;"
+         "UPDATE counter SET n = n + 1, sum = sum + n + 1 WHERE id = 1;"
+         "UPDATE filler SET data = randomblob(length(data)) WHERE id IN (" + r + ", " + r + ", " + r +
+         ", " + r + ");";
+}
+
+// One committed-prefix transaction, reported ("C" or "E").
+void CommitOnce(sqlite3* db, const std::string& body) {
+  const int64_t t_begin = NowNs();
+  std::string e = Exec(db, "BEGIN IMMEDIATE");
+  const int64_t t_locked = NowNs();
+  int64_t seq = -1;
+  if (e.empty()) e = Exec(db, body);
+  if (e.empty() && (seq = QueryInt(db, "SELECT n FROM counter WHERE id = 1")) < 0) e = "no counter";
+  if (e.empty()) e = Exec(db, "COMMIT");
+  const int64_t t_end = NowNs();
+  if (!e.empty()) {
+    Exec(db, "ROLLBACK");
+    Say("E " + OneLine(e));
+  } else {
+    Say("C " + std::to_string(seq) + " " + std::to_string(t_begin) + " " + std::to_string(t_locked) + " " +
+        std::to_string(t_end));
+  }
+}
+
+void Committer(sqlite3* db, int id) {
+  const std::string body = CommitBody(db, id);
   while (!g_stop.load()) {
-    const int64_t t_begin = NowNs();
-    std::string e = Exec(db, "BEGIN IMMEDIATE");
-    const int64_t t_locked = NowNs();
-    int64_t seq = -1;
-    if (e.empty()) e = Exec(db, body);
-    if (e.empty() && (seq = QueryInt(db, "SELECT n FROM counter WHERE id = 1")) < 0) e = "no counter";
-    if (e.empty()) e = Exec(db, "COMMIT");
-    const int64_t t_end = NowNs();
-    if (!e.empty()) {
-      Exec(db, "ROLLBACK");
-      Say("E " + OneLine(e));
-    } else {
-      Say("C " + std::to_string(seq) + " " + std::to_string(t_begin) + " " + std::to_string(t_locked) +
-          " " + std::to_string(t_end));
-    }
+    CommitOnce(db, body);
     usleep(1000);
   }
+}
+
+// "checkpoint MODE": PRAGMA wal_checkpoint(MODE), reported "K BUSY LOG CHECKPOINTED" or "E".
+void Checkpoint(sqlite3* db, const std::string& mode) {
+  sqlite3_stmt* st = nullptr;
+  const std::string sql = "PRAGMA wal_checkpoint(" + mode + ")";
+  std::string line;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    line = "K " + std::to_string(sqlite3_column_int64(st, 0)) + " " + std::to_string(sqlite3_column_int64(st, 1)) +
+           " " + std::to_string(sqlite3_column_int64(st, 2));
+  } else {
+    line = "E checkpoint: " + OneLine(sqlite3_errmsg(db));
+  }
+  sqlite3_finalize(st);
+  Say(line);
 }
 
 void Spiller(sqlite3* db) {
@@ -208,7 +240,7 @@ void RunBackup(sqlite3* db, std::istringstream& args) {
 
 int main(int argc, char** argv) {
   if (argc != 6 && argc != 8) {
-    std::cerr << "usage: mp_writer shim|unix DB ID commit|spill delete|truncate|persist|wal "
+    std::cerr << "usage: mp_writer shim|unix DB ID commit|spill|idle delete|truncate|persist|wal "
                  "[KILL_POINT KILL_AT]\n";
     return 2;
   }
@@ -229,7 +261,11 @@ int main(int argc, char** argv) {
   Say("R " + std::to_string(getpid()));
   std::thread writer([db, id, mode] {
     t_writer = true;
-    mode == "spill" ? Spiller(db) : Committer(db, id);
+    if (mode == "spill") {
+      Spiller(db);
+    } else if (mode == "commit") {
+      Committer(db, id);
+    }
   });
   sqlite3* backup_db = nullptr;
   for (std::string line; std::getline(std::cin, line);) {
@@ -237,6 +273,17 @@ int main(int argc, char** argv) {
     std::string command;
     in >> command;
     if (command == "stop") break;
+    if (command == "commit" && mode == "idle") {  // the writer thread is idle: this connection is ours
+      static const std::string body = CommitBody(db, id);
+      long n = 0;
+      in >> n;
+      for (long i = 0; i < n; i++) CommitOnce(db, body);
+    }
+    if (command == "checkpoint" && mode == "idle") {
+      std::string how;
+      in >> how;
+      Checkpoint(db, how);
+    }
     if (command == "backup") {
       if (backup_db == nullptr) backup_db = OpenDb(path, shim, journal);
       RunBackup(backup_db, in);

@@ -1,4 +1,4 @@
-// Multi-process torture, rollback-journal modes (issue 12, "Tests"): four
+// Multi-process torture, rollback-journal and WAL modes (issue 12, "Tests"): four
 // writer processes commit the committed-prefix transaction with one global
 // sequence (log row n+1 under BEGIN IMMEDIATE, the counter row, four filler
 // pages) while backups run, started in turn by the command-line tool (a
@@ -10,7 +10,9 @@
 //   rounds   eight, alternating CLI and writer: both formats for each,
 //            both variants for the writers (the CLI has only the default),
 //            half throttled so that writers overwrite uncopied pages
-//   journal  DELETE, TRUNCATE, PERSIST (each writer's connection setting)
+//   journal  DELETE, TRUNCATE, PERSIST (each writer's connection setting),
+//            and WAL (the file's; the writers' automatic checkpoints and
+//            WAL restarts are what preserves pages there)
 //
 // COWBACKUP_LONG=1 runs the rounds three times.
 //
@@ -66,7 +68,7 @@ std::string Rate(double mb) {
 void RunTorture(const std::string& journal) {
   TempDir dir("cowbackup-mp-torture");
   const std::string db = dir / "app.db";
-  MakeWorkloadDb(db, kFillerRows);
+  MakeWorkloadDb(db, kFillerRows, journal == "wal" ? "wal" : "delete");
   std::vector<std::unique_ptr<Writer>> writers;
   for (int i = 0; i < 4; i++) {
     WriterSpec spec;
@@ -148,6 +150,7 @@ void RunTorture(const std::string& journal) {
 TEST(MultiProcessTorture, DeleteJournal) { RunTorture("delete"); }
 TEST(MultiProcessTorture, TruncateJournal) { RunTorture("truncate"); }
 TEST(MultiProcessTorture, PersistJournal) { RunTorture("persist"); }
+TEST(MultiProcessTorture, WalMode) { RunTorture("wal"); }
 
 }  // namespace
 }  // namespace cowbackup::testing::mp

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <vector>
+
 namespace cowbackup::sqlite {
 namespace {
 
@@ -96,6 +99,93 @@ TEST(WalTracker, TheFirstProblemIsKeptAndBeginClearsIt) {
   EXPECT_TRUE(t.active());
   t.End();
   EXPECT_FALSE(t.active());
+}
+
+// ---- Several processes: trackers sharing one job's marks ----
+// Two trackers on one WAL tail stand for the owner's process and a
+// participant's (the tail is shared memory there; here, one buffer).
+
+struct SharedTail {
+  alignas(8) uint8_t bytes[coord::layout::kOffWalFramePages] = {};
+};
+
+TEST(WalTracker, AParticipantsCommitsAndCheckpointsAreOurs) {
+  SharedTail tail;
+  WalTracker owner, part;
+  owner.Begin(kT0, tail.bytes);
+  part.Join(tail.bytes);
+  part.WriteLocked(kT0, false);
+  part.WriteUnlocking({7, 99, 12, 4});  // the participant commits
+  owner.WriteLocked({7, 99, 12, 4}, false);  // the owner's next writer sees it as ours
+  owner.WriteUnlocking({7, 99, 13, 4});
+  part.CheckpointLocked({7, 99, 13, 4});
+  part.CheckpointUnlocking({7, 99, 13, 13});  // backfilled past T0: the participant's
+  part.WriteLocked({7, 99, 13, 13}, false);
+  part.WriteUnlocking({8, 5, 1, 0});  // a restart
+  EXPECT_FALSE(owner.failed()) << owner.error().ToString();
+  EXPECT_FALSE(part.failed()) << part.error().ToString();
+  EXPECT_TRUE(owner.CheckAtEnd({8, 5, 1, 0}).ok()) << owner.error().ToString();
+}
+
+TEST(WalTracker, ANonParticipantsCommitIsNamedByWhicheverProcessSeesIt) {
+  SharedTail tail;
+  WalTracker owner, part;
+  owner.Begin(kT0, tail.bytes);
+  part.Join(tail.bytes);
+  part.WriteLocked({7, 99, 11, 4}, false);  // mxFrame moved, no participant wrote
+  EXPECT_TRUE(Mentions(part.error(), "a write bypassed the cowbackup shim")) << part.error().ToString();
+  EXPECT_FALSE(owner.failed());  // the participant records it for the owner (FileState)
+  EXPECT_FALSE(owner.CheckAtEnd({7, 99, 11, 4}).ok());  // and the end check sees it too
+}
+
+TEST(WalTracker, ANonParticipantsCheckpointIsNamedByAParticipant) {
+  SharedTail tail;
+  WalTracker owner, part;
+  owner.Begin(kT0, tail.bytes);
+  part.Join(tail.bytes);
+  owner.WriteLocked(kT0, false);
+  owner.WriteUnlocking({7, 99, 14, 4});
+  part.WriteLocked({7, 99, 14, 14}, /*ckpt_held=*/false);  // backfilled past T0, by no participant
+  EXPECT_TRUE(Mentions(part.error(), "a checkpoint bypassed the cowbackup shim")) << part.error().ToString();
+}
+
+TEST(WalTracker, AMarkLeftHalfWrittenFailsTheJobByName) {
+  SharedTail tail;
+  WalTracker owner;
+  owner.Begin(kT0, tail.bytes);
+  // A process died in the middle of writing the checkpoint mark: its
+  // sequence word stays odd.
+  std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(tail.bytes + coord::layout::kOffWalCkptSeq))
+      .fetch_add(1);
+  owner.CheckpointLocked(kT0);
+  EXPECT_TRUE(Mentions(owner.error(), "died while it updated the shared WAL tracker")) << owner.error().ToString();
+}
+
+TEST(WalTail, RoundTripsAndRefusesAShortTail) {
+  std::vector<uint8_t> buf(coord::layout::WalTailSize(3) + 8, 0xee);
+  WalIndexHeader h;
+  h.salt1 = 7;
+  h.salt2 = 99;
+  h.max_frame = 3;
+  h.db_pages = 40;
+  WalTracker owner;
+  owner.Begin({7, 99, 3, 1}, buf.data());  // the t0 mark
+  EncodeWalTail(buf.data(), h, 38, {5, 9, 5});
+  WalIndexHeader got;
+  uint64_t main_pages = 0;
+  std::vector<uint32_t> frames;
+  ASSERT_TRUE(DecodeWalTail(buf.data(), buf.size(), 4096, "region", &got, &main_pages, &frames).ok());
+  EXPECT_EQ(got.salt1, 7u);
+  EXPECT_EQ(got.salt2, 99u);
+  EXPECT_EQ(got.max_frame, 3u);
+  EXPECT_EQ(got.db_pages, 40u);
+  EXPECT_EQ(got.page_size, 4096u);
+  EXPECT_EQ(main_pages, 38u);
+  EXPECT_EQ(frames, (std::vector<uint32_t>{5, 9, 5}));
+  const Status s = DecodeWalTail(buf.data(), coord::layout::WalTailSize(2), 4096, "region", &got, &main_pages, &frames);
+  EXPECT_TRUE(s.IsCorruption());
+  EXPECT_TRUE(Mentions(s, "mxFrame 3")) << s.ToString();
+  owner.End();
 }
 
 }  // namespace

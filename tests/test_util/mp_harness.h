@@ -220,6 +220,28 @@ class WriterProcess {
     std::lock_guard<std::mutex> lock(mu_);
     return errors_;
   }
+  // Idle mode (SQLite's mp_writer.cc): `n` commits, returned when all are
+  // reported.
+  bool CommitNow(size_t n) {
+    const size_t before = commit_count();
+    Send("commit " + std::to_string(n));
+    return WaitCommits(before + n);
+  }
+  // Idle mode (SQLite's mp_writer.cc): PRAGMA wal_checkpoint(`mode`); its
+  // "K" line's three numbers ("busy log checkpointed"), or "" if it failed
+  // (errors()).
+  std::string CheckpointNow(const std::string& mode) {
+    size_t asked;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      asked = ++checkpoints_asked_;
+    }
+    Send("checkpoint " + mode);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(120),
+                 [&] { return checkpoints_.size() + checkpoint_errors_ >= asked || eof_; });
+    return checkpoints_.size() >= asked ? checkpoints_[asked - 1] : "";
+  }
 
  private:
   void Send(const std::string& line) {
@@ -265,6 +287,9 @@ class WriterProcess {
       spills_++;
     } else if (tag == "E") {
       errors_.push_back(l.substr(2));
+      if (l.rfind("E checkpoint:", 0) == 0) checkpoint_errors_++;
+    } else if (tag == "K") {
+      checkpoints_.push_back(l.substr(2));
     } else if (tag == "B") {
       BackupRun b;
       std::string result;
@@ -295,6 +320,8 @@ class WriterProcess {
   std::vector<std::string> errors_;
   std::vector<BackupRun> backups_;
   size_t backups_asked_ = 0;
+  std::vector<std::string> checkpoints_;
+  size_t checkpoints_asked_ = 0, checkpoint_errors_ = 0;
   bool stopped_ = false, eof_ = false;
 };
 
