@@ -587,6 +587,10 @@ void FileState::BeginTracking(uint32_t counter, const WalMark* wal, SharedPages*
 
 void FileState::EndTracking() {
   tracking_.store(false, std::memory_order_release);
+  // The job's page table goes with its part; a write still counted into
+  // the job (Enter) holds what it loaded, and the area stays mapped until
+  // it leaves (ArmedWord::Disarm).
+  shared_tracking_.store(nullptr, std::memory_order_release);
   wal_tracker.End();
 }
 
@@ -805,9 +809,14 @@ void FileState::NotePartPage1(uint64_t word, const uint8_t* data) noexcept {
 }
 
 Status ShimSource::read(uint64_t offset, uint8_t* buf, size_t len) {
-  // Stop early once the copy is known to be invalid.
-  Status s = state_->TrackingError();
-  if (!s.ok()) return s;
+  // This process's own job stops early once its copy is known to be
+  // invalid. Its error stays until its next job begins: a read for another
+  // process's job (a participant preserving a page) must not see it, or a
+  // job this process ran and lost would fail the next one too.
+  if (state_->tracking()) {
+    Status s = state_->TrackingError();
+    if (!s.ok()) return s;
+  }
   return state_->ReadAt(offset, buf, len);
 }
 

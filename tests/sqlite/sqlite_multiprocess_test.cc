@@ -355,6 +355,49 @@ TEST(WalSharedJob, AProcessWhoseOwnBackupFailedStillTakesPartInTheNext) {
   EXPECT_EQ(Leftovers(dir), std::vector<std::string>{});
 }
 
+// Rollback mode: a writer process whose own backup found a foreign commit
+// (its next page-1 write saw the counter jump: a sticky tracking error)
+// then takes part in the CLI's backup. Its preservation reads must not
+// carry its lost job's error into that one (ShimSource::read): the kill
+// sweep once failed the backup after a kill with such a stale "file change
+// counter went from 65 to 67".
+TEST(SharedJob, AProcessWhoseOwnBackupFoundAForeignCommitStillTakesPartInTheNext) {
+  constexpr int kRows = 2000 / kScale;
+  constexpr double kRateMb = 16.0 / kScale;
+  TempDir dir("cowbackup-mp-stale");
+  const std::string db = dir / "app.db";
+  MakeWorkloadDb(db, kRows);
+  WriterSpec spec;
+  spec.kind = WriterKind::kCpp;
+  Writer w(db, 1, spec);
+  ASSERT_TRUE(w.WaitCommits(5));
+  {
+    WriterSpec foreign;
+    foreign.kind = WriterKind::kPython;
+    foreign.participant = false;
+    Writer f(db, 2, foreign);
+    ASSERT_TRUE(f.WaitCommits(3));
+    const BackupRun b = w.Backup(dir / "failed.cbk", "archive", "snapshot_first", kRateMb, 16);
+    EXPECT_FALSE(b.ok) << b.text;
+    // Found by w's own commit during its backup, not only at the end.
+    EXPECT_NE(b.text.find("file change counter went from"), std::string::npos) << b.text;
+    f.Stop();
+  }
+  const std::string dest = dir / "next.cbk";
+  const Cli c = CliBackup(db, dest, "archive", kRateMb, dir.path());
+  ASSERT_TRUE(c.ok()) << c.err;
+  EXPECT_TRUE(w.WaitCommits(w.commit_count() + 2));
+  EXPECT_GT(JsonInt(c.out, "preserved_pages"), 0) << "w preserved nothing: the test proves nothing";
+  const Window win = CommitWindow(AllCommits({&w}), c.t_call, c.t_return);
+  std::string why;
+  const int64_t k = CommittedPrefix(RestoreWithCli(dest, false, dir.path()), &why);
+  EXPECT_EQ(why, "");
+  EXPECT_GE(k, win.lo);
+  EXPECT_LE(k, win.hi);
+  w.Stop();
+  EXPECT_EQ(w.errors(), std::vector<std::string>{});
+}
+
 // ---------------------------------------------------------------------------
 // 3. Region abuse
 
