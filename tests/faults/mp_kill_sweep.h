@@ -60,6 +60,23 @@
 #include "test_util/long_run.h"
 #include "test_util/mp_harness.h"
 
+
+// What a stuck process is doing, for a failure message: every thread's
+// stack (gdb, if installed), else its threads' kernel wait channels.
+inline std::string ThreadStacks(pid_t pid) {
+  std::string out;
+  const std::string cmd = "gdb -batch -nx -p " + std::to_string(pid) +
+                          " -ex 'thread apply all bt 20' 2>/dev/null | grep -E '^(Thread|#)' || "
+                          "for t in /proc/" + std::to_string(pid) + "/task/*; do echo \"$t $(cat $t/wchan)\"; done";
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0 && out.size() < 64 * 1024) out.append(buf, n);
+    pclose(f);
+  }
+  return out;
+}
+
 namespace cowbackup::test::mp {
 
 // What the sweep needs to know of a front end.
@@ -249,8 +266,9 @@ inline void KillOnce(SweepTarget& target, Victim victim, uint64_t seed, double r
   // 1. The survivors go on.
   for (size_t i = 0; i < writers.size(); i++) {
     if (writers[i].get() == victim_writer) continue;
-    EXPECT_TRUE(writers[i]->WaitCommits(counts_at_kill[i] + 5, std::chrono::seconds(30)))
-        << "writer " << writers[i]->id() << " did not go on after the kill";
+    const bool went_on = writers[i]->WaitCommits(counts_at_kill[i] + 5, std::chrono::seconds(30));
+    EXPECT_TRUE(went_on) << "writer " << writers[i]->id() << " did not go on after the kill; its threads:\n"
+                         << (went_on ? "" : ThreadStacks(writers[i]->pid()));
   }
 
   // 2. A backup still running (the writer case) ends one way or the other.
