@@ -348,7 +348,7 @@ Status Region::TakeSlot() {
   if (!s.ok()) return s;
   if (!attached_) return Status::Busy(kWhat + "all " + std::to_string(kSlotCount) + " slots are taken", path_);
   COWBACKUP_SYNC_POINT("region:attach:slot-locked");
-  const SlotRecord rec{1, ::getpid(), ProcessStartUnix(::getpid()), NowUnixMicros()};
+  const SlotRecord rec{options_.writes_unseen ? 2u : 1u, ::getpid(), ProcessStartUnix(::getpid()), NowUnixMicros()};
   EncodeSlot(rec, slot_, map_);
   tag_ = uint32_t(rec.attached_unix_us) & kTagMask;
   COWBACKUP_SYNC_POINT("region:attach:attached");
@@ -410,7 +410,8 @@ Status Region::Participants(std::vector<Participant>* out) {
     if (!held) s = HeldElsewhere(kLockSlot0 + i, &held);
     if (!s.ok() || !held) continue;
     const SlotRecord r = DecodeSlot(map_, i);
-    out->push_back(Participant{i, r.pid, r.pid_start_unix_s, r.attached_unix_us, i == slot_ && attached_});
+    out->push_back(
+        Participant{i, r.pid, r.pid_start_unix_s, r.attached_unix_us, i == slot_ && attached_, r.state == 2});
   }
   return s;
 }

@@ -61,7 +61,8 @@ struct Participant {
   int64_t pid = 0;
   int64_t pid_start_unix_s = 0;
   uint64_t attached_unix_us = 0;
-  bool self = false;  // this Region
+  bool self = false;           // this Region
+  bool writes_unseen = false;  // attached with AttachOptions::writes_unseen
 };
 
 // How Attach treats what it finds. The defaults are a database opener's;
@@ -74,6 +75,12 @@ struct AttachOptions {
   // database (R1). False: refuse it by name, as when others are attached,
   // and leave the file as it is.
   bool rebuild = true;
+  // This process has the database open in a way whose writes cannot be
+  // seen (LMDB's MDB_WRITEMAP writes through the map). It takes a slot so
+  // that `status` lists it and a backup refuses to start while it is
+  // there, instead of failing later at one of its commits; it never takes
+  // part (its slot's state is 2, docs/REGION.md "Slot table").
+  bool writes_unseen = false;
 };
 
 // A job's progress, from the header of its per-page state area

@@ -156,7 +156,9 @@ Status DecodeJob(const uint8_t* region, const std::string& path, Job* out);
 Status CheckJob(const Job& job, const std::string& path);
 
 struct SlotRecord {
-  uint32_t state = 0;  // 0 free, 1 attached
+  // 0 free, 1 attached, 2 attached but its writes cannot be seen
+  // (AttachOptions::writes_unseen: an LMDB env opened with MDB_WRITEMAP)
+  uint32_t state = 0;
   int64_t pid = 0;
   int64_t pid_start_unix_s = 0;
   uint64_t attached_unix_us = 0;

@@ -115,6 +115,21 @@ Status CheckBackupable(Env::Impl* e) {
         "(the backup needs the writer lock for its begin-time instant)",
         e->path);
   }
+  // A process that has it open with MDB_WRITEMAP says so in the region
+  // (coord::AttachOptions::writes_unseen): its commits would fail the
+  // backup anyway, so it does not start.
+  std::vector<coord::Participant> parties;
+  coord::Region* region = e->file.region();
+  if (region != nullptr && region->Participants(&parties).ok()) {
+    for (const coord::Participant& p : parties) {
+      if (!p.writes_unseen) continue;
+      return Status::NotSupported(
+          "lmdb backup: process " + std::to_string(p.pid) +
+              " has the environment open with MDB_WRITEMAP, which writes through the memory map where "
+              "no write can be intercepted; a backup cannot start while it is open without it",
+          e->path);
+    }
+  }
   return Status::OK();
 }
 

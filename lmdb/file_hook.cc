@@ -90,12 +90,18 @@ FileHook::~FileHook() {
 }
 
 void FileHook::Open(int data_fd, const struct stat& data, const std::string& data_path, uint32_t page_size,
-                    const std::string& region_path, const std::string& why_not) {
+                    const std::string& region_path, const std::string& why_not,
+                    const std::string& unseen_region_path) {
   data_fd_ = data_fd;
   page_size_ = page_size;
   data_path_ = data_path;
   if (region_path.empty()) {
     region_error_ = Status::NotSupported(why_not, data_path);
+    if (!unseen_region_path.empty()) {
+      coord::AttachOptions unseen;
+      unseen.writes_unseen = true;
+      (void)coord::Region::Attach(unseen_region_path, data, unseen, &unseen_region_);  // best effort: a report
+    }
     return;
   }
   // data.mdb's fstat, not a descriptor of our own: closing one would drop
@@ -274,9 +280,10 @@ Status HookOpenedEnv(const OpenedEnv& env, const std::vector<int>& opened, FileH
     if (!s.ok()) return s;
   }
   const std::string why_not = WhyNoPart(env.flags);
-  const std::string region =
-      why_not.empty() ? coord::RegionPathForLmdb(env.path, (env.flags & MDB_NOSUBDIR) != 0) : std::string();
-  hook->Open(env.me_fd, data, env.data_path, env.page_size, region, why_not);
+  const std::string path = coord::RegionPathForLmdb(env.path, (env.flags & MDB_NOSUBDIR) != 0);
+  const bool unseen = (env.flags & MDB_WRITEMAP) != 0 && (env.flags & (MDB_RDONLY | MDB_NOLOCK)) == 0;
+  hook->Open(env.me_fd, data, env.data_path, env.page_size, why_not.empty() ? path : "", why_not,
+             unseen ? path : "");
   return Status::OK();
 }
 

@@ -88,9 +88,13 @@ class FileHook {
 
   // Env::Open, before any write txn: data.mdb as LMDB opened it (`data_fd`
   // is LMDB's me_fd, kept open by LMDB; `data` its fstat), and the region
-  // to attach to ("" to take no part: then `why_not` says why).
+  // to attach to ("" to take no part: then `why_not` says why). An env
+  // whose writes cannot be seen (MDB_WRITEMAP) still attaches to
+  // `unseen_region_path`, as such (coord::AttachOptions::writes_unseen), so
+  // that status lists it and backups refuse to start while it is open.
   void Open(int data_fd, const struct stat& data, const std::string& data_path, uint32_t page_size,
-            const std::string& region_path, const std::string& why_not);
+            const std::string& region_path, const std::string& why_not,
+            const std::string& unseen_region_path = "");
 
   // io_intercept, before every write to a hooked descriptor: one acquire
   // load while no job is armed in any process.
@@ -143,6 +147,7 @@ class FileHook {
   uint32_t page_size_ = 0;
   std::string data_path_;
   std::unique_ptr<coord::Region> region_;
+  std::unique_ptr<coord::Region> unseen_region_;  // held for its slot only (Open)
   Status region_error_;
 
   coord::ArmedWord armed_;  // bound to region_ by Open

@@ -192,7 +192,10 @@ void PrintText(const std::string& source, const Report& r) {
     for (const coord::Participant& p : r.processes) {
       row("  pid " + std::to_string(p.pid), "slot " + std::to_string(p.slot) + ", since " +
                                                   FormatUnixMicros(p.attached_unix_us) +
-                                                  (p.self ? " (this command)" : ""));
+                                                  (p.self ? " (this command)" : "") +
+                                                  (p.writes_unseen ? ", writes unseen (MDB_WRITEMAP): "
+                                                                     "no backup can start while it is open"
+                                                                   : ""));
     }
     const coord::Job& j = r.job;
     row("job", coord::JobStateName(j.state));
@@ -228,7 +231,7 @@ JsonObject ToJson(const std::string& source, const Report& r, const Status& s) {
   for (const coord::Participant& p : r.processes) {
     processes.push_back(JsonObject().add("pid", uint64_t(p.pid)).add("slot", p.slot)
                             .add("since_unix_us", p.attached_unix_us).add("since", FormatUnixMicros(p.attached_unix_us))
-                            .add("self", p.self));
+                            .add("self", p.self).add("writes_unseen", p.writes_unseen));
   }
   o.add("processes", processes);
   const coord::Job& j = r.job;

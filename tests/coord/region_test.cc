@@ -123,6 +123,21 @@ TEST_F(RegionTest, CommitHistoryIsSharedByEveryAttachedParty) {
   EXPECT_EQ(b->commit_history()->Between(t, t + bucket).commits, 0u) << "not the region's";
 }
 
+// A process whose writes cannot be seen (LMDB's MDB_WRITEMAP) attaches as
+// such: its slot says so, and every party lists it that way.
+TEST_F(RegionTest, AProcessWhoseWritesAreUnseenIsListedAsSuch) {
+  auto seen = Attach();
+  std::unique_ptr<Region> unseen;
+  AttachOptions o;
+  o.writes_unseen = true;
+  ASSERT_TRUE(Region::Attach(region_, db_fd_, o, &unseen).ok());
+  std::vector<Participant> ps;
+  ASSERT_TRUE(seen->Participants(&ps).ok());
+  ASSERT_EQ(ps.size(), 2u);
+  for (const Participant& p : ps) EXPECT_EQ(p.writes_unseen, p.slot == unseen->slot()) << p.slot;
+  EXPECT_EQ(DecodeSlot(reinterpret_cast<const uint8_t*>(Read(0, kFixedSize).data()), unseen->slot()).state, 2u);
+}
+
 TEST_F(RegionTest, AllSlotsTakenIsBusy) {
   std::vector<std::unique_ptr<Region>> rs;
   for (uint32_t i = 0; i < kSlotCount; i++) {

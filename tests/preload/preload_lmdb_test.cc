@@ -22,8 +22,6 @@ namespace {
 
 using cowbackup::lmdb::testing::Shell;
 
-constexpr const char* kNotTakingPart =
-    "another process committed to the environment during the backup without taking part";
 constexpr int kBulk = 6000;  // ~9 MB: a throttled backup runs for seconds
 
 std::string PreloadLib() { return BuildDir() + "/libcowbackup_preload.so"; }
@@ -247,20 +245,29 @@ TEST_F(PreloadLmdbTest, CProgramLinkedWithLiblmdb) {
   EXPECT_EQ(got.size(), size_t(kBulk + 1 + (t0 - int64_t(init_txnid_)))) << "one foreign/ key per commit to T0";
 }
 
-// MDB_WRITEMAP: one line on stderr at open, and a backup during its commits
-// is refused by name, publishing nothing.
+// MDB_WRITEMAP: one line on stderr at open; `status` lists the process as
+// one whose writes are unseen, and a backup is refused by name before it
+// starts, publishing nothing.
 TEST_F(PreloadLmdbTest, WriteMapIsReportedAndTheBackupRefused) {
   const pid_t w = StartWriter("writemap");
   const bool started = WaitCommits(20);
   const std::string dest = dir_ / "copy.cbk";
-  Cli c;
-  if (started) c = Backup(dest, 8.0);
+  Cli c, status_cli;
+  if (started) {
+    status_cli = RunCli({"status", "--json", env_}, dir_.path());
+    c = Backup(dest, 8.0);
+  }
   WriteFile(stop_, "");
   const int status = WaitPid(w);
   ASSERT_TRUE(started) << ProgramErrors();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(status_cli.ok()) << status_cli.err;
+  EXPECT_NE(status_cli.out.find("\"pid\": " + std::to_string(w)), std::string::npos) << status_cli.out;
+  EXPECT_NE(status_cli.out.find("\"writes_unseen\": true"), std::string::npos) << status_cli.out;
   EXPECT_FALSE(c.ok());
-  EXPECT_NE(c.err.find(kNotTakingPart), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("process " + std::to_string(w) + " has the environment open with MDB_WRITEMAP"),
+            std::string::npos)
+      << c.err;
   struct stat st;
   EXPECT_NE(::stat(dest.c_str(), &st), 0) << "a refused backup published";
   const std::string err = ProgramErrors();
