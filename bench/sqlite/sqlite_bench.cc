@@ -15,7 +15,10 @@
 //                        writer, cut off at kCutoff x idle time
 //   vacuum_into_writer   VACUUM INTO under the writer
 //   cli_writer_procs     `cowbackup backup` (its own process) under 4 writer
-//                        processes that take part in its job (issue 12)
+//                        processes that take part in its job (issue 12):
+//                        forks of this program through the cowbackup VFS
+//                        (/0), or Debian's python3 under the preload
+//                        library, py_update_writer.py (/1, issue 13)
 //
 // The writer commits 10-row UPDATE transactions without pause
 // (synchronous=FULL) on its own connection. The live figures are taken in
@@ -48,6 +51,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -799,25 +803,46 @@ void BM_VacuumIntoUnderWriter(benchmark::State& state) {
 // Their counters live in a shared anonymous mapping.
 
 constexpr int kWriterProcs = 4;
+// In a file mapped shared, so that the preloaded Python writers
+// (py_update_writer.py, issue 13) keep the same counters: the offsets
+// below are that script's.
 struct ProcWriters {
   std::atomic<int> phase{0};  // 0 run, 1 count (the window), 2 stop
   std::atomic<uint64_t> commits[kWriterProcs];
   std::atomic<uint64_t> max_ns[kWriterProcs];
 };
+static_assert(offsetof(ProcWriters, commits) == 8 && offsetof(ProcWriters, max_ns) == 8 + 8 * kWriterProcs);
 
 class WriterProcesses {
  public:
-  WriterProcesses() {
-    void* p = mmap(nullptr, sizeof(ProcWriters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // `preloaded`: Debian's python3 with its standard sqlite3 module under
+  // build/libcowbackup_preload.so, loading nothing itself; else forks of
+  // this program writing through the cowbackup VFS.
+  explicit WriterProcesses(bool preloaded = false) {
+    const std::string counters = g_dir + "/writers.counters";
+    const int fd = ::open(counters.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    void* p = fd >= 0 && ::ftruncate(fd, sizeof(ProcWriters)) == 0
+                  ? mmap(nullptr, sizeof(ProcWriters), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+    if (fd >= 0) ::close(fd);
     if (p == MAP_FAILED) std::exit(1);
     w_ = new (p) ProcWriters();
     fflush(nullptr);
+    const char* build = getenv("COWBACKUP_BUILD_DIR");
+    const std::string preload = "LD_PRELOAD=" + std::string(build ? build : ".") + "/libcowbackup_preload.so";
     for (int i = 0; i < kWriterProcs; i++) {
       const pid_t pid = fork();
+      if (pid == 0 && preloaded) {
+        const std::string script = std::string(COWBACKUP_SOURCE_DIR) + "/bench/sqlite/py_update_writer.py";
+        const std::string index = std::to_string(i), rows = std::to_string(g_rows);
+        execl("/usr/bin/env", "env", preload.c_str(), "/usr/bin/python3", script.c_str(), counters.c_str(),
+              g_db.c_str(), index.c_str(), rows.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+      }
       if (pid == 0) _exit(Run(i));
       pids_.push_back(pid);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::this_thread::sleep_for(std::chrono::milliseconds(preloaded ? 1000 : 300));
   }
   ~WriterProcesses() {
     w_->phase = 2;
@@ -896,7 +921,10 @@ CowResult CliBackup() {
   return r;
 }
 
+// range(0): 1 for Debian's python3 writers under the preload library
+// (issue 13), 0 for this program's forks through the cowbackup VFS.
 void BM_CliUnderWriterProcesses(benchmark::State& state) {
+  const bool preloaded = state.range(0) != 0;
   UseJournal(false);
   for (auto _ : state) {
     double idle = 1e9;
@@ -905,7 +933,7 @@ void BM_CliUnderWriterProcesses(benchmark::State& state) {
       idle = std::min(idle, CliBackup().seconds);
     }
     Quiesce();
-    WriterProcesses writers;
+    WriterProcesses writers(preloaded);
     writers.open_window();
     std::this_thread::sleep_for(std::chrono::duration<double>(g_window_s));
     const WindowResult base = writers.close_window();
@@ -914,9 +942,10 @@ void BM_CliUnderWriterProcesses(benchmark::State& state) {
     const WindowResult during = writers.close_window();
     state.SetIterationTime(r.seconds);
     state.counters["vs_idle"] = r.seconds / idle;
-    const std::string at = "  " + std::to_string(kWriterProcs) + " writer processes: ";
+    const std::string kind = preloaded ? " preloaded python3 writers" : " writer processes";
+    const std::string at = "  " + std::to_string(kWriterProcs) + kind + ": ";
     Figure("cowbackup backup (CLI) idle", idle, "%.3f s");
-    Figure("cowbackup backup (CLI) under " + std::to_string(kWriterProcs) + " writer processes", r.seconds, "%.3f s");
+    Figure("cowbackup backup (CLI) under " + std::to_string(kWriterProcs) + kind, r.seconds, "%.3f s");
     Figure(at + "time vs idle", r.seconds / idle, "%.2fx");
     Figure(at + "longest wait added to a write (max_write_wait_us)", r.max_write_wait_ms, "%.3f ms");
     Figure(at + "begin-time lock held", r.t0_hold_ms, "%.3f ms");
@@ -941,7 +970,7 @@ BENCHMARK(BM_IdealCopyUnderWriter)
 BENCHMARK(BM_ShimOverhead)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DotBackupUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_VacuumIntoUnderWriter)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_CliUnderWriterProcesses)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CliUnderWriterProcesses)->Arg(0)->Arg(1)->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // With COWBACKUP_BENCH_OUT: the tables as JSON, one object per figure
 // ({"mode", "section", "name", "text", "value", "unit"}), for
