@@ -273,7 +273,9 @@ Status EndCheckWal(FileState* st, coord::Participation* part, uint32_t timeout_m
                            "discarded; back it up again)");
   }
   st->UnlockWal();
-  return s.ok() || s.IsBusy() ? s : Status::Corruption(s.message(), st->path());
+  // The tracker's findings name the database; an I/O error (reading the
+  // wal-index or the header) stays one, as in EndCheck.
+  return s.IsCorruption() ? Status::Corruption(s.message(), st->path()) : s;
 }
 
 // `wal`: T0's wal-index header in WAL mode, else null.

@@ -447,6 +447,41 @@ TEST_P(SqliteEioTest, EioFailsTheBackupNeverACommit) {
           static_cast<unsigned long long>(activity.preserved));
 }
 
+// WAL mode: an EIO on the end check's own read of the database header
+// (armed at the sync point just before it) fails the backup as an I/O
+// error naming the file, never as "corruption". The sweep above reaches that
+// read only for some call counts (a clean-clone CI run once got kCorruption
+// for it). In rollback mode the end check reads through a read-write
+// descriptor, which this site does not fail.
+class SqliteWalEndCheckTest : public SqliteWorkloadTest {
+ protected:
+  void SetUp() override {
+    wal_ = true;
+    SqliteWorkloadTest::SetUp();
+  }
+};
+
+TEST_F(SqliteWalEndCheckTest, EioAtTheEndCheckIsAnIoError) {
+  HookUnixReads();
+  g_db_path = db_;
+  g_fired = 0;
+  const char* point = "sqlite::EndCheckWal:before_compare";
+  sync::SetCallback([point](const char* name) {
+    if (strcmp(name, point) != 0) return;
+    g_countdown = 1;
+    g_site = Site::kSourceRead;
+  });
+  Summary summary;
+  const Status s = BackupThroughShim(dir_ + "/end.cowbak", BackupOptions{}, &summary);
+  sync::SetCallback(nullptr);
+  g_site = Site::kNone;
+  ASSERT_EQ(g_fired.load(), 1) << "the end check read nothing after " << point;
+  EXPECT_EQ(s.code(), Status::Code::kIOError) << s.ToString();
+  EXPECT_NE(s.ToString().find("Input/output error"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.ToString().find(db_), std::string::npos) << s.ToString();
+  EXPECT_FALSE(PathExists(dir_ + "/end.cowbak"));
+}
+
 std::string SiteName(const ::testing::TestParamInfo<std::tuple<Site, bool>>& info) {
   static const char* const kNames[] = {"None",     "VolumeWrite", "VolumeRead", "DestWrite",
                                        "DestSync", "SourceRead",  "WalRead"};
