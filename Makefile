@@ -57,7 +57,7 @@ test: test-tsa test-unit test-asan test-tsan test-fuzz test-bench $(if $(filter 
 
 # Clang's thread-safety analysis (engine/mutex.h): a member GUARDED_BY a
 # mutex, touched without it, fails here. Syntax only: no second build.
-LIB_SOURCES := $(wildcard engine/*.cc coord/*.cc backup/*.cc vfs/*.cc sql/*.cc lmdb/*.cc tools/*.cc)
+LIB_SOURCES := $(wildcard engine/*.cc coord/*.cc backup/*.cc vfs/*.cc sql/*.cc lmdb/*.cc tools/*.cc preload/*.cc)
 test-tsa: deps
 	@for f in $(LIB_SOURCES); do \
 	  clang++ -std=c++20 -fsyntax-only -Wthread-safety -Werror=thread-safety \
