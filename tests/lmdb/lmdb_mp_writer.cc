@@ -37,7 +37,7 @@
 #include <thread>
 
 #include "cowbackup/lmdb.hpp"
-#include "engine/sync_point.h"
+#include "test_util/mp_writer_io.h"
 #include "lmdb_mp_harness.h"
 
 namespace {
@@ -47,27 +47,7 @@ using cowbackup::Status;
 
 constexpr uint64_t kMaxCommits = 2000000;  // ~600 MB of seq/ keys: far inside the 4 GiB map
 
-std::mutex g_out_mu;
-std::atomic<bool> g_stop{false};
-thread_local bool t_writer = false;
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-void Say(const std::string& line) {
-  std::lock_guard<std::mutex> lock(g_out_mu);
-  std::cout << line << '\n' << std::flush;
-}
-
-std::string OneLine(std::string s) {
-  for (char& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return s;
-}
+using namespace cowbackup::test::mp_writer;
 
 void Committer(cl::Env* env, const cl::Dbi& dbi) {
   for (uint64_t n = 0; n < kMaxCommits && !g_stop.load(); n++) {
@@ -124,14 +104,7 @@ int main(int argc, char** argv) {
   alarm(900);  // never outlive a broken test (ctest's timeout)
   const std::string path = argv[1];
   const bool durable = strcmp(argv[3], "sync") == 0;
-  if (argc == 6) {
-    static const std::string point = argv[4];
-    static const long kill_at = atol(argv[5]);
-    static std::atomic<long> hits{0};
-    cowbackup::sync::SetCallback([](const char* name) {
-      if (t_writer && point == name && hits.fetch_add(1) + 1 == kill_at) raise(SIGSTOP);
-    });
-  }
+  if (argc == 6) StopAt(argv[4], argv[5]);
   std::unique_ptr<cl::Env> env;
   Status s = cl::Env::Open(path, cl::testing::EnvOpts(durable ? 0 : cl::kNoSync | cl::kNoMetaSync,
                                                       cl::testing::kMapSize),

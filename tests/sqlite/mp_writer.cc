@@ -68,31 +68,11 @@
 #include <thread>
 
 #include "cowbackup/sqlite.hpp"
-#include "engine/sync_point.h"
+#include "test_util/mp_writer_io.h"
 
 namespace {
 
-std::mutex g_out_mu;
-std::atomic<bool> g_stop{false};
-thread_local bool t_writer = false;
-
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-void Say(const std::string& line) {
-  std::lock_guard<std::mutex> lock(g_out_mu);
-  std::cout << line << '\n' << std::flush;
-}
-
-std::string OneLine(std::string s) {
-  for (char& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return s;
-}
+using namespace cowbackup::test::mp_writer;
 
 // Runs `sql`; "" or the error.
 std::string Exec(sqlite3* db, const std::string& sql) {
@@ -248,14 +228,7 @@ int main(int argc, char** argv) {
   const std::string path = argv[2], mode = argv[4], journal = argv[5];
   const int id = atoi(argv[3]);
   alarm(900);  // never outlive a broken test (ctest's timeout)
-  if (argc == 8) {
-    static const std::string point = argv[6];
-    static const long kill_at = atol(argv[7]);
-    static std::atomic<long> hits{0};
-    cowbackup::sync::SetCallback([](const char* name) {
-      if (t_writer && point == name && hits.fetch_add(1) + 1 == kill_at) raise(SIGSTOP);
-    });
-  }
+  if (argc == 8) StopAt(argv[6], argv[7]);
   if (shim && !cowbackup::sqlite::RegisterVfs(/*make_default=*/true).ok()) return 5;
   sqlite3* db = OpenDb(path, shim, journal);
   Say("R " + std::to_string(getpid()));
